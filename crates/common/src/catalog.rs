@@ -1,0 +1,473 @@
+//! The cluster catalog: databases, tables, their columns, keys and partition maps, and user
+//! accounts. The management nodes keep it in their Raft group; every data and SQL node holds a
+//! copy pushed to it, tagged with a version that increases with every change.
+//!
+//! Applying a [`CatalogOp`] is deterministic: every management node applies the same ops in
+//! the same order and reaches the same catalog.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::collation::Collation;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{NodeGroupId, PartitionId, TableId};
+use crate::row::RowLayout;
+use crate::types::ColumnType;
+use crate::value::Value;
+use crate::{bail, err};
+
+/// Partitions a table gets per node group unless `PARTITION BY KEY … PARTITIONS n` says
+/// otherwise: a fixed multiple, so that adding node groups can move whole partitions.
+pub const PARTITIONS_PER_NODE_GROUP: u32 = 8;
+/// Most partitions a table may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+/// Name of the hidden primary key column NDB adds to tables declared without one.
+pub const HIDDEN_PK_NAME: &str = "$PK";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ColumnDefault {
+    /// No default: an INSERT must give a value unless the column is nullable or AUTO_INCREMENT.
+    None,
+    Value(Value),
+    /// `DEFAULT CURRENT_TIMESTAMP[(fsp)]`.
+    CurrentTimestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: ColumnType,
+    pub nullable: bool,
+    pub default: ColumnDefault,
+    pub auto_increment: bool,
+    /// `ON UPDATE CURRENT_TIMESTAMP`.
+    pub on_update_now: bool,
+    /// An explicit `COLLATE` or `CHARACTER SET`, as written; None uses the table's.
+    pub collation: Option<String>,
+    pub comment: String,
+    /// The hidden primary key (`$PK`): never shown by `SELECT *` or `SHOW`.
+    pub hidden: bool,
+}
+
+impl ColumnDef {
+    pub fn new(name: impl Into<String>, ty: ColumnType) -> ColumnDef {
+        ColumnDef {
+            name: name.into(),
+            ty,
+            nullable: true,
+            default: ColumnDefault::None,
+            auto_increment: false,
+            on_update_now: false,
+            collation: None,
+            comment: String::new(),
+            hidden: false,
+        }
+    }
+
+    /// How values of this column compare.
+    pub fn comparison(&self) -> Collation {
+        match &self.collation {
+            Some(name) => Collation::from_name(name).unwrap_or_else(|| self.ty.collation()),
+            None => self.ty.collation(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndexKind {
+    /// An ordered index local to each partition (KEY / INDEX).
+    Ordered,
+    /// A unique index: a global hidden table partitioned by the unique key (UNIQUE KEY).
+    Unique,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndexState {
+    /// Being backfilled; maintained by writes but not yet used by queries.
+    Building,
+    Ready,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IndexDef {
+    /// Unique within the table.
+    pub id: u32,
+    pub name: String,
+    pub columns: Vec<usize>,
+    pub kind: IndexKind,
+    pub state: IndexState,
+}
+
+/// A FOREIGN KEY clause: accepted and shown by SHOW CREATE TABLE, not enforced (as NDB before
+/// 7.3 and as documented in docs/sql.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKeyDef {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub ref_table: String,
+    pub ref_columns: Vec<String>,
+    pub on_delete: Option<String>,
+    pub on_update: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub id: TableId,
+    /// Bumped by every change to the table's definition.
+    pub version: u64,
+    pub database: String,
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    /// Column indexes of the primary key, in key order.
+    pub primary_key: Vec<usize>,
+    /// Whether the primary key is the hidden `$PK` column.
+    pub hidden_primary_key: bool,
+    pub indexes: Vec<IndexDef>,
+    pub foreign_keys: Vec<ForeignKeyDef>,
+    /// Columns (a subset of the primary key) whose hash picks the partition.
+    pub partition_key: Vec<usize>,
+    /// Partition i lives on node group `partitions[i]`.
+    pub partitions: Vec<NodeGroupId>,
+    /// Whether `PARTITION BY KEY` was given (for SHOW CREATE TABLE).
+    pub explicit_partitioning: bool,
+    /// `AUTO_INCREMENT = n` of CREATE TABLE: the first value handed out.
+    pub auto_increment_start: u64,
+    pub charset: String,
+    pub collation: String,
+    /// The ENGINE clause as given (`ndbcluster` if none), echoed by SHOW CREATE TABLE.
+    pub engine: String,
+    pub comment: String,
+}
+
+impl TableDef {
+    /// Index of a visible column by name (case-insensitive, as MySQL column names are).
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| !c.hidden && c.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn auto_increment_column(&self) -> Option<usize> {
+        self.columns.iter().position(|c| c.auto_increment)
+    }
+
+    pub fn layout(&self) -> RowLayout {
+        RowLayout::new(self.columns.iter().map(|c| (c.ty.clone(), c.nullable)).collect())
+    }
+
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    pub fn node_group_of(&self, partition: PartitionId) -> Option<NodeGroupId> {
+        self.partitions.get(partition.0 as usize).copied()
+    }
+
+    /// Partitions that live on node group `group`.
+    pub fn partitions_on(&self, group: NodeGroupId) -> Vec<PartitionId> {
+        (0..self.partitions.len() as u32)
+            .filter(|p| self.partitions[*p as usize] == group)
+            .map(PartitionId)
+            .collect()
+    }
+
+    /// Checks the invariants a table definition must hold before it enters the catalog.
+    pub fn validate(&self) -> Result<()> {
+        if self.columns.iter().all(|c| c.hidden) {
+            bail!(TableMustHaveColumns, "A table must have at least 1 column");
+        }
+        let mut seen = HashMap::new();
+        for (i, c) in self.columns.iter().enumerate() {
+            if let Some(_) = seen.insert(c.name.to_ascii_lowercase(), i) {
+                bail!(DuplicateColumn, "Duplicate column name '{}'", c.name);
+            }
+        }
+        if self.primary_key.is_empty() {
+            return Err(Error::internal("table has no primary key (not even a hidden one)"));
+        }
+        for &k in self.primary_key.iter().chain(&self.partition_key) {
+            if k >= self.columns.len() {
+                return Err(Error::internal("key column index out of range"));
+            }
+        }
+        for &k in &self.partition_key {
+            if !self.primary_key.contains(&k) {
+                bail!(
+                    SyntaxError,
+                    "A PRIMARY KEY must include all columns in the table's partitioning function"
+                );
+            }
+        }
+        let autos: Vec<usize> = (0..self.columns.len()).filter(|&i| self.columns[i].auto_increment).collect();
+        if autos.len() > 1 {
+            bail!(WrongAutoKey, "Incorrect table definition; there can be only one auto column and it must be defined as a key");
+        }
+        if let Some(&a) = autos.first() {
+            let keyed = self.primary_key.first() == Some(&a)
+                || self.indexes.iter().any(|ix| ix.columns.first() == Some(&a));
+            if !keyed || !self.columns[a].ty.is_integer() {
+                bail!(WrongAutoKey, "Incorrect table definition; there can be only one auto column and it must be defined as a key");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseDef {
+    pub name: String,
+    pub charset: String,
+    pub collation: String,
+}
+
+/// A user account. Passwords are kept only as hashes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserDef {
+    pub user: String,
+    pub host: String,
+    /// SHA1(SHA1(password)) for mysql_native_password; None = no password.
+    pub native_password_hash: Option<[u8; 20]>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Catalog {
+    /// Increases with every applied op.
+    pub version: u64,
+    pub databases: BTreeMap<String, DatabaseDef>,
+    pub tables: BTreeMap<TableId, TableDef>,
+    pub users: Vec<UserDef>,
+    pub next_table_id: u32,
+    /// (database, table name) → id; rebuilt after deserializing.
+    #[serde(skip)]
+    names: HashMap<(String, String), TableId>,
+}
+
+/// A change to the catalog, as the management nodes replicate it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum CatalogOp {
+    CreateDatabase { name: String, charset: String, collation: String, if_not_exists: bool },
+    DropDatabase { name: String, if_exists: bool },
+    /// The definition's id, version and (unless explicit) partitions are filled in on apply.
+    CreateTable { table: TableDef, if_not_exists: bool },
+    DropTable { database: String, name: String, if_exists: bool },
+    CreateUser { user: UserDef, if_not_exists: bool },
+}
+
+/// What applying an op did, for the caller's reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CatalogOutcome {
+    /// Nothing changed (IF [NOT] EXISTS matched); the message becomes a warning (1007/1050/…).
+    Unchanged { note: Option<(ErrorKind, String)> },
+    DatabaseCreated,
+    DatabaseDropped { tables: Vec<TableId> },
+    TableCreated { id: TableId },
+    TableDropped { id: TableId },
+    UserCreated,
+}
+
+impl Catalog {
+    pub fn new() -> Catalog {
+        Catalog { next_table_id: 1, ..Default::default() }
+    }
+
+    /// Restores the name index after deserialization; call on every decoded catalog.
+    pub fn reindex(&mut self) {
+        self.names = self
+            .tables
+            .values()
+            .map(|t| ((t.database.clone(), t.name.clone()), t.id))
+            .collect();
+    }
+
+    pub fn database(&self, name: &str) -> Option<&DatabaseDef> {
+        self.databases.get(name)
+    }
+
+    pub fn table(&self, id: TableId) -> Option<&TableDef> {
+        self.tables.get(&id)
+    }
+
+    /// Table by name; database and table names are case-sensitive (lower_case_table_names=0).
+    pub fn table_by_name(&self, database: &str, name: &str) -> Option<&TableDef> {
+        let id = self.names.get(&(database.to_string(), name.to_string()))?;
+        self.tables.get(id)
+    }
+
+    pub fn tables_in(&self, database: &str) -> impl Iterator<Item = &TableDef> {
+        self.tables.values().filter(move |t| t.database == database)
+    }
+
+    /// Applies one op. `node_groups` are the cluster's node groups, for partition placement.
+    /// On error the catalog is unchanged.
+    pub fn apply(&mut self, op: CatalogOp, node_groups: &[NodeGroupId]) -> Result<CatalogOutcome> {
+        let outcome = match op {
+            CatalogOp::CreateDatabase { name, charset, collation, if_not_exists } => {
+                if self.databases.contains_key(&name) {
+                    let message = format!("Can't create database '{name}'; database exists");
+                    if if_not_exists {
+                        return Ok(CatalogOutcome::Unchanged { note: Some((ErrorKind::DatabaseExists, message)) });
+                    }
+                    return Err(Error::new(ErrorKind::DatabaseExists, message));
+                }
+                self.databases.insert(name.clone(), DatabaseDef { name, charset, collation });
+                CatalogOutcome::DatabaseCreated
+            }
+            CatalogOp::DropDatabase { name, if_exists } => {
+                if self.databases.remove(&name).is_none() {
+                    let message = format!("Can't drop database '{name}'; database doesn't exist");
+                    if if_exists {
+                        return Ok(CatalogOutcome::Unchanged { note: Some((ErrorKind::DatabaseDropMissing, message)) });
+                    }
+                    return Err(Error::new(ErrorKind::DatabaseDropMissing, message));
+                }
+                let doomed: Vec<TableId> = self.tables_in(&name).map(|t| t.id).collect();
+                for id in &doomed {
+                    if let Some(t) = self.tables.remove(id) {
+                        self.names.remove(&(t.database, t.name));
+                    }
+                }
+                CatalogOutcome::DatabaseDropped { tables: doomed }
+            }
+            CatalogOp::CreateTable { mut table, if_not_exists } => {
+                if !self.databases.contains_key(&table.database) {
+                    bail!(UnknownDatabase, "Unknown database '{}'", table.database);
+                }
+                if self.table_by_name(&table.database, &table.name).is_some() {
+                    let message = format!("Table '{}' already exists", table.name);
+                    if if_not_exists {
+                        return Ok(CatalogOutcome::Unchanged { note: Some((ErrorKind::TableExists, message)) });
+                    }
+                    return Err(Error::new(ErrorKind::TableExists, message));
+                }
+                table.validate()?;
+                if node_groups.is_empty() {
+                    return Err(Error::temporary("the cluster has no node groups to place the table on"));
+                }
+                let count = if table.partitions.is_empty() {
+                    PARTITIONS_PER_NODE_GROUP * node_groups.len() as u32
+                } else {
+                    table.partitions.len() as u32
+                };
+                if count == 0 || count > MAX_PARTITIONS {
+                    bail!(SyntaxError, "Number of partitions must be between 1 and {MAX_PARTITIONS}");
+                }
+                table.partitions = (0..count).map(|p| node_groups[p as usize % node_groups.len()]).collect();
+                table.id = TableId(self.next_table_id);
+                table.version = self.version + 1;
+                self.next_table_id += 1;
+                let id = table.id;
+                self.names.insert((table.database.clone(), table.name.clone()), id);
+                self.tables.insert(id, table);
+                CatalogOutcome::TableCreated { id }
+            }
+            CatalogOp::DropTable { database, name, if_exists } => {
+                let Some(id) = self.names.get(&(database.clone(), name.clone())).copied() else {
+                    let message = format!("Unknown table '{database}.{name}'");
+                    if if_exists {
+                        return Ok(CatalogOutcome::Unchanged { note: Some((ErrorKind::UnknownTableDrop, message)) });
+                    }
+                    return Err(Error::new(ErrorKind::UnknownTableDrop, message));
+                };
+                self.names.remove(&(database, name));
+                self.tables.remove(&id);
+                CatalogOutcome::TableDropped { id }
+            }
+            CatalogOp::CreateUser { user, if_not_exists } => {
+                let exists = self.users.iter().any(|u| u.user == user.user && u.host == user.host);
+                if exists {
+                    if if_not_exists {
+                        return Ok(CatalogOutcome::Unchanged { note: None });
+                    }
+                    return Err(err!(Internal, "Operation CREATE USER failed for '{}'@'{}'", user.user, user.host));
+                }
+                self.users.push(user);
+                CatalogOutcome::UserCreated
+            }
+        };
+        self.version += 1;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ColumnType, IntWidth};
+
+    fn table(db: &str, name: &str) -> TableDef {
+        let mut id = ColumnDef::new("id", ColumnType::Int { width: IntWidth::Int, unsigned: true, display: None });
+        id.nullable = false;
+        TableDef {
+            id: TableId(0),
+            version: 0,
+            database: db.into(),
+            name: name.into(),
+            columns: vec![id, ColumnDef::new("name", ColumnType::VarChar { length: 64, binary: false })],
+            primary_key: vec![0],
+            hidden_primary_key: false,
+            indexes: vec![],
+            foreign_keys: vec![],
+            partition_key: vec![0],
+            partitions: vec![],
+            explicit_partitioning: false,
+            auto_increment_start: 1,
+            charset: "utf8mb4".into(),
+            collation: "utf8mb4_general_ci".into(),
+            engine: "ndbcluster".into(),
+            comment: String::new(),
+        }
+    }
+
+    fn create_db(name: &str) -> CatalogOp {
+        CatalogOp::CreateDatabase { name: name.into(), charset: "utf8mb4".into(), collation: "utf8mb4_general_ci".into(), if_not_exists: false }
+    }
+
+    #[test]
+    fn create_and_drop_with_errors_mysql_gives() {
+        let groups = [NodeGroupId(0), NodeGroupId(1)];
+        let mut c = Catalog::new();
+        c.apply(create_db("calmail"), &groups).unwrap();
+        assert_eq!(c.apply(create_db("calmail"), &groups).unwrap_err().code(), 1007);
+        let op = CatalogOp::CreateTable { table: table("nope", "t"), if_not_exists: false };
+        assert_eq!(c.apply(op, &groups).unwrap_err().code(), 1049);
+        let op = CatalogOp::CreateTable { table: table("calmail", "account"), if_not_exists: false };
+        let CatalogOutcome::TableCreated { id } = c.apply(op.clone(), &groups).unwrap() else { panic!() };
+        let t = c.table(id).unwrap();
+        assert_eq!(t.partitions.len(), 16);
+        assert_eq!(t.partitions_on(NodeGroupId(1)).len(), 8, "partitions spread over both node groups");
+        assert_eq!(c.apply(op, &groups).unwrap_err().code(), 1050);
+        assert!(c.table_by_name("calmail", "account").is_some());
+        assert!(c.table_by_name("calmail", "Account").is_none(), "table names are case-sensitive");
+        let drop = CatalogOp::DropDatabase { name: "calmail".into(), if_exists: false };
+        assert_eq!(c.apply(drop, &groups).unwrap(), CatalogOutcome::DatabaseDropped { tables: vec![id] });
+        assert!(c.table(id).is_none());
+        let drop = CatalogOp::DropTable { database: "calmail".into(), name: "account".into(), if_exists: true };
+        assert!(matches!(c.apply(drop, &groups).unwrap(), CatalogOutcome::Unchanged { .. }));
+    }
+
+    #[test]
+    fn table_ids_are_never_reused() {
+        let groups = [NodeGroupId(0)];
+        let mut c = Catalog::new();
+        c.apply(create_db("d"), &groups).unwrap();
+        let mk = |c: &mut Catalog| match c.apply(CatalogOp::CreateTable { table: table("d", "t"), if_not_exists: false }, &groups).unwrap() {
+            CatalogOutcome::TableCreated { id } => id,
+            other => panic!("{other:?}"),
+        };
+        let first = mk(&mut c);
+        c.apply(CatalogOp::DropTable { database: "d".into(), name: "t".into(), if_exists: false }, &groups).unwrap();
+        assert_ne!(mk(&mut c), first);
+    }
+
+    #[test]
+    fn catalog_survives_serialization() {
+        let groups = [NodeGroupId(0)];
+        let mut c = Catalog::new();
+        c.apply(create_db("d"), &groups).unwrap();
+        c.apply(CatalogOp::CreateTable { table: table("d", "t"), if_not_exists: false }, &groups).unwrap();
+        let bytes = postcard::to_stdvec(&c).unwrap();
+        let mut back: Catalog = postcard::from_bytes(&bytes).unwrap();
+        back.reindex();
+        assert_eq!(back.version, c.version);
+        assert!(back.table_by_name("d", "t").is_some());
+    }
+}

@@ -1,0 +1,283 @@
+//! The error registry: every error Cairn reports to a MySQL client is one [`ErrorKind`],
+//! and this file is the one place that maps kinds to MySQL error numbers and SQLSTATEs.
+//!
+//! Errors say what the caller must do (STYLE.md, habit 8): [`ErrorKind::action`] tells whether a
+//! statement may simply be retried (a node failed, a leader moved), must be abandoned (a lock wait
+//! timed out), or is a fact to report (a duplicate key).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What the caller of an operation that failed should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Transient: the same statement may succeed if sent again (node failure, leader change).
+    Retry,
+    /// The transaction cannot go on; roll it back.
+    Abort,
+    /// A property of the statement or the data; report it to the user.
+    Report,
+}
+
+macro_rules! error_kinds {
+    ($( $(#[$doc:meta])* $name:ident = ($code:expr, $state:expr, $action:ident) ),* $(,)?) => {
+        /// Every error kind Cairn can report, with its MySQL number and SQLSTATE.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ErrorKind { $( $(#[$doc])* $name ),* }
+
+        impl ErrorKind {
+            /// The MySQL error number clients see.
+            pub fn code(self) -> u16 { match self { $( ErrorKind::$name => $code ),* } }
+            /// The five-character SQLSTATE clients see.
+            pub fn sqlstate(self) -> &'static str { match self { $( ErrorKind::$name => $state ),* } }
+            /// What the caller should do about it.
+            pub fn action(self) -> Action { match self { $( ErrorKind::$name => Action::$action ),* } }
+            /// Every kind, for the registry test and documentation.
+            pub const ALL: &'static [ErrorKind] = &[ $( ErrorKind::$name ),* ];
+        }
+    };
+}
+
+error_kinds! {
+    /// ER_DB_CREATE_EXISTS
+    DatabaseExists = (1007, "HY000", Report),
+    /// ER_DB_DROP_EXISTS
+    DatabaseDropMissing = (1008, "HY000", Report),
+    /// ER_CON_COUNT_ERROR
+    TooManyConnections = (1040, "08004", Retry),
+    /// ER_DBACCESS_DENIED_ERROR
+    DatabaseAccessDenied = (1044, "42000", Report),
+    /// ER_ACCESS_DENIED_ERROR
+    AccessDenied = (1045, "28000", Report),
+    /// ER_NO_DB_ERROR
+    NoDatabaseSelected = (1046, "3D000", Report),
+    /// ER_UNKNOWN_COM_ERROR
+    UnknownCommand = (1047, "08S01", Report),
+    /// ER_BAD_NULL_ERROR
+    NullNotAllowed = (1048, "23000", Report),
+    /// ER_BAD_DB_ERROR
+    UnknownDatabase = (1049, "42000", Report),
+    /// ER_TABLE_EXISTS_ERROR
+    TableExists = (1050, "42S01", Report),
+    /// ER_BAD_TABLE_ERROR
+    UnknownTableDrop = (1051, "42S02", Report),
+    /// ER_NON_UNIQ_ERROR
+    AmbiguousColumn = (1052, "23000", Report),
+    /// ER_BAD_FIELD_ERROR
+    UnknownColumn = (1054, "42S22", Report),
+    /// ER_WRONG_FIELD_WITH_GROUP
+    WrongFieldWithGroup = (1055, "42000", Report),
+    /// ER_DUP_FIELDNAME
+    DuplicateColumn = (1060, "42S21", Report),
+    /// ER_DUP_KEYNAME
+    DuplicateKeyName = (1061, "42000", Report),
+    /// ER_DUP_ENTRY
+    DuplicateKey = (1062, "23000", Report),
+    /// ER_PARSE_ERROR
+    ParseError = (1064, "42000", Report),
+    /// ER_EMPTY_QUERY
+    EmptyQuery = (1065, "42000", Report),
+    /// ER_NONUNIQ_TABLE
+    DuplicateTableAlias = (1066, "42000", Report),
+    /// ER_INVALID_DEFAULT
+    InvalidDefault = (1067, "42000", Report),
+    /// ER_MULTIPLE_PRI_KEY
+    MultiplePrimaryKey = (1068, "42000", Report),
+    /// ER_TOO_LONG_KEY
+    KeyTooLong = (1071, "42000", Report),
+    /// ER_KEY_COLUMN_DOES_NOT_EXITS
+    KeyColumnMissing = (1072, "42000", Report),
+    /// ER_WRONG_AUTO_KEY
+    WrongAutoKey = (1075, "42000", Report),
+    /// ER_CANT_DROP_FIELD_OR_KEY
+    CantDropFieldOrKey = (1091, "42000", Report),
+    /// ER_UNKNOWN_ERROR: an internal error with no better code.
+    Internal = (1105, "HY000", Report),
+    /// ER_UNKNOWN_PROCEDURE
+    UnknownProcedure = (1106, "42000", Report),
+    /// ER_UNKNOWN_TABLE (in a field list or MULTI DELETE)
+    UnknownTableInList = (1109, "42S02", Report),
+    /// ER_TABLE_MUST_HAVE_COLUMNS
+    TableMustHaveColumns = (1113, "42000", Report),
+    /// ER_UNKNOWN_CHARACTER_SET
+    UnknownCharacterSet = (1115, "42000", Report),
+    /// ER_TOO_BIG_ROWSIZE
+    RowTooLarge = (1118, "42000", Report),
+    /// ER_WRONG_VALUE_COUNT_ON_ROW
+    WrongValueCount = (1136, "21S01", Report),
+    /// ER_TABLEACCESS_DENIED_ERROR
+    TableAccessDenied = (1142, "42000", Report),
+    /// ER_NO_SUCH_TABLE
+    NoSuchTable = (1146, "42S02", Report),
+    /// ER_SYNTAX_ERROR
+    SyntaxError = (1149, "42000", Report),
+    /// ER_NET_PACKET_TOO_LARGE
+    PacketTooLarge = (1153, "08S01", Report),
+    /// ER_TOO_MANY_ROWS / result or transaction too big for a limit
+    TooManyRows = (1172, "42000", Report),
+    /// ER_UNKNOWN_SYSTEM_VARIABLE
+    UnknownSystemVariable = (1193, "HY000", Report),
+    /// ER_LOCK_WAIT_TIMEOUT
+    LockWaitTimeout = (1205, "HY000", Abort),
+    /// ER_WRONG_ARGUMENTS
+    WrongArguments = (1210, "HY000", Report),
+    /// ER_LOCK_DEADLOCK
+    Deadlock = (1213, "40001", Abort),
+    /// ER_SPECIFIC_ACCESS_DENIED_ERROR
+    SpecificAccessDenied = (1227, "42000", Report),
+    /// ER_WRONG_VALUE_FOR_VAR
+    WrongValueForVariable = (1231, "42000", Report),
+    /// ER_WRONG_TYPE_FOR_VAR
+    WrongTypeForVariable = (1232, "42000", Report),
+    /// ER_NOT_SUPPORTED_YET
+    NotSupported = (1235, "42000", Report),
+    /// ER_UNKNOWN_STMT_HANDLER
+    UnknownStatement = (1243, "HY000", Report),
+    /// ER_OPERAND_COLUMNS
+    OperandColumns = (1241, "21000", Report),
+    /// ER_SUBQUERY_NO_1_ROW
+    SubqueryMultipleRows = (1242, "21000", Report),
+    /// ER_WARN_DATA_OUT_OF_RANGE
+    OutOfRange = (1264, "22003", Report),
+    /// ER_UNKNOWN_COLLATION
+    UnknownCollation = (1273, "HY000", Report),
+    /// ER_TRUNCATED_WRONG_VALUE
+    TruncatedWrongValue = (1292, "22007", Report),
+    /// ER_UNSUPPORTED_PS
+    UnsupportedPreparedStatement = (1295, "HY000", Report),
+    /// ER_GET_ERRMSG: a permanent error from the storage cluster.
+    ClusterError = (1296, "HY000", Report),
+    /// ER_GET_TEMPORARY_ERRMSG: a temporary error from the storage cluster (node failure,
+    /// leader change, node group unavailable). NDB applications retry on it.
+    ClusterTemporary = (1297, "HY000", Retry),
+    /// ER_SP_DOES_NOT_EXIST
+    RoutineDoesNotExist = (1305, "42000", Report),
+    /// ER_QUERY_INTERRUPTED
+    QueryInterrupted = (1317, "70100", Abort),
+    /// ER_NO_DEFAULT_FOR_FIELD
+    NoDefaultForField = (1364, "HY000", Report),
+    /// ER_DIVISION_BY_ZERO
+    DivisionByZero = (1365, "22012", Report),
+    /// ER_TRUNCATED_WRONG_VALUE_FOR_FIELD
+    IncorrectValueForField = (1366, "HY000", Report),
+    /// ER_DATA_TOO_LONG
+    DataTooLong = (1406, "22001", Report),
+    /// ER_MAX_PREPARED_STMT_COUNT_REACHED
+    TooManyPreparedStatements = (1461, "42000", Report),
+    /// ER_DATA_OUT_OF_RANGE
+    ValueOutOfRange = (1690, "22003", Report),
+    /// ER_TOO_BIG_PRECISION / scale: a DECIMAL beyond what Cairn stores.
+    TooBigPrecision = (1426, "42000", Report),
+    /// ER_TOO_BIG_SCALE
+    TooBigScale = (1425, "42000", Report),
+    /// ER_WRONG_ARGUMENTS_TO_NATIVE_FCT / wrong parameter count to a native function
+    WrongParameterCount = (1582, "42000", Report),
+    /// ER_FUNCTION_NOT_DEFINED-like: unknown function name (MySQL reports 1305 for routines).
+    UnknownFunction = (1630, "42000", Report),
+    /// ER_INVALID_GROUP_FUNC_USE
+    InvalidGroupFunctionUse = (1111, "HY000", Report),
+    /// ER_WRONG_NUMBER_OF_COLUMNS_IN_SELECT
+    WrongColumnCountInUnion = (1222, "21000", Report),
+    /// ER_CANT_CHANGE_TX_CHARACTERISTICS
+    CantChangeTransaction = (1568, "25001", Report),
+    /// ER_READ_ONLY_TRANSACTION-like: a write in a read-only context.
+    ReadOnly = (1792, "25006", Report),
+}
+
+/// An error with its kind and the message the client sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error { kind, message: message.into() }
+    }
+
+    /// An internal error: something Cairn did not expect. The message says what.
+    pub fn internal(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Internal, message)
+    }
+
+    /// A transient cluster error, reported as NDB does (MySQL 1297) so applications retry.
+    pub fn temporary(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::ClusterTemporary, message)
+    }
+
+    pub fn not_supported(what: impl fmt::Display) -> Error {
+        Error::new(
+            ErrorKind::NotSupported,
+            format!("This version of Cairn doesn't yet support '{what}'"),
+        )
+    }
+
+    pub fn code(&self) -> u16 {
+        self.kind.code()
+    }
+
+    pub fn sqlstate(&self) -> &'static str {
+        self.kind.sqlstate()
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.kind.action() == Action::Retry
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ERROR {} ({}): {}", self.code(), self.sqlstate(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for returning an error of a kind with a formatted message.
+#[macro_export]
+macro_rules! bail {
+    ($kind:ident, $($arg:tt)*) => {
+        return Err($crate::error::Error::new($crate::error::ErrorKind::$kind, format!($($arg)*)))
+    };
+}
+
+/// Shorthand for building an error of a kind with a formatted message.
+#[macro_export]
+macro_rules! err {
+    ($kind:ident, $($arg:tt)*) => {
+        $crate::error::Error::new($crate::error::ErrorKind::$kind, format!($($arg)*))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_and_sqlstates_well_formed() {
+        let mut seen = HashSet::new();
+        for kind in ErrorKind::ALL {
+            assert!(seen.insert(kind.code()), "{kind:?} reuses code {}", kind.code());
+            let state = kind.sqlstate();
+            assert_eq!(state.len(), 5, "{kind:?}");
+            assert!(state.bytes().all(|b| b.is_ascii_alphanumeric()), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_codes_clients_rely_on() {
+        // CLIENTS.md §2.11: these numbers and states are what applications branch on.
+        assert_eq!((ErrorKind::DuplicateKey.code(), ErrorKind::DuplicateKey.sqlstate()), (1062, "23000"));
+        assert_eq!((ErrorKind::NoSuchTable.code(), ErrorKind::NoSuchTable.sqlstate()), (1146, "42S02"));
+        assert_eq!((ErrorKind::ParseError.code(), ErrorKind::ParseError.sqlstate()), (1064, "42000"));
+        assert_eq!((ErrorKind::AccessDenied.code(), ErrorKind::AccessDenied.sqlstate()), (1045, "28000"));
+        assert_eq!((ErrorKind::UnknownDatabase.code(), ErrorKind::UnknownDatabase.sqlstate()), (1049, "42000"));
+        assert_eq!((ErrorKind::LockWaitTimeout.code(), ErrorKind::LockWaitTimeout.sqlstate()), (1205, "HY000"));
+        assert!(Error::temporary("node failure").is_retryable());
+    }
+}

@@ -1,0 +1,166 @@
+//! The operations an SQL node sends to a node group, and the write sets that enter its Raft log.
+//!
+//! Two languages, deliberately different:
+//!
+//! - **Requests** ([`ReadOp`], [`WriteOp`]) say what the SQL node wants: "insert this row unless
+//!   the key exists", "add 1 to n in the row with this key". The leader of the node group
+//!   evaluates a write against its current state (including writes it has proposed but not yet
+//!   applied), under its single-threaded event loop, so no concurrent write to the same row can
+//!   interleave: that is the row lock.
+//! - **Write sets** ([`WriteSet`]) are what the leader computed: full row images to put and keys
+//!   to delete. Only write sets enter the Raft log, so applying a log entry is deterministic and
+//!   idempotent (applying it twice leaves the same state), which fuzzy checkpoints plus log
+//!   replay rely on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::expr::Expr;
+use crate::ids::{PartitionId, TableId};
+use crate::value::Value;
+
+/// A table as a request names it: id plus the definition version the SQL node planned with.
+/// A data node holding another version answers `SchemaMismatch` and the SQL node replans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRef {
+    pub id: TableId,
+    pub version: u64,
+}
+
+/// Where a scan resumes: a partition and a position inside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanPosition {
+    pub partition: PartitionId,
+    pub slot: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReadOp {
+    /// Rows by primary key (values in primary-key order, already coerced to the column types).
+    /// The answer holds full rows in table layout, one per key, None where absent.
+    Get { table: TableRef, keys: Vec<Vec<Value>> },
+    /// Rows of the listed partitions (all partitions of this node group if empty) that pass
+    /// `filter`, with only the `projection` columns (all if None), in projected layout.
+    Scan {
+        table: TableRef,
+        partitions: Vec<PartitionId>,
+        filter: Option<Expr>,
+        projection: Option<Vec<u32>>,
+        /// Stop after this many matching rows in total.
+        limit: Option<u64>,
+        resume: Option<ScanPosition>,
+        /// Bounds on one answer; the SQL node asks again from `resume` for more.
+        max_rows: u32,
+        max_bytes: u32,
+    },
+    /// Row counts per partition of a table, for admin output and planning.
+    Count { table: TableRef },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReadResult {
+    Rows(Vec<Option<Vec<u8>>>),
+    ScanBatch { rows: Vec<Vec<u8>>, resume: Option<ScanPosition> },
+    Counts(Vec<(PartitionId, u64)>),
+}
+
+/// What an INSERT does when the key already exists.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OnDuplicate {
+    /// Fail with 1062 (plain INSERT).
+    Error,
+    /// Keep the existing row (INSERT IGNORE).
+    Ignore,
+    /// Delete the existing row and insert the new one (REPLACE).
+    Replace,
+    /// `ON DUPLICATE KEY UPDATE`: assignments evaluated over the existing row (columns
+    /// 0..n) followed by the proposed row (columns n..2n, for `VALUES(col)`).
+    Update(Vec<(u32, Expr)>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WriteOp {
+    /// Insert a full row (table layout).
+    Insert { table: TableRef, row: Vec<u8>, on_duplicate: OnDuplicate },
+    /// Update the row with this primary key if it passes `filter`: each `(column, expr)`
+    /// assigns `expr` evaluated over the current row.
+    UpdateKey { table: TableRef, key: Vec<Value>, filter: Option<Expr>, assignments: Vec<(u32, Expr)> },
+    /// Delete the row with this primary key if it passes `filter`.
+    DeleteKey { table: TableRef, key: Vec<Value>, filter: Option<Expr> },
+    /// Update every row of this node group's partitions of the table that passes `filter`.
+    UpdateWhere { table: TableRef, filter: Option<Expr>, assignments: Vec<(u32, Expr)>, limit: Option<u64> },
+    /// Delete every row of this node group's partitions of the table that passes `filter`.
+    DeleteWhere { table: TableRef, filter: Option<Expr>, limit: Option<u64> },
+    /// Remove every row of the table held by this node group.
+    Truncate { table: TableRef },
+    /// Reserve `count` AUTO_INCREMENT values of a table, starting no lower than `at_least`.
+    /// The answer's `auto_increment` is the first reserved value.
+    ReserveAutoIncrement { table: TableRef, count: u64, at_least: u64 },
+}
+
+/// What a batch of write ops did, summed; the SQL node turns it into MySQL's affected rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// Rows inserted (new keys).
+    pub inserted: u64,
+    /// Rows that matched an UPDATE/ON DUPLICATE KEY UPDATE condition.
+    pub matched: u64,
+    /// Matched rows whose value actually changed.
+    pub changed: u64,
+    /// Rows deleted, including those REPLACE removed.
+    pub deleted: u64,
+    /// Rows an INSERT IGNORE skipped.
+    pub ignored: u64,
+    /// Rows ON DUPLICATE KEY UPDATE updated (counted twice in MySQL's affected rows).
+    pub upserted: u64,
+    /// The first value of a ReserveAutoIncrement.
+    pub auto_increment: Option<u64>,
+}
+
+impl WriteOutcome {
+    pub fn merge(&mut self, other: &WriteOutcome) {
+        self.inserted += other.inserted;
+        self.matched += other.matched;
+        self.changed += other.changed;
+        self.deleted += other.deleted;
+        self.ignored += other.ignored;
+        self.upserted += other.upserted;
+        if self.auto_increment.is_none() {
+            self.auto_increment = other.auto_increment;
+        }
+    }
+}
+
+/// One change in a write set: what the Raft log carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RowChange {
+    /// Insert or overwrite the row whose primary key the row's key columns give.
+    Put { table: TableId, partition: PartitionId, row: Vec<u8> },
+    /// Remove the row with this encoded primary key.
+    Delete { table: TableId, partition: PartitionId, key: Vec<u8> },
+    /// Remove every row of the table held by this node group.
+    Truncate { table: TableId },
+    /// Forget the table (after DROP TABLE).
+    DropTable { table: TableId },
+    /// The next AUTO_INCREMENT value of a table is at least this.
+    AutoIncrement { table: TableId, next: u64 },
+}
+
+/// A node group's unit of replication: applied all together or not at all.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WriteSet {
+    pub changes: Vec<RowChange>,
+}
+
+impl WriteSet {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("a write set always serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<WriteSet, crate::error::Error> {
+        postcard::from_bytes(bytes).map_err(|e| crate::error::Error::internal(format!("undecodable write set: {e}")))
+    }
+}
