@@ -94,6 +94,8 @@ error_kinds! {
     CantDropFieldOrKey = (1091, "42000", Report),
     /// ER_UNKNOWN_ERROR: an internal error with no better code.
     Internal = (1105, "HY000", Report),
+    /// ER_RECORD_FILE_FULL: a data node's DataMemory is used up.
+    TableFull = (1114, "HY000", Report),
     /// ER_UNKNOWN_PROCEDURE
     UnknownProcedure = (1106, "42000", Report),
     /// ER_UNKNOWN_TABLE (in a field list or MULTI DELETE)
