@@ -1,0 +1,273 @@
+//! Authenticated, framed TCP connections between nodes.
+//!
+//! [`connect`] and [`accept`] run the handshake (Challenge → Hello → Welcome/Refused) and hand
+//! back a [`Link`]: a [`FrameSender`] whose writer task coalesces every frame queued while the
+//! previous write was in flight into one `write` call (so requests to the same node share
+//! syscalls and TCP segments), and a [`FrameReceiver`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use crate::frame::{Decoded, FrameDecoder, encode_frame};
+use crate::handshake;
+use crate::pb::{Challenge, Frame, Hello, Refused, Role, Welcome, frame::Body};
+
+/// Bumped on any incompatible change to frames or payloads; both ends must agree.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// How long a handshake may take before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames queued for one connection before senders wait (or `try_send` fails).
+pub const SEND_QUEUE: usize = 8192;
+/// The writer flushes once this much is buffered even if more frames wait.
+const WRITE_BATCH_BYTES: usize = 1 << 20;
+
+/// Who this node is, for handshakes.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub node_id: u32,
+    pub role: Role,
+    pub secret: String,
+    pub software_version: String,
+}
+
+/// The other end of a link, as it proved itself.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub node_id: u32,
+    pub role: Role,
+    pub software_version: String,
+    pub address: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake timed out")]
+    Timeout,
+    #[error("connection closed during the handshake")]
+    Closed,
+    #[error("refused by the peer: {0}")]
+    Refused(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+pub struct Link {
+    pub peer: Peer,
+    pub sender: FrameSender,
+    pub receiver: FrameReceiver,
+}
+
+/// Queues frames for a connection's writer task. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct FrameSender {
+    tx: mpsc::Sender<Frame>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the connection is closed")]
+pub struct Closed;
+
+impl FrameSender {
+    /// Queues a frame, waiting if the queue is full.
+    pub async fn send(&self, frame: Frame) -> Result<(), Closed> {
+        self.tx.send(frame).await.map_err(|_| Closed)
+    }
+
+    /// Queues a frame if there is room; for senders that must not wait (event loops). Raft
+    /// tolerates the loss of a message, so callers drop on a full queue.
+    pub fn try_send(&self, frame: Frame) -> Result<(), Closed> {
+        match self.tx.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Closed),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+pub struct FrameReceiver {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+    peer_node: u32,
+}
+
+impl FrameReceiver {
+    /// The next good frame; None once the connection is closed or can no longer be trusted.
+    /// Bad frames are logged and skipped.
+    pub async fn recv(&mut self) -> Option<Frame> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(Decoded::Frame(frame))) => return Some(frame),
+                Ok(Some(Decoded::Dropped(reason))) => {
+                    tracing::warn!(peer = self.peer_node, %reason, "dropped a bad frame");
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(peer = self.peer_node, error = %e, "closing connection");
+                    return None;
+                }
+            }
+            match self.read.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn spawn_writer(mut write: OwnedWriteHalf, peer_node: u32) -> FrameSender {
+    let (tx, mut rx) = mpsc::channel::<Frame>(SEND_QUEUE);
+    tokio::spawn(async move {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Some(first) = rx.recv().await {
+            buf.clear();
+            encode_frame(&first, &mut buf);
+            // Coalesce everything that queued up meanwhile into the same write.
+            while buf.len() < WRITE_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(next) => encode_frame(&next, &mut buf),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = write.write_all(&buf).await {
+                tracing::debug!(peer = peer_node, error = %e, "write failed; closing link");
+                break;
+            }
+            if buf.capacity() > 4 * WRITE_BATCH_BYTES {
+                buf = Vec::with_capacity(64 * 1024);
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    FrameSender { tx }
+}
+
+async fn read_one(read: &mut OwnedReadHalf, buf: &mut BytesMut, decoder: &FrameDecoder) -> Result<Frame, LinkError> {
+    loop {
+        match decoder.decode(buf).map_err(|e| LinkError::Protocol(e.to_string()))? {
+            Some(Decoded::Frame(frame)) => return Ok(frame),
+            Some(Decoded::Dropped(reason)) => return Err(LinkError::Protocol(reason)),
+            None => {}
+        }
+        if read.read_buf(buf).await? == 0 {
+            return Err(LinkError::Closed);
+        }
+    }
+}
+
+async fn write_one(write: &mut OwnedWriteHalf, frame: Frame) -> Result<(), LinkError> {
+    let mut out = Vec::new();
+    encode_frame(&frame, &mut out);
+    write.write_all(&out).await?;
+    Ok(())
+}
+
+fn body(frame: Body) -> Frame {
+    Frame { request_id: 0, body: Some(frame) }
+}
+
+/// Handshakes are small: bound them tightly so a stranger cannot make us buffer much.
+const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
+
+/// Connects to `addr` and proves `me` to the node there.
+pub async fn connect(addr: &str, me: &Identity) -> Result<Link, LinkError> {
+    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| LinkError::Timeout)??;
+    stream.set_nodelay(true)?;
+    let address = stream.peer_addr().ok();
+    let (mut read, mut write) = stream.into_split();
+    let decoder = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
+    let mut buf = BytesMut::with_capacity(4096);
+    let handshake = async {
+        let challenge = match read_one(&mut read, &mut buf, &decoder).await?.body {
+            Some(Body::Challenge(c)) => c,
+            Some(Body::Refused(r)) => return Err(LinkError::Refused(r.reason)),
+            other => return Err(LinkError::Protocol(format!("expected a challenge, got {other:?}"))),
+        };
+        if challenge.protocol_version != PROTOCOL_VERSION {
+            return Err(LinkError::Protocol(format!(
+                "peer speaks protocol {} and this node {}",
+                challenge.protocol_version, PROTOCOL_VERSION
+            )));
+        }
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            node_id: me.node_id,
+            role: me.role as i32,
+            proof: handshake::proof(&me.secret, &challenge.nonce, me.node_id, me.role as i32).into(),
+            software_version: me.software_version.clone(),
+        };
+        write_one(&mut write, body(Body::Hello(hello))).await?;
+        match read_one(&mut read, &mut buf, &decoder).await?.body {
+            Some(Body::Welcome(w)) => Ok(w.node_id),
+            Some(Body::Refused(r)) => Err(LinkError::Refused(r.reason)),
+            other => Err(LinkError::Protocol(format!("expected welcome, got {other:?}"))),
+        }
+    };
+    let peer_node = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await.map_err(|_| LinkError::Timeout)??;
+    let sender = spawn_writer(write, peer_node);
+    Ok(Link {
+        peer: Peer { node_id: peer_node, role: Role::Unspecified, software_version: String::new(), address },
+        sender,
+        receiver: FrameReceiver { read, buf, decoder: FrameDecoder::default(), peer_node },
+    })
+}
+
+/// Runs the accepting side of the handshake on `stream`. `admit` sees the proven identity and
+/// may refuse it (wrong role for that node id, node id already connected, ...).
+pub async fn accept(
+    stream: TcpStream,
+    me: &Identity,
+    admit: impl FnOnce(&Hello) -> Result<(), String>,
+) -> Result<Link, LinkError> {
+    stream.set_nodelay(true)?;
+    let address = stream.peer_addr().ok();
+    let (mut read, mut write) = stream.into_split();
+    let decoder = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
+    let mut buf = BytesMut::with_capacity(4096);
+    let nonce = handshake::new_nonce();
+    let handshake = async {
+        let challenge = Challenge { protocol_version: PROTOCOL_VERSION, nonce: nonce.clone().into(), node_id: me.node_id };
+        write_one(&mut write, body(Body::Challenge(challenge))).await?;
+        let hello = match read_one(&mut read, &mut buf, &decoder).await?.body {
+            Some(Body::Hello(h)) => h,
+            other => return Err(LinkError::Protocol(format!("expected hello, got {other:?}"))),
+        };
+        let refusal = if hello.protocol_version != PROTOCOL_VERSION {
+            Some(format!("protocol version {} is not {}", hello.protocol_version, PROTOCOL_VERSION))
+        } else if !handshake::verify(&me.secret, &nonce, hello.node_id, hello.role, &hello.proof) {
+            Some(format!("node {} did not prove the cluster secret", hello.node_id))
+        } else {
+            admit(&hello).err()
+        };
+        if let Some(reason) = refusal {
+            tracing::warn!(node = hello.node_id, peer = ?address, %reason, "refused a connection");
+            let _ = write_one(&mut write, body(Body::Refused(Refused { reason: reason.clone() }))).await;
+            return Err(LinkError::Refused(reason));
+        }
+        write_one(&mut write, body(Body::Welcome(Welcome { node_id: me.node_id }))).await?;
+        Ok(hello)
+    };
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await.map_err(|_| LinkError::Timeout)??;
+    let role = Role::try_from(hello.role).unwrap_or(Role::Unspecified);
+    let sender = spawn_writer(write, hello.node_id);
+    Ok(Link {
+        peer: Peer { node_id: hello.node_id, role, software_version: hello.software_version, address },
+        sender,
+        receiver: FrameReceiver { read, buf, decoder: FrameDecoder::default(), peer_node: hello.node_id },
+    })
+}
