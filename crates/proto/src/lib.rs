@@ -22,6 +22,7 @@
 //!
 //! Not here yet: TLS on node-to-node links (the security issue adds rustls).
 
+pub mod data;
 pub mod frame;
 pub mod handshake;
 pub mod link;
@@ -35,4 +36,4 @@ pub mod pb {
 
 pub use link::{Identity, Link, Peer, accept, connect};
 pub use pb::Role;
-pub use rpc::{RpcClient, RpcError};
+pub use rpc::{IdSpace, RpcClient, RpcError};

@@ -20,6 +20,15 @@ pub enum RpcError {
     Timeout(u32, Duration),
 }
 
+/// Which half of the request-id space this end of a link uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdSpace {
+    /// The side that connected: ids from 1.
+    Connector,
+    /// The side that accepted: ids from 2^63.
+    Acceptor,
+}
+
 type PendingMap = Arc<Mutex<HashMap<u64, oneshot::Sender<Body>>>>;
 
 /// The calling side of a link. Cheap to clone; every clone shares the connection.
@@ -35,6 +44,13 @@ impl RpcClient {
     /// Takes over a link. Frames that are not replies (pushes from the peer) go to the returned
     /// receiver; it closes when the connection does.
     pub fn new(link: Link) -> (RpcClient, mpsc::UnboundedReceiver<Frame>) {
+        RpcClient::with_id_space(link, IdSpace::Connector)
+    }
+
+    /// Like [`RpcClient::new`], for either end of a link. When both ends call each other over
+    /// one connection, each must use its own id space so that a request from the peer is never
+    /// taken for a reply to one of ours.
+    pub fn with_id_space(link: Link, space: IdSpace) -> (RpcClient, mpsc::UnboundedReceiver<Frame>) {
         let Link { peer, sender, mut receiver } = link;
         let pending: PendingMap = Arc::default();
         let (push_tx, push_rx) = mpsc::unbounded_channel();
@@ -63,7 +79,11 @@ impl RpcClient {
             // Dropping the waiters tells every caller the connection is gone.
             reader_pending.lock().expect("pending map lock").clear();
         });
-        (RpcClient { sender, pending, next_id: Arc::new(AtomicU64::new(1)), peer }, push_rx)
+        let first_id = match space {
+            IdSpace::Connector => 1,
+            IdSpace::Acceptor => 1 << 63,
+        };
+        (RpcClient { sender, pending, next_id: Arc::new(AtomicU64::new(first_id)), peer }, push_rx)
     }
 
     pub fn is_closed(&self) -> bool {
