@@ -144,6 +144,8 @@ error_kinds! {
     OutOfRange = (1264, "22003", Report),
     /// ER_UNKNOWN_COLLATION
     UnknownCollation = (1273, "HY000", Report),
+    /// WARN_DATA_TRUNCATED: a value cut short or read leniently ('12abc' into an INT).
+    DataTruncated = (1265, "01000", Report),
     /// ER_TRUNCATED_WRONG_VALUE
     TruncatedWrongValue = (1292, "22007", Report),
     /// ER_UNSUPPORTED_PS

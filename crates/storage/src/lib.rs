@@ -1,1 +1,50 @@
-//! placeholder
+//! # cairn-storage: the in-memory partition store of a data node
+//!
+//! A data node (`cairn datad`) holds in RAM every partition of every table that maps to its
+//! node group. This crate is that memory, and the leader's evaluation of writes against it. It
+//! does no I/O: no sockets, threads, clocks or files; the data node's shell drives it.
+//!
+//! ## Concepts
+//!
+//! - [`Store`]: tables → the partitions held here → rows. Rows are packed rows
+//!   ([`cairn_common::row`]) stored once, in 32 KiB pages cut into size-class cells shared by
+//!   every table ([`arena`]). Each partition has a slot directory (a stable slot number per row,
+//!   so scans resume exactly) and a primary-key hash index that stores slot numbers only: keys
+//!   are re-derived from the stored row, never stored twice ([`partition`], [`schema`]).
+//! - Replicas change the store only by applying committed write sets ([`Store::apply`],
+//!   [`Store::apply_write_set`]): deterministic and idempotent.
+//! - The leader turns requests ([`cairn_common::ops::WriteOp`]) into write sets with
+//!   [`evaluate::evaluate`], reading through the [`Pending`] overlay of write sets it proposed
+//!   and has not applied yet.
+//! - [`coerce`]: MySQL's rules for storing a value in a column (strict and non-strict), used by
+//!   evaluation and meant for the SQL layer too.
+//!
+//! ## Guarantees and invariants
+//!
+//! - Applying a write set is all or nothing, and the same log applied to two stores leaves the
+//!   same rows in the same slots.
+//! - A row that exists for the whole of a scan is returned exactly once, whatever else is
+//!   inserted or deleted meanwhile (READ COMMITTED: concurrent inserts may or may not be seen).
+//! - Memory freed by DELETE is reusable by any table at once, and whole pages go back to the
+//!   system; [`Store::compact`] gathers rows of sparse pages. NDB keeps freed memory per table
+//!   until OPTIMIZE TABLE.
+//! - A batch of write ops is atomic, sees its own earlier effects, and is refused whole past
+//!   DataMemory (1114) or the per-batch limits.
+//!
+//! ## Left out
+//!
+//! Ordered and unique indexes (the SQL node has no plans using them yet), checkpoint files
+//! (the store offers [`Store::partition_rows`] and [`Store::restore_partition`] for them), and
+//! online ADD COLUMN (rows carry a layout version byte, but there is one layout per table).
+
+pub mod arena;
+pub mod coerce;
+pub mod evaluate;
+pub mod partition;
+pub mod pending;
+pub mod schema;
+pub mod store;
+
+pub use evaluate::{Limits, evaluate};
+pub use pending::Pending;
+pub use store::{DataUsage, MemoryUsage, ScanBatch, ScanRequest, Store, TableMemory};
