@@ -1,1 +1,123 @@
-fn main() {}
+//! # cairn: one binary for every role of a Cairn cluster
+//!
+//! - `cairn mgmd`: a management node (NDB's ndb_mgmd).
+//! - `cairn datad`: a data node (NDB's ndbd).
+//! - `cairn sqld`: an SQL node speaking the MySQL protocol (NDB's mysqld as API node).
+//! - `cairn mgm`: the management client (NDB's ndb_mgm).
+//! - `cairn up`: a whole local cluster in one command.
+//!
+//! Each role is a thin shell over its crate; `main` parses arguments, sets up logging and a
+//! tokio runtime, and hands over.
+
+mod mgm;
+mod up;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about = "Cairn: a clustered in-memory MySQL-compatible database")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How a node proves the cluster secret.
+#[derive(clap::Args, Debug, Clone)]
+struct SecretArgs {
+    /// The cluster secret.
+    #[arg(long, env = "CAIRN_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// A file holding the secret, or the cluster config (its [cluster] Secret is used).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    fn resolve(&self) -> anyhow::Result<String> {
+        if let Some(secret) = &self.secret {
+            return Ok(secret.clone());
+        }
+        let Some(path) = &self.secret_file else {
+            anyhow::bail!("give the cluster secret with --secret, CAIRN_SECRET or --secret-file");
+        };
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if let Ok(config) = cairn_control::ClusterConfig::parse(&text) {
+            return Ok(config.cluster.secret);
+        }
+        let secret = text.trim().to_string();
+        anyhow::ensure!(!secret.is_empty(), "{} is empty", path.display());
+        Ok(secret)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a management node.
+    Mgmd {
+        #[arg(long)]
+        node_id: u32,
+        /// The cluster config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run a data node.
+    Datad {
+        #[arg(long)]
+        node_id: u32,
+        /// Management node(s), host:port, comma-separated.
+        #[arg(long, default_value = "127.0.0.1:1186", value_delimiter = ',')]
+        mgm: Vec<String>,
+        #[command(flatten)]
+        secret: SecretArgs,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The management client.
+    Mgm(mgm::MgmArgs),
+    /// Start a local cluster: 1 management node, data nodes, SQL nodes.
+    Up(up::UpArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: anyhow::Result<i32> = (|| {
+        let rt = runtime()?;
+        match cli.command {
+            Command::Mgmd { node_id, config, data_dir } => {
+                init_logging();
+                rt.block_on(cairn_mgmd::run(cairn_mgmd::MgmdOptions { node_id, config_path: config, data_dir }))?;
+                Ok(0)
+            }
+            Command::Datad { node_id, mgm, secret, data_dir } => {
+                init_logging();
+                let secret = secret.resolve()?;
+                rt.block_on(cairn_datad::run(cairn_datad::DatadOptions { node_id, mgm, secret, data_dir }))?;
+                Ok(0)
+            }
+            Command::Mgm(args) => rt.block_on(mgm::run(args)),
+            Command::Up(args) => rt.block_on(up::run(args)),
+        }
+    })();
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("cairn: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `cairn mgm`: the management client (NDB's ndb_mgm). One command with `-e`, an interactive
+//! prompt with line editing and history otherwise.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cairn_proto::pb::{AdminCommand, frame::Body};
+use cairn_proto::{Identity, Role, RpcClient};
+
+#[derive(clap::Args, Debug)]
+pub struct MgmArgs {
+    /// Management server to connect to (host:port).
+    #[arg(short = 'c', long = "connect-string", default_value = "127.0.0.1:1186")]
+    pub connect: String,
+    /// Run one command and exit.
+    #[arg(short = 'e', long = "execute")]
+    pub execute: Option<String>,
+    /// The cluster secret (or set CAIRN_SECRET, or give --config).
+    #[arg(long, env = "CAIRN_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Read the secret from this cluster config (default: ./cairn-data/cluster.toml if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+fn find_secret(args: &MgmArgs) -> anyhow::Result<String> {
+    if let Some(s) = &args.secret {
+        return Ok(s.clone());
+    }
+    let path = args.config.clone().unwrap_or_else(|| PathBuf::from("cairn-data/cluster.toml"));
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no cluster secret: give --secret, set CAIRN_SECRET, or --config FILE ({} not readable)",
+            path.display()
+        )
+    })?;
+    let config = cairn_control::ClusterConfig::parse(&text)?;
+    Ok(config.cluster.secret)
+}
+
+async fn run_command(client: &RpcClient, connect: &str, line: &str) -> anyhow::Result<bool> {
+    let reply = client
+        .call(Body::AdminCommand(AdminCommand { command: line.to_string() }), Duration::from_secs(10))
+        .await
+        .with_context(|| format!("no answer from the management server at {connect}"))?;
+    let Body::AdminReply(reply) = reply else { bail!("unexpected answer from the management server") };
+    if line.trim().eq_ignore_ascii_case("show") {
+        println!("Connected to Management Server at: {connect}");
+    }
+    println!("{}", reply.text.trim_end());
+    Ok(reply.ok)
+}
+
+pub async fn run(args: MgmArgs) -> anyhow::Result<i32> {
+    let secret = find_secret(&args)?;
+    let identity = Identity {
+        node_id: 0,
+        role: Role::Admin,
+        secret,
+        software_version: cairn_mgmd::admin::SOFTWARE_VERSION.to_string(),
+    };
+    let link = match cairn_proto::connect(&args.connect, &identity).await {
+        Ok(link) => link,
+        Err(e) => {
+            eprintln!("Unable to connect with connect string: nodeid=0,{}: {e}", args.connect);
+            return Ok(1);
+        }
+    };
+    let (client, _pushes) = RpcClient::new(link);
+    if let Some(command) = &args.execute {
+        let ok = run_command(&client, &args.connect, command).await?;
+        return Ok(if ok { 0 } else { 1 });
+    }
+    interactive(client, args.connect).await
+}
+
+async fn interactive(client: RpcClient, connect: String) -> anyhow::Result<i32> {
+    println!("-- Cairn -- Management Client --");
+    let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cairn_mgm_history"));
+    // rustyline blocks, so it runs on its own thread and hands lines over.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut editor = rustyline::DefaultEditor::new()?;
+        if let Some(h) = &history {
+            let _ = editor.load_history(h);
+        }
+        loop {
+            match editor.readline("cairn_mgm> ") {
+                Ok(line) => {
+                    let trimmed = line.trim().to_string();
+                    if trimmed.is_empty() {
+                        continue;
+                    }
+                    let _ = editor.add_history_entry(&trimmed);
+                    if tx.blocking_send(trimmed).is_err() {
+                        break;
+                    }
+                    // Wait for the answer before prompting again.
+                    if done_rx.recv().is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(h) = &history {
+            let _ = editor.save_history(h);
+        }
+        Ok(())
+    });
+    while let Some(line) = rx.recv().await {
+        if matches!(line.to_ascii_uppercase().as_str(), "QUIT" | "EXIT" | "BYE") {
+            break;
+        }
+        if let Err(e) = run_command(&client, &connect, &line).await {
+            eprintln!("{e:#}");
+        }
+        let _ = done_tx.send(());
+    }
+    drop(rx);
+    drop(done_tx);
+    let _ = reader.join();
+    Ok(0)
+}

@@ -1,0 +1,195 @@
+//! The management node's network side: one listener for everything that talks to it (peer
+//! management nodes, data and SQL nodes, admin clients), each connection a task.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_common::catalog::CatalogOp;
+use cairn_common::ids::NodeId;
+use cairn_control::config::{ClusterConfig, NodeKind};
+use cairn_proto::data::{decode, encode};
+use cairn_proto::link::{FrameSender, Identity, Link};
+use cairn_proto::pb::{AdminReply, CatalogUpdate, DdlResponse, Frame, Hello, Registered, frame::Body};
+use cairn_proto::{Role, accept};
+use cairn_replication::decode_message;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::admin;
+use crate::control_loop::{ControlEvent, ControlHandle};
+use crate::nodes::{LiveNode, NodeTable};
+
+/// How long a DDL may wait for the management nodes to commit it.
+const DDL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on a Raft message from a peer management node.
+const MAX_RAFT_MESSAGE: usize = 64 << 20;
+
+pub struct Shared {
+    pub config: ClusterConfig,
+    pub identity: Identity,
+    pub control: ControlHandle,
+    pub nodes: NodeTable,
+}
+
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move { handle_connection(stream, shared).await });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn admit(hello: &Hello, shared: &Shared) -> Result<(), String> {
+    let role = Role::try_from(hello.role).unwrap_or(Role::Unspecified);
+    let id = NodeId(hello.node_id);
+    let configured = shared.config.role_of(id);
+    let ok = match role {
+        Role::Admin => true,
+        Role::Mgmd => configured == Some(NodeKind::Mgmd),
+        Role::Datad => configured == Some(NodeKind::Datad),
+        Role::Sqld => configured == Some(NodeKind::Sqld),
+        Role::Unspecified => false,
+    };
+    if !ok {
+        return Err(format!("node id {} is not configured as a {:?} node", hello.node_id, role));
+    }
+    if matches!(role, Role::Datad | Role::Sqld) && shared.nodes.is_connected(hello.node_id) {
+        return Err(format!("node id {} is already connected", hello.node_id));
+    }
+    Ok(())
+}
+
+async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
+    let link = match accept(stream, &shared.identity, |hello| admit(hello, &shared)).await {
+        Ok(link) => link,
+        Err(e) => {
+            tracing::debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    match link.peer.role {
+        Role::Mgmd => raft_inbound(link, &shared).await,
+        Role::Datad | Role::Sqld => node_session(link, shared).await,
+        Role::Admin => admin_session(link, &shared).await,
+        Role::Unspecified => {}
+    }
+}
+
+/// Raft messages from a peer management node go straight to the control loop.
+async fn raft_inbound(mut link: Link, shared: &Shared) {
+    while let Some(frame) = link.receiver.recv().await {
+        if let Some(Body::Raft(raft)) = frame.body {
+            match decode_message(&raft.message, MAX_RAFT_MESSAGE) {
+                Ok(message) => {
+                    if !shared.control.send(ControlEvent::Raft(message)) {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(peer = link.peer.node_id, error = %e, "dropped an undecodable raft message"),
+            }
+        }
+    }
+}
+
+async fn reply(sender: &FrameSender, request_id: u64, body: Body) -> bool {
+    sender.send(Frame { request_id, body: Some(body) }).await.is_ok()
+}
+
+/// A data or SQL node: registration, heartbeats, DDL, and catalog pushes.
+async fn node_session(mut link: Link, shared: Arc<Shared>) {
+    let node_id = link.peer.node_id;
+    let peer_host = link.peer.address.map(|a| a.ip().to_string()).unwrap_or_default();
+    // The first frame must be the registration.
+    let Some(first) = link.receiver.recv().await else { return };
+    let Some(Body::Register(register)) = first.body else {
+        tracing::warn!(node = node_id, "a node spoke before registering; closing");
+        return;
+    };
+    let live = LiveNode {
+        role: link.peer.role,
+        peer_host,
+        address: register.address.clone(),
+        software_version: register.software_version.clone(),
+        connected_at: Instant::now(),
+        last_heartbeat: Instant::now(),
+        status: None,
+    };
+    if !shared.nodes.connect(node_id, live) {
+        tracing::warn!(node = node_id, "refused a second registration of the same node id");
+        return;
+    }
+    tracing::info!(node = node_id, role = ?link.peer.role, address = %register.address, "node registered");
+    let registered = Registered { config: shared.config.text.clone(), leader_hint: shared.control.leader_id() };
+    if reply(&link.sender, first.request_id, Body::Registered(registered)).await {
+        let pusher = tokio::spawn(push_catalog(link.sender.clone(), shared.control.catalog.clone()));
+        while let Some(frame) = link.receiver.recv().await {
+            match frame.body {
+                Some(Body::Heartbeat(hb)) => shared.nodes.heartbeat(node_id, hb.status),
+                Some(Body::DdlRequest(request)) => {
+                    let sender = link.sender.clone();
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        let result = match decode::<CatalogOp>(&request.op) {
+                            Ok(op) => shared.control.propose(op, DDL_TIMEOUT).await,
+                            Err(e) => Err(e),
+                        };
+                        let (outcome, version) = match result {
+                            Ok((outcome, version)) => (Ok(outcome), version),
+                            Err(e) => (Err(e), 0),
+                        };
+                        let response = DdlResponse { outcome: encode(&outcome), catalog_version: version };
+                        reply(&sender, frame.request_id, Body::DdlResponse(response)).await;
+                    });
+                }
+                Some(other) => tracing::debug!(node = node_id, body = ?other, "ignored an unexpected frame"),
+                None => {}
+            }
+        }
+        pusher.abort();
+    }
+    shared.nodes.disconnect(node_id);
+    tracing::info!(node = node_id, "node disconnected");
+}
+
+/// Sends the catalog now and after every change, newest only (a slow node skips versions).
+async fn push_catalog(sender: FrameSender, mut catalog: tokio::sync::watch::Receiver<std::sync::Arc<cairn_common::catalog::Catalog>>) {
+    loop {
+        let current = catalog.borrow_and_update().clone();
+        let update = CatalogUpdate { version: current.version, catalog: encode(current.as_ref()) };
+        if sender.send(Frame { request_id: 0, body: Some(Body::CatalogUpdate(update)) }).await.is_err() {
+            return;
+        }
+        if catalog.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn admin_session(mut link: Link, shared: &Shared) {
+    while let Some(frame) = link.receiver.recv().await {
+        let Some(Body::AdminCommand(command)) = frame.body else { continue };
+        let (text, ok) = match admin::parse(&command.command) {
+            Ok(parsed) => {
+                let nodes = shared.nodes.snapshot();
+                let catalog = shared.control.catalog.borrow().clone();
+                let view = admin::View {
+                    config: &shared.config,
+                    nodes: &nodes,
+                    catalog: &catalog,
+                    mgm_leader: shared.control.leader_id(),
+                };
+                (admin::execute(&parsed, &view), true)
+            }
+            Err(message) => (message, false),
+        };
+        if !reply(&link.sender, frame.request_id, Body::AdminReply(AdminReply { text, ok })).await {
+            return;
+        }
+    }
+}
