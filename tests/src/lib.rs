@@ -1,1 +1,288 @@
-//! placeholder
+//! # cairn-e2e: end-to-end tests against real processes
+//!
+//! [`Cluster`] starts a whole cluster the way an operator would: a config file with free
+//! loopback ports, then `cairn mgmd`, `cairn datad` and `cairn sqld` as separate OS processes,
+//! each logging to its own file. Tests talk to it through real clients (mysql_async here;
+//! Python, Perl, Node and the mysql CLI in `tests/clients/`) and through the admin protocol.
+//! Faults are real too: `kill -9`, SIGSTOP/SIGCONT.
+//!
+//! Every cluster lives in its own temporary directory and is killed when dropped, so several
+//! test runs share a machine. When a test panics, the tail of every node's log is printed.
+//!
+//! The `cairn` binary must be built first (`cargo build --bin cairn`, which the README's test
+//! command does); set `CAIRN_BIN` to use another one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cairn_control::ClusterConfig;
+use cairn_proto::pb::{AdminCommand, frame::Body};
+use cairn_proto::{Identity, Role, RpcClient};
+
+/// The shape of a test cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub data_nodes: u32,
+    pub replicas: u32,
+    pub sql_nodes: u32,
+    pub mgmds: u32,
+    /// HeartbeatIntervalDbDb: tests fail over much faster than NDB's 5 s default.
+    pub heartbeat_ms: u64,
+    pub data_memory: String,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> ClusterSpec {
+        ClusterSpec { data_nodes: 2, replicas: 2, sql_nodes: 1, mgmds: 1, heartbeat_ms: 100, data_memory: "128M".into() }
+    }
+}
+
+pub fn cairn_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CAIRN_BIN") {
+        return PathBuf::from(path);
+    }
+    // Test executables live in target/<profile>/deps; the binary is in target/<profile>.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+    profile_dir.join("cairn")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port").local_addr().expect("local addr").port()
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub config: ClusterConfig,
+    pub config_path: PathBuf,
+    children: BTreeMap<u32, Child>,
+}
+
+impl Cluster {
+    /// Starts a cluster and waits until every data node is started and every SQL node accepts
+    /// connections.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Cluster> {
+        let binary = cairn_binary();
+        if !binary.exists() {
+            bail!("{} does not exist: run `cargo build --bin cairn` first (the README's test command does)", binary.display());
+        }
+        let dir = tempfile::Builder::new().prefix("cairn-e2e-").tempdir()?;
+        let mut text = format!(
+            "[cluster]\nName = \"e2e\"\nSecret = \"e2e-secret-{}\"\nNoOfReplicas = {}\nDataMemory = \"{}\"\n\
+             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nAllowPasswordlessRoot = true\n\n",
+            std::process::id(),
+            spec.replicas,
+            spec.data_memory,
+            hb = spec.heartbeat_ms,
+        );
+        for k in 0..spec.mgmds {
+            text.push_str(&format!("[[ndb_mgmd]]\nNodeId = {}\nPortNumber = {}\n\n", 49 + k * 10, free_port()));
+        }
+        for id in 1..=spec.data_nodes {
+            text.push_str(&format!("[[ndbd]]\nNodeId = {id}\nServerPort = {}\n\n", free_port()));
+        }
+        for k in 0..spec.sql_nodes {
+            text.push_str(&format!("[[mysqld]]\nNodeId = {}\nPort = {}\n\n", 100 + k, free_port()));
+        }
+        let config = ClusterConfig::parse(&text)?;
+        let config_path = dir.path().join("cluster.toml");
+        std::fs::write(&config_path, &text)?;
+        let mut cluster = Cluster { dir, config, config_path, children: BTreeMap::new() };
+        let ids: Vec<u32> = cluster
+            .config
+            .mgmds
+            .iter()
+            .map(|m| m.node_id)
+            .chain(cluster.config.data_nodes.iter().map(|d| d.id.0))
+            .chain(cluster.config.sql_nodes.iter().map(|s| s.node_id))
+            .collect();
+        for id in ids {
+            cluster.start_node(id)?;
+        }
+        cluster.wait_ready(Duration::from_secs(60)).await?;
+        Ok(cluster)
+    }
+
+    fn mgm_list(&self) -> String {
+        self.config.mgmd_addresses().join(",")
+    }
+
+    /// Starts (or restarts) one node's process.
+    pub fn start_node(&mut self, id: u32) -> anyhow::Result<()> {
+        let node_dir = self.dir.path().join(format!("node-{id}"));
+        std::fs::create_dir_all(&node_dir)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
+        let config = self.config_path.to_string_lossy().into_owned();
+        let node = id.to_string();
+        let data_dir = node_dir.to_string_lossy().into_owned();
+        let mgm = self.mgm_list();
+        let args: Vec<&str> = if self.config.mgmd(cairn_common_id(id)).is_some() {
+            vec!["mgmd", "--node-id", &node, "--config", &config, "--data-dir", &data_dir]
+        } else if self.config.data_node(cairn_common_id(id)).is_some() {
+            vec!["datad", "--node-id", &node, "--mgm", &mgm, "--secret-file", &config, "--data-dir", &data_dir]
+        } else {
+            vec!["sqld", "--node-id", &node, "--mgm", &mgm, "--secret-file", &config]
+        };
+        let child = Command::new(cairn_binary())
+            .args(&args)
+            .env("RUST_LOG", std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info,raft=warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("cannot start node {id}"))?;
+        self.children.insert(id, child);
+        Ok(())
+    }
+
+    pub fn log_path(&self, id: u32) -> PathBuf {
+        self.dir.path().join(format!("node-{id}.log"))
+    }
+
+    /// kill -9: the process gets no chance to flush or say goodbye.
+    pub fn kill9(&mut self, id: u32) {
+        if let Some(mut child) = self.children.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self, id: u32) {
+        if let Some(mut child) = self.children.remove(&id) {
+            // SAFETY: kill(2) on a child we spawned; no memory is involved.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&mut self, id: u32) -> bool {
+        self.children.get_mut(&id).is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn mysql_port(&self, k: usize) -> u16 {
+        self.config.sql_nodes[k].port
+    }
+
+    pub fn mysql_url(&self, k: usize, database: Option<&str>) -> String {
+        format!("mysql://root@127.0.0.1:{}/{}", self.mysql_port(k), database.unwrap_or(""))
+    }
+
+    /// A connection pool to SQL node `k` (TCP forced: no Unix-socket shortcut).
+    pub fn pool(&self, k: usize, database: Option<&str>) -> mysql_async::Pool {
+        let opts = mysql_async::Opts::from_url(&self.mysql_url(k, database)).expect("valid url");
+        let opts = mysql_async::OptsBuilder::from_opts(opts).prefer_socket(false);
+        mysql_async::Pool::new(opts)
+    }
+
+    /// Runs an admin command (as `cairn mgm -e` would) against the first management node.
+    pub async fn admin(&self, command: &str) -> anyhow::Result<String> {
+        let identity = Identity {
+            node_id: 0,
+            role: Role::Admin,
+            secret: self.config.cluster.secret.clone(),
+            software_version: "e2e".into(),
+        };
+        let mut last = None;
+        for address in self.config.mgmd_addresses() {
+            match cairn_proto::connect(&address, &identity).await {
+                Ok(link) => {
+                    let (client, _) = RpcClient::new(link);
+                    let reply = client
+                        .call(Body::AdminCommand(AdminCommand { command: command.into() }), Duration::from_secs(10))
+                        .await?;
+                    let Body::AdminReply(reply) = reply else { bail!("unexpected admin answer") };
+                    return Ok(reply.text);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        bail!("no management node answered: {last:?}")
+    }
+
+    /// The current primary (Raft leader) of each node group, from SHOW's `*` marks.
+    pub async fn leaders(&self) -> anyhow::Result<Vec<u32>> {
+        let show = self.admin("SHOW").await?;
+        Ok(show
+            .lines()
+            .filter(|l| l.starts_with("id=") && l.contains("Nodegroup") && l.ends_with(", *)"))
+            .filter_map(|l| l[3..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .collect())
+    }
+
+    /// Waits until every running data node reports `started` and every running SQL node accepts
+    /// TCP connections.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let data: Vec<u32> = self.config.data_nodes.iter().map(|d| d.id.0).collect();
+            let running_data: Vec<u32> = data.into_iter().filter(|id| self.children.contains_key(id)).collect();
+            let status = self.admin("ALL STATUS").await.unwrap_or_default();
+            let data_ready = running_data.iter().all(|id| status.contains(&format!("Node {id}: started")));
+            let sql_ready = self
+                .config
+                .sql_nodes
+                .iter()
+                .filter(|s| self.children.contains_key(&s.node_id))
+                .all(|s| std::net::TcpStream::connect(("127.0.0.1", s.port)).is_ok());
+            if data_ready && sql_ready {
+                return Ok(());
+            }
+            for (id, child) in self.children.iter_mut() {
+                if let Ok(Some(exit)) = child.try_wait() {
+                    bail!("node {id} exited during start ({exit}); log:\n{}", tail(&self.dir.path().join(format!("node-{id}.log")), 40));
+                }
+            }
+            if started.elapsed() > timeout {
+                bail!("cluster not ready after {timeout:?}; last status:\n{status}\n{}", self.log_tails(20));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        let mut ids: Vec<u32> = self.config.mgmds.iter().map(|m| m.node_id).collect();
+        ids.extend(self.config.data_nodes.iter().map(|d| d.id.0));
+        ids.extend(self.config.sql_nodes.iter().map(|s| s.node_id));
+        for id in ids {
+            out.push_str(&format!("---- node {id} ----\n{}\n", tail(&self.log_path(id), lines)));
+        }
+        out
+    }
+}
+
+fn cairn_common_id(id: u32) -> cairn_common::ids::NodeId {
+    cairn_common::ids::NodeId(id)
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails(30));
+        }
+        for (_, mut child) in std::mem::take(&mut self.children) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

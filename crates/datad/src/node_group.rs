@@ -125,6 +125,8 @@ pub struct NodeGroupLoop {
     /// Raft index of the last entry applied to the store.
     store_applied: u64,
     started: bool,
+    /// Dropped tables whose rows this leader has proposed to free.
+    drops_proposed: std::collections::HashSet<TableId>,
 }
 
 impl NodeGroupLoop {
@@ -161,6 +163,7 @@ impl NodeGroupLoop {
             apply_queue: VecDeque::new(),
             store_applied,
             started: false,
+            drops_proposed: Default::default(),
         };
         (this, tx)
     }
@@ -197,6 +200,7 @@ impl NodeGroupLoop {
                 self.expire_parked();
             }
             self.start_read_batch();
+            self.free_dropped_tables();
             self.process_ready()?;
             self.serve_ready_reads();
             if !self.started && self.replica.leader_id().is_some() && self.apply_queue.is_empty()
@@ -397,6 +401,7 @@ impl NodeGroupLoop {
                     LeadershipChange::LostLeadership { term } => {
                         tracing::info!(node = self.node_id, group = %self.group, term, "lost the primary role");
                         self.pending.clear();
+                        self.drops_proposed.clear();
                         let error = self.not_leader();
                         for (_, batch) in self.read_batches.drain().chain(self.reads_ready.drain(..)) {
                             for (_, reply) in batch {
@@ -465,6 +470,29 @@ impl NodeGroupLoop {
             matches!(c, RowChange::DropTable { .. }) || self.catalog.table(Self::change_table(c)).is_some()
         });
         ws
+    }
+
+    /// The leader frees the rows of tables the catalog no longer has, through the log so that
+    /// every replica does the same.
+    fn free_dropped_tables(&mut self) {
+        if !self.serving() {
+            return;
+        }
+        let doomed: Vec<TableId> = self
+            .store
+            .tables()
+            .into_iter()
+            .filter(|t| self.catalog.table(*t).is_none() && t.0 < self.catalog.next_table_id)
+            .filter(|t| !self.drops_proposed.contains(t))
+            .collect();
+        if doomed.is_empty() {
+            return;
+        }
+        let write_set = WriteSet { changes: doomed.iter().map(|t| RowChange::DropTable { table: *t }).collect() };
+        if self.replica.propose(write_set.encode()).is_ok() {
+            tracing::info!(node = self.node_id, tables = ?doomed, "freeing the rows of dropped tables");
+            self.drops_proposed.extend(doomed);
+        }
     }
 
     fn status(&self) -> NodeStatus {
