@@ -1,0 +1,108 @@
+//! The interface between the protocol and the SQL node: one [`Handler`] per connection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use crate::auth::SCRAMBLE_LEN;
+use crate::response::{Column, ErrorPacket, Prepared, Responses};
+use crate::value::ParamValue;
+
+/// A login attempt, from the handshake or from COM_CHANGE_USER.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRequest<'a> {
+    pub user: &'a str,
+    /// The plugin that computed `auth_response`. Always `mysql_native_password` today: a client
+    /// that answered with another plugin has been switched to it first.
+    pub auth_plugin: &'a str,
+    /// The client's answer to the scramble; empty for an empty password.
+    pub auth_response: &'a [u8],
+    /// The connection's scramble, for [`crate::verify_native_password`].
+    pub scramble: &'a [u8; SCRAMBLE_LEN],
+    /// The schema to start in; `None` when the client named none or an empty one.
+    pub database: Option<&'a str>,
+    pub client_addr: Option<SocketAddr>,
+    /// The capabilities in effect (the client's, limited to the server's); bits from
+    /// [`crate::capability`].
+    pub capabilities: u32,
+    /// The collation id the client asked for, any value (45, 224, 255, 33, ...). The handler
+    /// falls back to its default for ids it does not know.
+    pub collation: u16,
+    /// `_client_name`, `program_name` and the like, in the order sent.
+    pub connect_attrs: &'a [(String, String)],
+}
+
+/// What the SQL node implements. The connection task owns the handler and calls one method at
+/// a time; every future it returns must be `Send` so that the connection can run on any worker
+/// thread. Implementations may write `async fn` for the methods returning futures.
+///
+/// Errors the handler returns go to the client as ERR packets and leave the connection usable,
+/// except in `authenticate` and `change_user`, where an error closes it, as in MySQL.
+pub trait Handler: Send {
+    /// Decides a login. `Ok` sends the OK packet; an error (normally 1045/28000, or
+    /// 1049/42000 for an unknown database) is sent and the connection closed.
+    fn authenticate(
+        &mut self,
+        request: &AuthRequest<'_>,
+    ) -> impl Future<Output = Result<(), ErrorPacket>> + Send;
+
+    /// Runs COM_QUERY. `sql` is the raw statement text in the connection's character set (it
+    /// may hold non-UTF-8 bytes: `_binary'…'` literals, or a latin1 session after
+    /// `SET NAMES latin1`), so decoding is the handler's job. The handler splits multi-statement
+    /// text itself (when [`Responses::multi_statements`] allows it) and pushes one response per
+    /// statement, stopping after an error.
+    fn query(&mut self, sql: &[u8], out: &mut Responses) -> impl Future<Output = ()> + Send;
+
+    /// Prepares a statement (COM_STMT_PREPARE). The handler picks a statement id that is unique
+    /// among the connection's open statements. Errors are reported and the connection goes on.
+    fn prepare(&mut self, sql: &[u8])
+    -> impl Future<Output = Result<Prepared, ErrorPacket>> + Send;
+
+    /// Executes a prepared statement with its bound parameters (one per placeholder, long data
+    /// merged in). Results are sent in the binary protocol.
+    fn execute(
+        &mut self,
+        statement_id: u32,
+        params: &[ParamValue],
+        out: &mut Responses,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// COM_STMT_CLOSE, and for every open statement before COM_RESET_CONNECTION and a
+    /// successful COM_CHANGE_USER. The id is one the handler returned from `prepare`.
+    fn close_statement(&mut self, statement_id: u32);
+
+    /// COM_STMT_RESET: the crate has already discarded the statement's long data.
+    fn reset_statement(&mut self, statement_id: u32) {
+        let _ = statement_id;
+    }
+
+    /// COM_INIT_DB (what `USE db` becomes in the CLI). Unknown database: 1049/42000.
+    fn init_db(&mut self, database: &str) -> impl Future<Output = Result<(), ErrorPacket>> + Send;
+
+    /// COM_FIELD_LIST (the CLI's auto-rehash): the columns of `table` whose names match the
+    /// LIKE pattern `wildcard` (empty means all).
+    fn field_list(
+        &mut self,
+        table: &str,
+        wildcard: &str,
+    ) -> impl Future<Output = Result<Vec<Column>, ErrorPacket>> + Send;
+
+    /// COM_RESET_CONNECTION: return the session to its state just after login (user variables,
+    /// session variables, open transaction rolled back, temporary tables). The crate has
+    /// already closed every prepared statement through `close_statement`.
+    fn reset_connection(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// COM_CHANGE_USER: authenticate the new user and, on success, reset the session as
+    /// `reset_connection` does (statements are already closed). On error the crate sends the
+    /// error and closes the connection.
+    fn change_user(
+        &mut self,
+        request: &AuthRequest<'_>,
+    ) -> impl Future<Output = Result<(), ErrorPacket>> + Send;
+
+    /// The session's status bits (`IN_TRANS`, `AUTOCOMMIT`, ... from [`crate::status`]) sent in
+    /// every OK and EOF packet, result-set terminators included. Read after each command.
+    fn status_flags(&self) -> u16;
+
+    /// The text of COM_STATISTICS, e.g. `Uptime: 10  Threads: 1  Questions: 3 ...`.
+    fn statistics(&mut self) -> String;
+}

@@ -1,0 +1,882 @@
+//! One connection, from greeting to close: [`serve`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::auth::{NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN, new_scramble};
+use crate::codec::{Reader, put_lenenc_bytes, put_lenenc_int};
+use crate::constants::{capability, command, error_code, status};
+use crate::handler::{AuthRequest, Handler};
+use crate::handshake::{
+    ClientHello, HelloError, Login, SERVER_CAPABILITIES, auth_switch_request, greeting,
+    parse_change_user, parse_handshake_response,
+};
+use crate::packet::{FrameError, Packet, PacketReader, PacketWriter};
+use crate::response::{Column, ErrorPacket, OkPacket, Response, Responses, ResultSet, Row, Rows};
+use crate::statement::{Statements, unknown_statement};
+use crate::value::{write_binary_value, write_text_value};
+
+/// Settings for one connection.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The version in the greeting. It steers clients (CLIENTS.md §2.1): an `8.0.x` version
+    /// makes mysql-connector use collation 255 and SQLAlchemy take its MySQL 8 paths.
+    pub server_version: String,
+    /// The id in the greeting; `CONNECTION_ID()` and the target of `KILL`.
+    pub connection_id: u32,
+    /// The peer, passed to the handler for host-based account matching.
+    pub client_addr: Option<SocketAddr>,
+    /// The largest command payload accepted, and the bound on buffered long data. Clamped to
+    /// 1 KiB ..= 1 GiB, MySQL's range.
+    pub max_allowed_packet: usize,
+    /// Open prepared statements allowed per connection; MySQL's `max_prepared_stmt_count`
+    /// default (16382), applied per connection because statements live per connection here.
+    pub max_prepared_statements: usize,
+    /// The collation id announced in the greeting (255, utf8mb4_0900_ai_ci, as MySQL 8 does).
+    pub collation: u8,
+    /// Time allowed from accept to the end of authentication (MySQL's `connect_timeout`).
+    pub handshake_timeout: Option<Duration>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            server_version: "8.0.36-cairn-0.1.0".to_string(),
+            connection_id: 1,
+            client_addr: None,
+            max_allowed_packet: 64 << 20,
+            max_prepared_statements: 16382,
+            collation: 255,
+            handshake_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Why a connection ended other than by COM_QUIT or a clean disconnect.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client broke the protocol (bad handshake, packets out of order); it was sent an
+    /// ERR packet when one could be framed, and the connection was closed.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// A command exceeded `max_allowed_packet`; the client was sent ERR 1153.
+    #[error("packet of {size} bytes exceeds max_allowed_packet ({limit} bytes)")]
+    PacketTooLarge { size: usize, limit: usize },
+    /// The handler refused a login or COM_CHANGE_USER; the client was sent its error.
+    #[error("authentication failed for user {user:?}: {error}")]
+    AuthenticationFailed { user: String, error: ErrorPacket },
+    #[error("handshake not completed within {0:?}")]
+    HandshakeTimeout(Duration),
+}
+
+/// Flush buffered output once it reaches this size, even in the middle of a result.
+const FLUSH_THRESHOLD: usize = 128 * 1024;
+/// After an error that closes the connection, keep reading (and discarding) for at most this
+/// long so that the client receives the ERR packet instead of a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Runs one client connection to completion: greeting, authentication, then commands until
+/// COM_QUIT, a disconnect or a fatal error. Returns `Ok(())` for COM_QUIT and for a client
+/// that disconnects between commands (or before logging in).
+///
+/// The future is `Send` when the handler's are, so it can be spawned per connection. Nothing is
+/// shared between connections; a panic in the handler unwinds only this task.
+pub async fn serve<S, H>(stream: S, handler: H, options: ServerOptions) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    H: Handler,
+{
+    let mut conn = Connection::new(stream, handler, options);
+    let handshake = match conn.options.handshake_timeout {
+        Some(limit) => match tokio::time::timeout(limit, conn.handshake()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::HandshakeTimeout(limit)),
+        },
+        None => conn.handshake().await,
+    };
+    let result = match handshake {
+        Ok(true) => conn.run().await,
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(error) = &result {
+        tracing::debug!(connection_id = conn.options.connection_id, %error, "connection ended");
+        if !matches!(error, Error::Io(_) | Error::HandshakeTimeout(_)) {
+            conn.linger().await;
+        }
+    }
+    result
+}
+
+/// What the command loop does after a command.
+enum Flow {
+    Continue,
+    Quit,
+}
+
+struct Connection<S, H> {
+    stream: S,
+    reader: PacketReader,
+    writer: PacketWriter,
+    handler: H,
+    options: ServerOptions,
+    scramble: [u8; SCRAMBLE_LEN],
+    /// The client's capabilities limited to the server's.
+    capabilities: u32,
+    multi_statements: bool,
+    statements: Statements,
+}
+
+impl<S, H> Connection<S, H>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    H: Handler,
+{
+    fn new(stream: S, handler: H, mut options: ServerOptions) -> Self {
+        options.max_allowed_packet = options.max_allowed_packet.clamp(1024, 1 << 30);
+        Connection {
+            stream,
+            reader: PacketReader::new(options.max_allowed_packet),
+            writer: PacketWriter::default(),
+            handler,
+            scramble: new_scramble(),
+            capabilities: 0,
+            multi_statements: false,
+            statements: Statements::new(
+                options.max_prepared_statements,
+                options.max_allowed_packet,
+            ),
+            options,
+        }
+    }
+
+    // ----- Framing and I/O -----
+
+    /// The next payload, `None` on a clean end of stream. Framing errors are answered with an
+    /// ERR packet and end the connection.
+    async fn read_packet(&mut self) -> Result<Option<Packet>, Error> {
+        loop {
+            match self.reader.next_packet() {
+                Ok(Some(packet)) => return Ok(Some(packet)),
+                Ok(None) => {}
+                Err(FrameError::TooLarge { size, seq }) => {
+                    self.writer.set_seq(seq.wrapping_add(1));
+                    self.write_error(&ErrorPacket::new(
+                        error_code::ER_NET_PACKET_TOO_LARGE,
+                        "08S01",
+                        "Got a packet bigger than 'max_allowed_packet' bytes",
+                    ));
+                    self.flush().await?;
+                    return Err(Error::PacketTooLarge {
+                        size,
+                        limit: self.options.max_allowed_packet,
+                    });
+                }
+                Err(FrameError::OutOfOrder { expected, got }) => {
+                    self.writer.set_seq(got.wrapping_add(1));
+                    self.write_error(&out_of_order());
+                    self.flush().await?;
+                    return Err(Error::Protocol(format!(
+                        "packet sequence id {got} where {expected} was expected"
+                    )));
+                }
+            }
+            let n = self.stream.read_buf(self.reader.read_buffer()).await?;
+            if n == 0 {
+                if self.reader.is_at_boundary() {
+                    return Ok(None);
+                }
+                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        if self.writer.buffered() > 0 {
+            self.stream.write_all(self.writer.bytes()).await?;
+            self.writer.clear();
+        }
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// Lets the client read the last ERR packet: sends FIN, then drains input for a bounded
+    /// time, because closing a socket with unread input makes the kernel send a reset that
+    /// can destroy the ERR before the client reads it.
+    async fn linger(&mut self) {
+        let stream = &mut self.stream;
+        let drain = async move {
+            let _ = stream.shutdown().await;
+            let mut scratch = vec![0u8; 16 * 1024];
+            while let Ok(n) = stream.read(&mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+
+    fn deprecate_eof(&self) -> bool {
+        self.capabilities & capability::DEPRECATE_EOF != 0
+    }
+
+    fn write_ok(&mut self, ok: &OkPacket, more: u16) {
+        let status = self.handler.status_flags() | ok.extra_status | more;
+        write_ok_payload(&mut self.writer, 0x00, ok, status);
+    }
+
+    fn write_error(&mut self, error: &ErrorPacket) {
+        let mark = self.writer.begin();
+        let out = self.writer.payload();
+        out.push(0xFF);
+        out.extend_from_slice(&error.code.to_le_bytes());
+        out.push(b'#');
+        out.extend_from_slice(&error.sqlstate);
+        out.extend_from_slice(error.message.as_bytes());
+        self.writer.finish(mark);
+    }
+
+    /// The classic EOF packet.
+    fn write_eof(&mut self, warnings: u16, status: u16) {
+        let mark = self.writer.begin();
+        let out = self.writer.payload();
+        out.push(0xFE);
+        out.extend_from_slice(&warnings.to_le_bytes());
+        out.extend_from_slice(&status.to_le_bytes());
+        self.writer.finish(mark);
+    }
+
+    /// The packet that ends rows, a field list or COM_SET_OPTION: an EOF packet, or with
+    /// DEPRECATE_EOF an OK packet with the 0xFE header.
+    fn write_terminator(&mut self, warnings: u16, status: u16) {
+        if self.deprecate_eof() {
+            let ok = OkPacket {
+                warnings,
+                ..OkPacket::default()
+            };
+            write_ok_payload(&mut self.writer, 0xFE, &ok, status);
+        } else {
+            self.write_eof(warnings, status);
+        }
+    }
+
+    fn write_column(&mut self, column: &Column, with_default: bool) {
+        let mark = self.writer.begin();
+        let out = self.writer.payload();
+        put_lenenc_bytes(out, b"def");
+        put_lenenc_bytes(out, column.schema.as_bytes());
+        put_lenenc_bytes(out, column.table.as_bytes());
+        put_lenenc_bytes(out, column.org_table.as_bytes());
+        put_lenenc_bytes(out, column.name.as_bytes());
+        put_lenenc_bytes(out, column.org_name.as_bytes());
+        out.push(0x0C);
+        out.extend_from_slice(&column.charset.to_le_bytes());
+        out.extend_from_slice(&column.column_length.to_le_bytes());
+        out.push(column.column_type.0);
+        out.extend_from_slice(&column.flags.to_le_bytes());
+        out.push(column.decimals);
+        out.extend_from_slice(&[0, 0]);
+        if with_default {
+            // COM_FIELD_LIST definitions end with the default value; NULL: none known.
+            out.push(0xFB);
+        }
+        self.writer.finish(mark);
+    }
+
+    // ----- Connection phase -----
+
+    /// Greets the client and authenticates it. `Ok(false)`: the client left before logging in.
+    async fn handshake(&mut self) -> Result<bool, Error> {
+        let hello = greeting(
+            &self.options.server_version,
+            self.options.connection_id,
+            &self.scramble,
+            self.options.collation,
+            status::AUTOCOMMIT,
+        );
+        self.writer.set_seq(0);
+        self.writer.write_packet(&hello);
+        self.flush().await?;
+
+        let Some(packet) = self.read_packet().await? else {
+            return Ok(false);
+        };
+        self.writer.set_seq(packet.last_seq.wrapping_add(1));
+        if packet.first_seq != 1 {
+            self.write_error(&out_of_order());
+            self.flush().await?;
+            return Err(Error::Protocol(format!(
+                "handshake response with sequence id {}",
+                packet.first_seq
+            )));
+        }
+        let login = match parse_handshake_response(&packet.payload) {
+            Ok(ClientHello::Login(login)) => login,
+            // This is where TLS will start: upgrade the stream, then read the full handshake
+            // response (sequence id 2) over TLS. The upgrade must take over any bytes the
+            // reader already holds past the SSLRequest (the start of the TLS ClientHello), so
+            // the reader needs a way to hand back its unconsumed buffer.
+            Ok(ClientHello::SslRequest { .. }) => {
+                return self
+                    .refuse_handshake(
+                        bad_handshake(),
+                        "client asked for TLS, which is not offered",
+                    )
+                    .await;
+            }
+            Err(HelloError::Pre41) => {
+                let error = ErrorPacket::new(
+                    error_code::ER_NOT_SUPPORTED_AUTH_MODE,
+                    "08004",
+                    "Client does not support authentication protocol requested by server; consider upgrading MySQL client",
+                );
+                return self.refuse_handshake(error, "pre-4.1 client").await;
+            }
+            Err(HelloError::Malformed(m)) => {
+                return self
+                    .refuse_handshake(
+                        bad_handshake(),
+                        &format!("malformed handshake response ({})", m.0),
+                    )
+                    .await;
+            }
+        };
+        self.capabilities = login.capabilities & SERVER_CAPABILITIES;
+        self.multi_statements = self.capabilities & capability::MULTI_STATEMENTS != 0;
+        self.login(login, false).await?;
+        self.flush().await?;
+        Ok(true)
+    }
+
+    async fn refuse_handshake(&mut self, error: ErrorPacket, why: &str) -> Result<bool, Error> {
+        self.write_error(&error);
+        self.flush().await?;
+        Err(Error::Protocol(why.to_string()))
+    }
+
+    /// Authenticates a login through the handler, switching the client to
+    /// `mysql_native_password` first when it answered with another plugin. Writes the OK or the
+    /// ERR packet; an error return means the connection must close.
+    async fn login(&mut self, login: Login, change_user: bool) -> Result<(), Error> {
+        let user_text = String::from_utf8_lossy(&login.user).into_owned();
+        let mut auth_response = login.auth_response;
+        let native = login
+            .auth_plugin
+            .as_deref()
+            .is_none_or(|p| p == NATIVE_PASSWORD_PLUGIN.as_bytes());
+        if !native {
+            if self.capabilities & capability::PLUGIN_AUTH == 0 {
+                let error = ErrorPacket::new(
+                    error_code::ER_NOT_SUPPORTED_AUTH_MODE,
+                    "08004",
+                    "Client does not support authentication protocol requested by server; consider upgrading MySQL client",
+                );
+                return self.fail_login(user_text, error).await;
+            }
+            self.writer
+                .write_packet(&auth_switch_request(&self.scramble));
+            self.flush().await?;
+            let expected = self.writer.seq();
+            let Some(packet) = self.read_packet().await? else {
+                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            };
+            self.writer.set_seq(packet.last_seq.wrapping_add(1));
+            if packet.first_seq != expected {
+                self.write_error(&out_of_order());
+                self.flush().await?;
+                return Err(Error::Protocol(
+                    "auth switch response out of order".to_string(),
+                ));
+            }
+            auth_response = packet.payload;
+        }
+        let Ok(user) = std::str::from_utf8(&login.user) else {
+            let error = access_denied(&user_text, self.options.client_addr);
+            return self.fail_login(user_text, error).await;
+        };
+        let database = match login.database.as_deref().map(std::str::from_utf8) {
+            None => None,
+            Some(Ok(db)) => Some(db),
+            Some(Err(_)) => {
+                let error = ErrorPacket::new(
+                    error_code::ER_WRONG_DB_NAME,
+                    "42000",
+                    "Incorrect database name",
+                );
+                return self.fail_login(user_text, error).await;
+            }
+        };
+        let request = AuthRequest {
+            user,
+            auth_plugin: NATIVE_PASSWORD_PLUGIN,
+            auth_response: &auth_response,
+            scramble: &self.scramble,
+            database,
+            client_addr: self.options.client_addr,
+            capabilities: self.capabilities,
+            collation: login.collation,
+            connect_attrs: &login.connect_attrs,
+        };
+        let outcome = if change_user {
+            self.handler.change_user(&request).await
+        } else {
+            self.handler.authenticate(&request).await
+        };
+        match outcome {
+            Ok(()) => {
+                self.write_ok(&OkPacket::default(), 0);
+                Ok(())
+            }
+            Err(error) => self.fail_login(user_text, error).await,
+        }
+    }
+
+    async fn fail_login<T>(&mut self, user: String, error: ErrorPacket) -> Result<T, Error> {
+        self.write_error(&error);
+        self.flush().await?;
+        Err(Error::AuthenticationFailed { user, error })
+    }
+
+    // ----- Command phase -----
+
+    async fn run(&mut self) -> Result<(), Error> {
+        loop {
+            let Some(packet) = self.read_packet().await? else {
+                self.flush().await?;
+                return Ok(());
+            };
+            self.writer.set_seq(packet.last_seq.wrapping_add(1));
+            if packet.first_seq != 0 {
+                self.write_error(&out_of_order());
+                self.flush().await?;
+                return Err(Error::Protocol(format!(
+                    "command with sequence id {}",
+                    packet.first_seq
+                )));
+            }
+            match self.dispatch(&packet.payload).await? {
+                Flow::Continue => {}
+                Flow::Quit => {
+                    self.flush().await?;
+                    return Ok(());
+                }
+            }
+            // Answers to pipelined commands share one write: flush only when the next command
+            // is not already here, or when enough output has piled up.
+            if !self.reader.has_complete_packet() || self.writer.buffered() >= FLUSH_THRESHOLD {
+                self.flush().await?;
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, payload: &[u8]) -> Result<Flow, Error> {
+        let Some((&code, body)) = payload.split_first() else {
+            self.write_error(&unknown_command());
+            return Ok(Flow::Continue);
+        };
+        match code {
+            command::QUIT => return Ok(Flow::Quit),
+            command::PING => self.write_ok(&OkPacket::default(), 0),
+            command::QUERY => {
+                let mut out = Responses::new(self.multi_statements, self.capabilities);
+                self.handler.query(body, &mut out).await;
+                self.write_responses(out.items, false).await?;
+            }
+            command::INIT_DB => self.com_init_db(body).await,
+            command::FIELD_LIST => self.com_field_list(body).await,
+            command::STATISTICS => {
+                let text = self.handler.statistics();
+                self.writer.write_packet(text.as_bytes());
+            }
+            command::SET_OPTION => self.com_set_option(body),
+            command::CHANGE_USER => self.com_change_user(body).await?,
+            command::RESET_CONNECTION => {
+                self.close_all_statements();
+                self.handler.reset_connection().await;
+                self.write_ok(&OkPacket::default(), 0);
+            }
+            command::STMT_PREPARE => self.com_stmt_prepare(body).await,
+            command::STMT_EXECUTE => self.com_stmt_execute(body).await?,
+            command::STMT_SEND_LONG_DATA => self.statements.append_long_data(body),
+            command::STMT_CLOSE => {
+                // No reply, even for an unknown id.
+                if let Ok(id) = Reader::new(body).u32("statement id")
+                    && self.statements.remove(id)
+                {
+                    self.handler.close_statement(id);
+                }
+            }
+            command::STMT_RESET => match Reader::new(body).u32("statement id") {
+                Ok(id) if self.statements.reset(id) => {
+                    self.handler.reset_statement(id);
+                    self.write_ok(&OkPacket::default(), 0);
+                }
+                Ok(id) => self.write_error(&unknown_statement(id, "mysqld_stmt_reset")),
+                Err(_) => self.write_error(&malformed_packet()),
+            },
+            command::STMT_FETCH => match Reader::new(body).u32("statement id") {
+                Ok(id) if self.statements.contains(id) => self.write_error(&ErrorPacket::new(
+                    error_code::ER_STMT_HAS_NO_OPEN_CURSOR,
+                    "HY000",
+                    format!("The statement ({id}) has no open cursor."),
+                )),
+                Ok(id) => self.write_error(&unknown_statement(id, "mysqld_stmt_fetch")),
+                Err(_) => self.write_error(&malformed_packet()),
+            },
+            _ => self.write_error(&unknown_command()),
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn com_init_db(&mut self, body: &[u8]) {
+        let Ok(database) = std::str::from_utf8(body) else {
+            self.write_error(&ErrorPacket::new(
+                error_code::ER_WRONG_DB_NAME,
+                "42000",
+                "Incorrect database name",
+            ));
+            return;
+        };
+        match self.handler.init_db(database).await {
+            Ok(()) => self.write_ok(&OkPacket::default(), 0),
+            Err(error) => self.write_error(&error),
+        }
+    }
+
+    async fn com_field_list(&mut self, body: &[u8]) {
+        let mut r = Reader::new(body);
+        let table = String::from_utf8_lossy(r.null_terminated_or_rest()).into_owned();
+        let wildcard = String::from_utf8_lossy(r.rest()).into_owned();
+        match self.handler.field_list(&table, &wildcard).await {
+            Ok(columns) => {
+                for column in &columns {
+                    self.write_column(column, true);
+                }
+                let status = self.handler.status_flags();
+                self.write_terminator(0, status);
+            }
+            Err(error) => self.write_error(&error),
+        }
+    }
+
+    fn com_set_option(&mut self, body: &[u8]) {
+        match Reader::new(body).u16("option") {
+            Ok(0) => self.multi_statements = true,
+            Ok(1) => self.multi_statements = false,
+            _ => {
+                self.write_error(&unknown_command());
+                return;
+            }
+        }
+        let status = self.handler.status_flags();
+        self.write_terminator(0, status);
+    }
+
+    async fn com_change_user(&mut self, body: &[u8]) -> Result<(), Error> {
+        let login = match parse_change_user(body, self.capabilities) {
+            Ok(login) => login,
+            Err(m) => {
+                self.write_error(&bad_handshake());
+                self.flush().await?;
+                return Err(Error::Protocol(format!(
+                    "malformed COM_CHANGE_USER ({})",
+                    m.0
+                )));
+            }
+        };
+        self.close_all_statements();
+        self.login(login, true).await
+    }
+
+    fn close_all_statements(&mut self) {
+        for id in self.statements.clear() {
+            self.handler.close_statement(id);
+        }
+    }
+
+    async fn com_stmt_prepare(&mut self, body: &[u8]) {
+        if let Err(error) = self.statements.check_capacity() {
+            self.write_error(&error);
+            return;
+        }
+        let prepared = match self.handler.prepare(body).await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.write_error(&error);
+                return;
+            }
+        };
+        let (Ok(param_count), Ok(column_count)) = (
+            u16::try_from(prepared.params.len()),
+            u16::try_from(prepared.columns.len()),
+        ) else {
+            self.handler.close_statement(prepared.statement_id);
+            self.write_error(&ErrorPacket::new(
+                error_code::ER_PS_MANY_PARAM,
+                "HY000",
+                "Prepared statement contains too many placeholders or columns",
+            ));
+            return;
+        };
+        self.statements.insert(prepared.statement_id, param_count);
+        let mark = self.writer.begin();
+        let out = self.writer.payload();
+        out.push(0x00);
+        out.extend_from_slice(&prepared.statement_id.to_le_bytes());
+        out.extend_from_slice(&column_count.to_le_bytes());
+        out.extend_from_slice(&param_count.to_le_bytes());
+        out.push(0x00);
+        out.extend_from_slice(&prepared.warnings.to_le_bytes());
+        self.writer.finish(mark);
+        let status = self.handler.status_flags();
+        for (definitions, count) in [
+            (&prepared.params, param_count),
+            (&prepared.columns, column_count),
+        ] {
+            if count == 0 {
+                continue;
+            }
+            for column in definitions {
+                self.write_column(column, false);
+            }
+            if !self.deprecate_eof() {
+                self.write_eof(0, status);
+            }
+        }
+    }
+
+    async fn com_stmt_execute(&mut self, body: &[u8]) -> Result<(), Error> {
+        let mut r = Reader::new(body);
+        let Ok(id) = r.u32("statement id") else {
+            self.write_error(&malformed_packet());
+            return Ok(());
+        };
+        match self.statements.decode_execute(id, r.rest()) {
+            Ok(params) => {
+                let mut out = Responses::new(self.multi_statements, self.capabilities);
+                self.handler.execute(id, &params, &mut out).await;
+                self.write_responses(out.items, true).await?;
+            }
+            Err(error) => self.write_error(&error),
+        }
+        Ok(())
+    }
+
+    // ----- Results -----
+
+    /// Writes a command's responses: MORE_RESULTS_EXISTS on all but the last, nothing after
+    /// the first error.
+    async fn write_responses(
+        &mut self,
+        responses: Vec<Response>,
+        binary: bool,
+    ) -> Result<(), Error> {
+        if responses.is_empty() {
+            self.write_ok(&OkPacket::default(), 0);
+            return Ok(());
+        }
+        let count = responses.len();
+        for (i, response) in responses.into_iter().enumerate() {
+            let more = if i + 1 < count {
+                status::MORE_RESULTS_EXISTS
+            } else {
+                0
+            };
+            match response {
+                Response::Ok(ok) => self.write_ok(&ok, more),
+                Response::Error(error) => {
+                    self.write_error(&error);
+                    return Ok(());
+                }
+                Response::ResultSet(result) => {
+                    if !self.write_result_set(result, binary, more).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one result set; `false` if it ended with an error (the rest is skipped).
+    async fn write_result_set(
+        &mut self,
+        result: ResultSet,
+        binary: bool,
+        more: u16,
+    ) -> Result<bool, Error> {
+        let columns = result.columns;
+        if columns.is_empty() {
+            // Zero columns cannot be framed as a result set; it is an OK.
+            let ok = OkPacket {
+                warnings: result.warnings,
+                ..OkPacket::default()
+            };
+            self.write_ok(&ok, more);
+            return Ok(true);
+        }
+        let mark = self.writer.begin();
+        put_lenenc_int(self.writer.payload(), columns.len() as u64);
+        self.writer.finish(mark);
+        for column in columns.iter() {
+            self.write_column(column, false);
+        }
+        if !self.deprecate_eof() {
+            let status = self.handler.status_flags() | more;
+            self.write_eof(0, status);
+        }
+        match result.rows {
+            Rows::Materialized(rows) => {
+                for row in &rows {
+                    if let Err(error) = self.write_row(&columns, row, binary) {
+                        self.write_error(&error);
+                        return Ok(false);
+                    }
+                    if self.writer.buffered() >= FLUSH_THRESHOLD {
+                        self.flush().await?;
+                    }
+                }
+            }
+            Rows::Stream(mut source) => {
+                while let Some(batch) = source.next_batch().await {
+                    let rows = match batch {
+                        Ok(rows) => rows,
+                        Err(error) => {
+                            self.write_error(&error);
+                            return Ok(false);
+                        }
+                    };
+                    for row in &rows {
+                        if let Err(error) = self.write_row(&columns, row, binary) {
+                            self.write_error(&error);
+                            return Ok(false);
+                        }
+                        if self.writer.buffered() >= FLUSH_THRESHOLD {
+                            self.flush().await?;
+                        }
+                    }
+                }
+            }
+        }
+        let status = self.handler.status_flags() | more;
+        self.write_terminator(result.warnings, status);
+        Ok(true)
+    }
+
+    /// Writes one row packet, or nothing and the reason the row cannot be sent.
+    fn write_row(
+        &mut self,
+        columns: &[Column],
+        row: &Row,
+        binary: bool,
+    ) -> Result<(), ErrorPacket> {
+        if row.len() != columns.len() {
+            return Err(internal_error(format!(
+                "a row has {} values for {} columns",
+                row.len(),
+                columns.len()
+            )));
+        }
+        let mark = self.writer.begin();
+        match encode_row(self.writer.payload(), columns, row, binary) {
+            Ok(()) => {
+                self.writer.finish(mark);
+                Ok(())
+            }
+            Err(message) => {
+                self.writer.abort(mark);
+                Err(internal_error(message))
+            }
+        }
+    }
+}
+
+/// Appends a row payload in the text or binary protocol.
+fn encode_row(
+    out: &mut Vec<u8>,
+    columns: &[Column],
+    row: &Row,
+    binary: bool,
+) -> Result<(), String> {
+    if binary {
+        out.push(0x00);
+        // The NULL bitmap of a binary row starts at bit 2.
+        let bitmap_at = out.len();
+        out.resize(bitmap_at + (columns.len() + 2).div_ceil(8), 0);
+        for (i, (column, value)) in columns.iter().zip(row).enumerate() {
+            if value.is_null() {
+                out[bitmap_at + (i + 2) / 8] |= 1 << ((i + 2) % 8);
+            } else {
+                write_binary_value(out, column, value)?;
+            }
+        }
+    } else {
+        for (column, value) in columns.iter().zip(row) {
+            write_text_value(out, column, value);
+        }
+    }
+    Ok(())
+}
+
+fn write_ok_payload(writer: &mut PacketWriter, header: u8, ok: &OkPacket, status: u16) {
+    let mark = writer.begin();
+    let out = writer.payload();
+    out.push(header);
+    put_lenenc_int(out, ok.affected_rows);
+    put_lenenc_int(out, ok.last_insert_id);
+    out.extend_from_slice(&status.to_le_bytes());
+    out.extend_from_slice(&ok.warnings.to_le_bytes());
+    // The protocol documentation calls the info a string<EOF>, but MySQL and MariaDB both
+    // write it length-encoded (`net_store_data` in `net_send_ok`), and libmysqlclient and
+    // mysql_async read it that way; nothing is written when it is empty.
+    if !ok.info.is_empty() {
+        put_lenenc_bytes(out, ok.info.as_bytes());
+    }
+    writer.finish(mark);
+}
+
+fn out_of_order() -> ErrorPacket {
+    ErrorPacket::new(
+        error_code::ER_NET_PACKETS_OUT_OF_ORDER,
+        "08S01",
+        "Got packets out of order",
+    )
+}
+
+fn bad_handshake() -> ErrorPacket {
+    ErrorPacket::new(error_code::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake")
+}
+
+fn unknown_command() -> ErrorPacket {
+    ErrorPacket::new(error_code::ER_UNKNOWN_COM_ERROR, "08S01", "Unknown command")
+}
+
+fn malformed_packet() -> ErrorPacket {
+    ErrorPacket::new(
+        error_code::ER_MALFORMED_PACKET,
+        "HY000",
+        "Malformed communication packet.",
+    )
+}
+
+fn internal_error(message: String) -> ErrorPacket {
+    ErrorPacket::new(
+        error_code::ER_UNKNOWN_ERROR,
+        "HY000",
+        format!("Internal error: {message}"),
+    )
+}
+
+fn access_denied(user: &str, addr: Option<SocketAddr>) -> ErrorPacket {
+    let host = addr.map_or_else(|| "localhost".to_string(), |a| a.ip().to_string());
+    ErrorPacket::new(
+        error_code::ER_ACCESS_DENIED,
+        "28000",
+        format!("Access denied for user '{user}'@'{host}' (using password: YES)"),
+    )
+}
