@@ -222,6 +222,7 @@ async fn data_session(mut link: Link, inbox: Inbox) {
         let event = match decode::<DataRequestBody>(&request.body) {
             Ok(DataRequestBody::Read(op)) => Event::Read { op, reply: tx },
             Ok(DataRequestBody::Write(ops)) => Event::Write { ops, reply: tx },
+            Ok(DataRequestBody::LocalRead(op)) => Event::LocalRead { op, reply: tx },
             Err(e) => {
                 tracing::warn!(peer = link.peer.node_id, error = %e, "dropped an undecodable data request");
                 let body: cairn_proto::data::DataResponseBody = Err(cairn_proto::data::DataError::Failed(e));

@@ -33,6 +33,8 @@ pub enum Event {
     Raft(Message),
     Read { op: ReadOp, reply: Reply },
     Write { ops: Vec<WriteOp>, reply: Reply },
+    /// A read from this replica's applied state, leader or not (see `DataRequestBody::LocalRead`).
+    LocalRead { op: ReadOp, reply: Reply },
     Catalog(Arc<Catalog>),
     Status(oneshot::Sender<NodeStatus>),
     Shutdown,
@@ -221,6 +223,14 @@ impl NodeGroupLoop {
             }
             Event::Read { op, reply } => self.request(Request::Read { op, reply }),
             Event::Write { ops, reply } => self.request(Request::Write { ops, reply }),
+            Event::LocalRead { op, reply } => {
+                let result = match check_table(&self.catalog, read_table(&op)) {
+                    TableCheck::Ready => self.store.read(&op, &self.catalog).map(DataReply::Read).map_err(DataError::Failed),
+                    TableCheck::Behind => Err(DataError::Unavailable("this replica's catalog is behind".into())),
+                    TableCheck::Mismatch(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
             Event::Catalog(catalog) => {
                 if catalog.version >= self.catalog.version {
                     self.catalog = catalog;

@@ -10,6 +10,10 @@ pub enum DataRequestBody {
     Read(ReadOp),
     /// An atomic batch for one node group.
     Write(Vec<WriteOp>),
+    /// A read served by whichever replica receives it, from its own applied state, without
+    /// confirming leadership: possibly stale. For diagnostics and tests that compare replicas
+    /// (never used to answer SQL).
+    LocalRead(ReadOp),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
