@@ -12,6 +12,8 @@
 //! The `cairn` binary must be built first (`cargo build --bin cairn`, which the README's test
 //! command does); set `CAIRN_BIN` to use another one.
 
+pub mod raw;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -54,11 +56,16 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port").local_addr().expect("local addr").port()
 }
 
+/// The API slot the harness registers as to read the catalog and inspect replicas.
+pub const DIAGNOSTIC_NODE: u32 = 199;
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub config: ClusterConfig,
     pub config_path: PathBuf,
     children: BTreeMap<u32, Child>,
+    /// The harness's own registration (as the spare API slot), made once and kept.
+    management: tokio::sync::OnceCell<std::sync::Arc<cairn_mgmd::client::ManagementClient>>,
 }
 
 impl Cluster {
@@ -85,19 +92,22 @@ impl Cluster {
             text.push_str(&format!("[[ndbd]]\nNodeId = {id}\nServerPort = {}\n\n", free_port()));
         }
         for k in 0..spec.sql_nodes {
-            text.push_str(&format!("[[mysqld]]\nNodeId = {}\nPort = {}\n\n", 100 + k, free_port()));
+            text.push_str(&format!("[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n\n", 100 + k, free_port()));
         }
+        // A spare API slot the harness itself uses to inspect data nodes; never started as a process.
+        text.push_str(&format!("[[mysqld]]\nNodeId = {DIAGNOSTIC_NODE}\nHostName = \"127.0.0.1\"\nPort = {}\n\n", free_port()));
         let config = ClusterConfig::parse(&text)?;
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, &text)?;
-        let mut cluster = Cluster { dir, config, config_path, children: BTreeMap::new() };
+        let mut cluster =
+            Cluster { dir, config, config_path, children: BTreeMap::new(), management: tokio::sync::OnceCell::new() };
         let ids: Vec<u32> = cluster
             .config
             .mgmds
             .iter()
             .map(|m| m.node_id)
             .chain(cluster.config.data_nodes.iter().map(|d| d.id.0))
-            .chain(cluster.config.sql_nodes.iter().map(|s| s.node_id))
+            .chain(cluster.config.sql_nodes.iter().map(|s| s.node_id).filter(|id| *id != DIAGNOSTIC_NODE))
             .collect();
         for id in ids {
             cluster.start_node(id)?;
@@ -173,6 +183,74 @@ impl Cluster {
         self.children.get_mut(&id).is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    fn identity(&self, node_id: u32, role: Role) -> Identity {
+        Identity { node_id, role, secret: self.config.cluster.secret.clone(), software_version: "e2e".into() }
+    }
+
+    /// The catalog as the management node pushes it (the harness registers as the spare API slot).
+    pub async fn catalog(&self) -> anyhow::Result<std::sync::Arc<cairn_common::catalog::Catalog>> {
+        let client = self
+            .management
+            .get_or_try_init(|| {
+                cairn_mgmd::client::ManagementClient::connect(
+                    self.config.mgmd_addresses(),
+                    self.identity(DIAGNOSTIC_NODE, Role::Sqld),
+                    String::new(),
+                    Duration::from_secs(10),
+                )
+            })
+            .await?;
+        // The catalog is pushed; give a just-committed change a moment to arrive.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(client.catalog_now())
+    }
+
+    /// Every row data node `node` holds of `database.table`, read from its own applied state
+    /// (leader or not), decoded and sorted: what that replica would serve.
+    pub async fn replica_rows(&self, node: u32, database: &str, table: &str) -> anyhow::Result<Vec<Vec<cairn_common::Value>>> {
+        use cairn_common::ops::{ReadOp, ReadResult, TableRef};
+        use cairn_proto::data::{DataReply, DataRequestBody, DataResponseBody, decode, encode};
+        let catalog = self.catalog().await?;
+        let def = catalog.table_by_name(database, table).with_context(|| format!("no table {database}.{table}"))?;
+        let address = self.config.data_node(cairn_common_id(node)).context("not a data node")?.address();
+        let link = cairn_proto::connect(&address, &self.identity(DIAGNOSTIC_NODE, Role::Sqld)).await?;
+        let (client, _) = RpcClient::new(link);
+        let layout = def.layout();
+        let mut rows = Vec::new();
+        let mut resume = None;
+        loop {
+            let op = ReadOp::Scan {
+                table: TableRef { id: def.id, version: def.version },
+                partitions: vec![],
+                filter: None,
+                projection: None,
+                limit: None,
+                resume,
+                max_rows: 10_000,
+                max_bytes: 4 << 20,
+            };
+            let body = Body::DataRequest(cairn_proto::pb::DataRequest { body: encode(&DataRequestBody::LocalRead(op)) });
+            let Body::DataResponse(response) = client.call(body, Duration::from_secs(10)).await? else {
+                bail!("unexpected answer from data node {node}");
+            };
+            let answer: DataResponseBody = decode(&response.body)?;
+            match answer {
+                Ok(DataReply::Read(ReadResult::ScanBatch { rows: batch, resume: next })) => {
+                    for row in batch {
+                        rows.push(layout.decode(&row)?);
+                    }
+                    match next {
+                        Some(position) => resume = Some(position),
+                        None => break,
+                    }
+                }
+                other => bail!("data node {node} answered {other:?}"),
+            }
+        }
+        rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        Ok(rows)
+    }
+
     pub fn mysql_port(&self, k: usize) -> u16 {
         self.config.sql_nodes[k].port
     }
@@ -190,12 +268,7 @@ impl Cluster {
 
     /// Runs an admin command (as `cairn mgm -e` would) against the first management node.
     pub async fn admin(&self, command: &str) -> anyhow::Result<String> {
-        let identity = Identity {
-            node_id: 0,
-            role: Role::Admin,
-            secret: self.config.cluster.secret.clone(),
-            software_version: "e2e".into(),
-        };
+        let identity = self.identity(0, Role::Admin);
         let mut last = None;
         for address in self.config.mgmd_addresses() {
             match cairn_proto::connect(&address, &identity).await {
