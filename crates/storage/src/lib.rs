@@ -2,7 +2,8 @@
 //!
 //! A data node (`cairn datad`) holds in RAM every partition of every table that maps to its
 //! node group. This crate is that memory, and the leader's evaluation of writes against it. It
-//! does no I/O: no sockets, threads, clocks or files; the data node's shell drives it.
+//! does no I/O (no sockets, clocks or files; the data node's shell drives it), except for the
+//! [`checkpoint`] files, which it reaches only through a `Disk` trait the shell supplies.
 //!
 //! ## Concepts
 //!
@@ -33,11 +34,14 @@
 //!
 //! ## Left out
 //!
-//! Ordered and unique indexes (the SQL node has no plans using them yet), checkpoint files
-//! (the store offers [`Store::partition_rows`] and [`Store::restore_partition`] for them), and
-//! online ADD COLUMN (rows carry a layout version byte, but there is one layout per table).
+//! Ordered and unique indexes (the SQL node has no plans using them yet), and online ADD COLUMN
+//! (rows carry a layout version byte, but there is one layout per table).
+//!
+//! Local checkpoints (NDB's LCP) live in [`checkpoint`]: the one part of this crate that touches
+//! files, and only through its `Disk` trait.
 
 pub mod arena;
+pub mod checkpoint;
 pub mod coerce;
 pub mod evaluate;
 pub mod partition;

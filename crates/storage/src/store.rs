@@ -547,11 +547,28 @@ impl Store {
     /// Every row of a partition with its slot, in ascending slot order (stable while the
     /// partition is not changed).
     pub fn partition_rows(&self, table: TableId, partition: PartitionId) -> PartitionRows<'_> {
+        self.partition_rows_from(table, partition, 0)
+    }
+
+    /// Like [`Store::partition_rows`], from slot `from_slot` on: a checkpoint copies a partition
+    /// in slices and resumes where the last slice stopped.
+    pub fn partition_rows_from(&self, table: TableId, partition: PartitionId, from_slot: u64) -> PartitionRows<'_> {
         PartitionRows {
             arena: &self.arena,
             partition: self.tables.get(&table).and_then(|t| t.partitions.get(&partition)),
-            next: 0,
+            // A slot beyond the directory's range holds no row; saturating keeps it beyond.
+            next: u32::try_from(from_slot).unwrap_or(u32::MAX),
         }
+    }
+
+    /// The slot and row of the row with this encoded primary key, if this node holds it. A
+    /// checkpoint in progress uses it to learn which slots an applied write set changed.
+    pub fn find_slot(&self, table: TableId, partition: PartitionId, key: &[u8]) -> Option<(u64, &[u8])> {
+        let t = self.tables.get(&table)?;
+        let schema = t.schema.as_ref()?;
+        let p = t.partitions.get(&partition)?;
+        let slot = p.find(&self.arena, schema, &self.hasher, key)?;
+        p.row_at(&self.arena, slot).map(|row| (slot as u64, row))
     }
 
     /// Replaces a partition with rows read back from a checkpoint: `(slot, row)` pairs in
