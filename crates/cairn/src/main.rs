@@ -77,6 +77,16 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Run an SQL node (MySQL protocol).
+    Sqld {
+        #[arg(long)]
+        node_id: u32,
+        /// Management node(s), host:port, comma-separated.
+        #[arg(long, default_value = "127.0.0.1:1186", value_delimiter = ',')]
+        mgm: Vec<String>,
+        #[command(flatten)]
+        secret: SecretArgs,
+    },
     /// The management client.
     Mgm(mgm::MgmArgs),
     /// Start a local cluster: 1 management node, data nodes, SQL nodes.
@@ -107,6 +117,12 @@ fn main() {
                 init_logging();
                 let secret = secret.resolve()?;
                 rt.block_on(cairn_datad::run(cairn_datad::DatadOptions { node_id, mgm, secret, data_dir }))?;
+                Ok(0)
+            }
+            Command::Sqld { node_id, mgm, secret } => {
+                init_logging();
+                let secret = secret.resolve()?;
+                rt.block_on(cairn_sqld::run(cairn_sqld::SqldOptions { node_id, mgm, secret }))?;
                 Ok(0)
             }
             Command::Mgm(args) => rt.block_on(mgm::run(args)),

@@ -187,6 +187,26 @@ error_kinds! {
     CantChangeTransaction = (1568, "25001", Report),
     /// ER_READ_ONLY_TRANSACTION-like: a write in a read-only context.
     ReadOnly = (1792, "25006", Report),
+    /// ER_FIELD_SPECIFIED_TWICE: `INSERT INTO t (a, a)`, `UPDATE t SET a = 1, a = 2`.
+    ColumnSpecifiedTwice = (1110, "42000", Report),
+    /// ER_GLOBAL_VARIABLE: a session SET of a global-only system variable.
+    GlobalVariable = (1229, "HY000", Report),
+    /// ER_INCORRECT_GLOBAL_LOCAL_VAR: a SET of a read-only system variable.
+    ReadOnlyVariable = (1238, "HY000", Report),
+    /// ER_TOO_BIG_FIELDLENGTH: `VARCHAR(70000)`, `CHAR(300)`.
+    ColumnLengthTooBig = (1074, "42000", Report),
+    /// ER_BLOB_CANT_HAVE_DEFAULT: a literal DEFAULT on a BLOB/TEXT column.
+    BlobCantHaveDefault = (1101, "42000", Report),
+    /// ER_WRONG_FIELD_SPEC: an impossible column specification (AUTO_INCREMENT on a VARCHAR).
+    WrongColumnSpec = (1063, "42000", Report),
+    /// ER_M_BIGGER_THAN_D: `DECIMAL(5,6)`.
+    ScaleBiggerThanPrecision = (1427, "42000", Report),
+    /// ER_MIX_OF_GROUP_FUNC_AND_FIELDS: an aggregate and a plain column without GROUP BY,
+    /// under ONLY_FULL_GROUP_BY.
+    MixOfGroupFuncAndFields = (1140, "42000", Report),
+    /// ER_STACK_OVERRUN_NEED_MORE: a statement nests or chains expressions beyond what the
+    /// SQL node evaluates safely.
+    StackOverrun = (1436, "HY000", Report),
 }
 
 /// An error with its kind and the message the client sees.

@@ -1,1 +1,116 @@
-//! placeholder
+//! # cairn-sql: the SQL engine of a Cairn SQL node
+//!
+//! `cairn sqld` is a stateless MySQL-compatible SQL node. This crate is its engine, sans-IO:
+//! it turns SQL text into requests to the cluster through the [`Backend`] trait
+//! ([`backend`]: catalog, DDL, reads and writes to node groups) and answers with
+//! [`Outcome`]s, which the daemon maps onto MySQL packets. It knows nothing of sockets, the
+//! wire protocol, threads or the clock (the clock is injected: [`EngineConfig::clock`]).
+//!
+//! ## A statement's way through
+//!
+//! 1. **Split** (`lexer`): the text is tokenized once with sqlparser's MySQL tokenizer and cut
+//!    on top-level `;` (quotes, comments and `/*! … */` understood; `CREATE FUNCTION/PROCEDURE`
+//!    bodies kept whole). Several statements need CLIENT_MULTI_STATEMENTS; execution stops at
+//!    the first error, as in MySQL.
+//! 2. **Pre-parse** (`parse`): the first tokens classify the statement. SET, SHOW, DESCRIBE,
+//!    USE, CREATE/DROP DATABASE, DROP TABLE, TRUNCATE and transaction statements are parsed by
+//!    hand (sqlparser loses meaning in some of them); `PARTITION BY KEY (…)` is cut from CREATE
+//!    TABLE and `LOCK IN SHARE MODE` from SELECT before sqlparser sees them.
+//! 3. **Parse**: everything else by sqlparser 0.64 (`MySqlDialect`). Syntax errors are MySQL's
+//!    1064 with its "near '…' at line N" shape.
+//! 4. **Plan** (`compile`, `plan`, `dml`): names are resolved against the catalog,
+//!    expressions compiled to [`cairn_common::expr::Expr`] with MySQL's result types, and the
+//!    access to each table chosen. Values known only at execution (`?`, `@@vars`, `@vars`,
+//!    uncorrelated subqueries) are slots bound when the statement runs, so a prepared
+//!    statement keeps its plan (it is re-planned only if a table it uses changed).
+//! 5. **Execute** (`exec`, `dml`): an operator tree pulled batch by batch; the root is the
+//!    result's [`RowSource`], so big scans stream to the client.
+//!
+//! Prepared statements keep their plan. Text statements with inlined values (what Exim and
+//! most web applications send) go through a plan cache shared by the engine's sessions
+//! (`cache`): the values that cannot change the plan (WHERE comparison operands, IN-list
+//! elements, INSERT values) are taken out, the normalized text is the key, and a hit skips
+//! parsing and planning.
+//!
+//! ## What is pushed down to the data nodes
+//!
+//! - A WHERE that gives every primary-key column a value (`id = ?`, `(a, b) = (1, 2)`,
+//!   `id IN (…)`) becomes `ReadOp::Get`: one request per node group that holds a key, and only
+//!   those. The prepared hot path `SELECT … WHERE pk = ?` is bind → one Get → decode → rows.
+//! - Other reads scan every node group in parallel (`ReadOp::Scan`), with the WHERE conjuncts
+//!   pushed as a filter (session functions and parameters folded to constants first), only the
+//!   needed columns returned, and LIMIT pushed when no ORDER BY, GROUP BY or DISTINCT is
+//!   above it. Scans page with `resume`.
+//! - UPDATE/DELETE by key ship `UpdateKey`/`DeleteKey` with their expressions: the leader
+//!   evaluates `n = n + 1` under its row lock. Otherwise `UpdateWhere`/`DeleteWhere` go to
+//!   every group. Writes are batched per node group: one `write()` per group per statement.
+//! - AUTO_INCREMENT values come from ranges reserved per table per engine
+//!   (`WriteOp::ReserveAutoIncrement` to the group of partition 0, `auto_increment_prefetch`
+//!   values at a time; an explicit value above the range reserves above it).
+//!
+//! Evaluated on the SQL node: joins (hash joins on equality keys; batched key lookups when the
+//! inner table's whole primary key is given), GROUP BY and aggregates, HAVING, DISTINCT,
+//! ORDER BY (NULLs first, collation-aware), LIMIT/OFFSET, uncorrelated subqueries (run once
+//! before the query), correlated subqueries in WHERE and the select list (run once per row of
+//! the enclosing query by an Apply operator, with that row's columns bound: a key lookup when
+//! they give the inner table's key), and conditions that cannot be shipped (RAND()).
+//! Materializing operators hold at most `max_materialized_rows` rows. Expressions are at most
+//! 96 levels deep (MySQL's 1436 beyond), so evaluation here and on data nodes stays within
+//! its stack.
+//!
+//! ## Temporary limits, and what is left out
+//!
+//! - **No multi-statement transactions yet.** BEGIN/START TRANSACTION/COMMIT/ROLLBACK and
+//!   `autocommit = 0` are accepted and the IN_TRANS/AUTOCOMMIT status flags are exact, but
+//!   each write is applied when it runs. A ROLLBACK after writes answers OK with warning 1196
+//!   "Some non-transactional changed tables couldn't be rolled back", as MySQL does for a
+//!   non-transactional engine. A statement touching several node groups is atomic per group
+//!   only. `SELECT … FOR UPDATE / LOCK IN SHARE MODE` take no locks yet.
+//! - **Indexes are recorded, not used or enforced**: UNIQUE, KEY/INDEX and FOREIGN KEY clauses
+//!   are kept in the table definition and shown by SHOW CREATE TABLE; UNIQUE is not enforced
+//!   and foreign keys are not checked (as NDB before 7.3). Only the primary key is unique.
+//! - Not yet: UNION, derived tables, WITH, correlated subqueries in HAVING/ORDER BY/ON, in
+//!   aggregated queries' select lists, in UPDATE/DELETE, or two levels deep, window functions, REGEXP,
+//!   JSON, ALTER TABLE, CREATE INDEX, views, stored routines, users and grants,
+//!   information_schema, EXPLAIN, multiple-table UPDATE/DELETE. They answer 1235 naming what
+//!   is missing.
+//! - `SET GLOBAL` is refused (cluster-wide settings belong to the cluster config).
+//!   `time_zone` accepts `SYSTEM`/`UTC` and `±HH:MM` offsets; TIMESTAMP values are stored as
+//!   given (no conversion between session time zones).
+//! - A table without a primary key gets NDB's hidden `$PK BIGINT UNSIGNED`, filled from the
+//!   table's AUTO_INCREMENT counter (shared with a declared AUTO_INCREMENT column, which then
+//!   sees gaps).
+//! - UPDATE assignments with RAND()/UUID() get one value per statement, not per row; an
+//!   UPDATE of partition-key columns moves rows with an insert then a delete (not atomic).
+//!
+//! ## Modules
+//!
+//! [`backend`] (the contract with the daemon), `engine` (shared state, AUTO_INCREMENT ranges,
+//! status counters), `session` (one connection: variables, warnings, transactions, prepared
+//! statements), `variables` (the system-variable registry), `types` (result types and column
+//! metadata), `show` and `ddl` (SHOW, DESCRIBE, CREATE TABLE and its SHOW CREATE TABLE form),
+//! `testing` (feature `testing`: an in-process cluster over `cairn-storage`).
+
+pub mod backend;
+mod cache;
+mod compile;
+mod ddl;
+mod dml;
+mod engine;
+mod exec;
+mod join;
+mod lexer;
+mod outcome;
+mod parse;
+mod plan;
+mod session;
+mod show;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod types;
+mod variables;
+
+pub use backend::Backend;
+pub use engine::{Clock, Engine, EngineConfig, ManualClock, SystemClock};
+pub use outcome::{ColumnMeta, Outcome, PreparedInfo, Row, RowSource, RowStream};
+pub use session::{STATUS_AUTOCOMMIT, STATUS_IN_TRANS, Session, SessionInfo};

@@ -1,1 +1,144 @@
-//! placeholder
+//! # cairn-sqld: the SQL node (NDB's mysqld as an API node)
+//!
+//! Stateless: any number of SQL nodes serve the same cluster, and clients may use any of them.
+//! An SQL node registers with a management node (proving the cluster secret), keeps the
+//! catalog it pushes, and serves the MySQL protocol (`cairn-wire`) with the SQL engine
+//! (`cairn-sql`) executing against the cluster through [`cluster::ClusterClient`]: a key
+//! lookup is one request to the leader of one node group; scans fan out to every node group in
+//! parallel; writes go to the node group that owns their rows.
+//!
+//! Accounts come from the catalog, so a user created through one SQL node can log in through
+//! every other.
+//!
+//! Not yet here: TLS, caching_sha2_password as the server's own plugin, privileges (every
+//! account may do everything), the HTTP /metrics endpoint.
+
+pub mod cluster;
+pub mod handler;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use cairn_common::ids::NodeId;
+use cairn_mgmd::client::ManagementClient;
+use cairn_proto::pb::NodeStatus;
+use cairn_proto::{Identity, Role};
+use cairn_sql::{Engine, EngineConfig};
+use handler::{NodeCounters, SqlHandler};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+pub const SERVER_VERSION: &str = concat!("8.0.36-cairn-", env!("CARGO_PKG_VERSION"));
+
+#[derive(Clone, Debug)]
+pub struct SqldOptions {
+    pub node_id: u32,
+    pub mgm: Vec<String>,
+    pub secret: String,
+}
+
+/// MySQL's answer when max_connections is reached, sent before any handshake (as MySQL does).
+async fn refuse_too_many(mut stream: tokio::net::TcpStream) {
+    let message = b"Too many connections";
+    let mut payload = vec![0xff, 0x10, 0x04]; // 1040
+    payload.extend_from_slice(b"#08004");
+    payload.extend_from_slice(message);
+    let mut packet = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+    packet.push(0);
+    packet.extend_from_slice(&payload);
+    let _ = stream.write_all(&packet).await;
+    let _ = stream.shutdown().await;
+}
+
+pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
+    let identity = Identity {
+        node_id: options.node_id,
+        role: Role::Sqld,
+        secret: options.secret.clone(),
+        software_version: cairn_mgmd::admin::SOFTWARE_VERSION.to_string(),
+    };
+    let management =
+        ManagementClient::connect(options.mgm.clone(), identity.clone(), String::new(), Duration::from_secs(120)).await?;
+    let config = management.config.clone();
+    let me = config
+        .sql_node(NodeId(options.node_id))
+        .with_context(|| format!("node id {} is not a [[mysqld]] in the cluster config", options.node_id))?
+        .clone();
+    let bind_host = me.host_name.clone().unwrap_or_else(|| "0.0.0.0".into());
+    let listener = TcpListener::bind((bind_host.as_str(), me.port))
+        .await
+        .with_context(|| format!("cannot listen on {bind_host}:{} (is the port taken?)", me.port))?;
+
+    // Logins need the accounts: wait for a catalog that has them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while management.catalog_now().users.is_empty() {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the management node has not created any account within 60 s");
+        }
+        let mut rx = management.catalog.clone();
+        let _ = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
+    }
+
+    let backend = Arc::new(cluster::ClusterClient::new(management.clone(), identity.clone()));
+    let engine_config = EngineConfig {
+        server_version: SERVER_VERSION.to_string(),
+        node_id: options.node_id,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(backend, engine_config);
+    let counters = Arc::new(NodeCounters::default());
+
+    let heartbeat_management = management.clone();
+    let node_id = options.node_id;
+    let every = Duration::from_millis(config.cluster.heartbeat_interval_db_api_ms.clamp(50, 5000));
+    tokio::spawn(async move {
+        loop {
+            let status = NodeStatus { node_id, phase: "started".into(), ..Default::default() };
+            heartbeat_management.heartbeat(status).await;
+            tokio::time::sleep(every).await;
+        }
+    });
+
+    tracing::info!(node = options.node_id, port = me.port, "SQL node accepting MySQL connections");
+    let next_connection = AtomicU32::new(1);
+    let max_connections = me.max_connections as u64;
+    let server = async {
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            if counters.connections_open.load(Ordering::Relaxed) >= max_connections {
+                tokio::spawn(refuse_too_many(stream));
+                continue;
+            }
+            let connection_id = next_connection.fetch_add(1, Ordering::Relaxed);
+            let handler = SqlHandler::new(engine.clone(), connection_id as u64, Some(addr), counters.clone());
+            let options = cairn_wire::ServerOptions {
+                server_version: SERVER_VERSION.to_string(),
+                connection_id,
+                client_addr: Some(addr),
+                ..Default::default()
+            };
+            tokio::spawn(async move {
+                if let Err(e) = cairn_wire::serve(stream, handler, options).await {
+                    tracing::debug!(connection = connection_id, error = %e, "connection ended");
+                }
+            });
+        }
+    };
+    tokio::select! {
+        _ = server => Ok(()),
+        _ = cairn_mgmd::shutdown_signal() => {
+            tracing::info!("SQL node shutting down");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,1379 @@
+//! One client connection's session: its variables, current database, warnings, transaction
+//! status and prepared statements, and the statement loop
+//! (split → pre-parse → parse → plan → execute).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sqlparser::tokenizer::Token;
+
+use cairn_common::catalog::{Catalog, CatalogOp, CatalogOutcome, ColumnDef};
+use cairn_common::error::{Error, ErrorKind};
+use cairn_common::expr::{Warning, WarningLevel};
+use cairn_common::ids::TableId;
+use cairn_common::temporal::DateTime;
+use cairn_common::{Value, bail, err};
+
+use crate::backend::Backend;
+use crate::compile::{Compiler, PlanContext, PlanEnv, Scope, ScopeColumn, Slot, SubqueryKind};
+use crate::dml::{self, DeletePlan, InsertPlan, UpdatePlan, WriteMode};
+use crate::engine::{Engine, Stats};
+use crate::exec::{self, Bound, Exec, Snapshot};
+use crate::lexer::{self, StatementText};
+use crate::outcome::{ColumnMeta, Outcome, PreparedInfo, Row, RowSource, RowStream};
+use crate::parse::{self, SetItem, SetValue, Show, Statement, TableName, VarScope};
+use crate::plan::{self, QueryPlan};
+use crate::show::{self, ShowResult};
+use crate::types::{self, ColumnOrigin, SqlType, column_meta, conform};
+use crate::variables::{self, DefaultValue, SessionVariables, VarDef};
+
+/// MySQL's SERVER_STATUS_IN_TRANS.
+pub const STATUS_IN_TRANS: u16 = 1;
+/// MySQL's SERVER_STATUS_AUTOCOMMIT.
+pub const STATUS_AUTOCOMMIT: u16 = 2;
+
+/// Who is connected and how, as the handshake told the daemon.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub user: String,
+    /// The client's host as the server saw it (for USER()).
+    pub host: String,
+    pub connection_id: u64,
+    /// The database named in the handshake, if any (checked by the daemon with
+    /// [`Session::use_database`]).
+    pub database: Option<String>,
+    /// CLIENT_FOUND_ROWS: affected rows count matched rows instead of changed rows.
+    pub found_rows: bool,
+    /// CLIENT_MULTI_STATEMENTS (COM_SET_OPTION may change it: [`Session::set_multi_statements`]).
+    pub multi_statements: bool,
+    /// The handshake's collation id (45, 224, 255, 33…); unknown ids fall back to
+    /// utf8mb4_0900_ai_ci.
+    pub collation_id: u16,
+}
+
+impl Default for SessionInfo {
+    fn default() -> SessionInfo {
+        SessionInfo {
+            user: "root".into(),
+            host: "localhost".into(),
+            connection_id: 1,
+            database: None,
+            found_rows: false,
+            multi_statements: true,
+            collation_id: 255,
+        }
+    }
+}
+
+/// A planned statement that can be executed again without planning.
+#[derive(Clone, Debug)]
+pub(crate) enum Planned {
+    Query(QueryPlan),
+    Insert(InsertPlan),
+    Update(UpdatePlan),
+    Delete(DeletePlan),
+}
+
+/// A plan with what it depends on.
+#[derive(Clone, Debug)]
+pub(crate) struct CachedPlan {
+    pub planned: Arc<Planned>,
+    pub slots: Arc<Vec<Slot>>,
+    /// Tables and the definition versions the plan was built from.
+    pub tables: Vec<(TableId, u64)>,
+    /// The current database when planned (names resolve against it).
+    pub database: Option<String>,
+    /// A query's result metadata for the result collation it was last built for (shared by
+    /// the clones a prepared statement makes per execution).
+    pub metadata: MetadataCache,
+}
+
+/// Result metadata cached with a plan, keyed by the result collation it was built for.
+pub(crate) type MetadataCache = Arc<Mutex<Option<(u16, Arc<[ColumnMeta]>)>>>;
+
+struct PreparedStatement {
+    /// Shared, not copied, by executions (a parsed statement may be large and deep).
+    statement: Arc<Statement>,
+    text: Arc<StatementText>,
+    param_count: u16,
+    cached: Option<CachedPlan>,
+}
+
+/// One client connection's state.
+pub struct Session<B: Backend> {
+    engine: Arc<Engine<B>>,
+    info: SessionInfo,
+    database: Option<String>,
+    vars: SessionVariables,
+    user_vars: HashMap<String, Value>,
+    /// `character_set_results` as a collation id (0: no conversion).
+    result_collation: u16,
+    /// Warnings (and the error) of the last statement, for SHOW WARNINGS.
+    warnings: Arc<Mutex<Vec<Warning>>>,
+    /// Counts of the statement before the current one, for @@warning_count / @@error_count.
+    previous_counts: (u64, u64),
+    last_insert_id: u64,
+    found_rows: u64,
+    row_count: i64,
+    in_transaction: bool,
+    /// Writes happened in the open transaction (ROLLBACK then warns that they stay).
+    transaction_writes: bool,
+    prepared: HashMap<u32, PreparedStatement>,
+    next_statement_id: u32,
+    statements_run: u64,
+    multi_statements: bool,
+    /// The statement being executed (SHOW PROCESSLIST).
+    current_text: String,
+    /// `user@host` (USER(), CURRENT_USER()) and the server version, shared by snapshots.
+    user_at_host: Arc<str>,
+    version: Arc<str>,
+}
+
+impl<B: Backend> std::fmt::Debug for Session<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("connection_id", &self.info.connection_id).field("database", &self.database).finish_non_exhaustive()
+    }
+}
+
+fn placeholders(text: &StatementText) -> Vec<(u64, u64)> {
+    text.tokens
+        .iter()
+        .filter(|t| matches!(&t.token, Token::Placeholder(p) if p == "?"))
+        .map(|t| (t.span.start.line, t.span.start.column))
+        .collect()
+}
+
+/// Values of a SELECT's columns, for `SET @x = (SELECT …)` style reads and SHOW … WHERE.
+fn show_scope(result: &ShowResult) -> Scope {
+    Scope {
+        columns: result
+            .columns
+            .iter()
+            .map(|(name, ty)| ScopeColumn { table: None, database: None, name: name.clone(), ty: ty.clone(), origin: None, hidden: false })
+            .collect(),
+    }
+}
+
+/// Time-zone offset in seconds of a `time_zone` value (`SYSTEM` and `UTC` are +00:00).
+fn zone_offset(zone: &str) -> Option<i64> {
+    let z = zone.trim();
+    if z.eq_ignore_ascii_case("SYSTEM") || z.eq_ignore_ascii_case("UTC") || z.eq_ignore_ascii_case("GMT") {
+        return Some(0);
+    }
+    let (sign, rest) = match z.as_bytes().first()? {
+        b'+' => (1, &z[1..]),
+        b'-' => (-1, &z[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 14 || m > 59 || (h == 14 && m > 0) {
+        return None;
+    }
+    Some(sign * (h * 3600 + m * 60))
+}
+
+impl<B: Backend> Session<B> {
+    pub fn new(engine: Arc<Engine<B>>, info: SessionInfo) -> Session<B> {
+        Stats::bump(&engine.stats.connections);
+        Stats::bump(&engine.stats.threads_connected);
+        let multi_statements = info.multi_statements;
+        let user_at_host: Arc<str> = format!("{}@{}", info.user, info.host).into();
+        let version: Arc<str> = engine.config.server_version.as_str().into();
+        let mut session = Session {
+            engine,
+            database: info.database.clone(),
+            info,
+            vars: SessionVariables::default(),
+            user_vars: HashMap::new(),
+            result_collation: 255,
+            warnings: Arc::new(Mutex::new(Vec::new())),
+            previous_counts: (0, 0),
+            last_insert_id: 0,
+            found_rows: 0,
+            row_count: -1,
+            in_transaction: false,
+            transaction_writes: false,
+            prepared: HashMap::new(),
+            next_statement_id: 1,
+            statements_run: 0,
+            multi_statements,
+            current_text: String::new(),
+            user_at_host,
+            version,
+        };
+        session.apply_handshake_collation();
+        session
+    }
+
+    /// The character set variables as the handshake's collation sets them.
+    fn apply_handshake_collation(&mut self) {
+        let id = if types::collation_name(self.info.collation_id).is_some() { self.info.collation_id } else { 255 };
+        let name = types::collation_name(id).unwrap_or("utf8mb4_0900_ai_ci");
+        let charset = types::charset_of_collation(id);
+        for var in ["character_set_client", "character_set_connection", "character_set_results"] {
+            if let Some(def) = variables::lookup(var) {
+                self.vars.set(def, Value::text(charset));
+            }
+        }
+        if let Some(def) = variables::lookup("collation_connection") {
+            self.vars.set(def, Value::text(name));
+        }
+        self.result_collation = id;
+    }
+
+    pub fn engine(&self) -> &Arc<Engine<B>> {
+        &self.engine
+    }
+
+    pub fn database(&self) -> Option<&str> {
+        self.database.as_deref()
+    }
+
+    /// SERVER_STATUS_IN_TRANS and SERVER_STATUS_AUTOCOMMIT, for every OK and EOF packet.
+    pub fn status_flags(&self) -> u16 {
+        let mut flags = 0;
+        if self.in_transaction {
+            flags |= STATUS_IN_TRANS;
+        }
+        if self.autocommit() {
+            flags |= STATUS_AUTOCOMMIT;
+        }
+        flags
+    }
+
+    /// Warnings of the last statement (its EOF/OK warning count).
+    pub fn warning_count(&self) -> u16 {
+        self.lock_warnings().len().min(u16::MAX as usize) as u16
+    }
+
+    /// COM_SET_OPTION: turns multi-statement texts on or off.
+    pub fn set_multi_statements(&mut self, on: bool) {
+        self.multi_statements = on;
+    }
+
+    fn lock_warnings(&self) -> std::sync::MutexGuard<'_, Vec<Warning>> {
+        self.warnings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn autocommit(&self) -> bool {
+        matches!(self.read_var_value("autocommit"), Some(Value::Int(1)))
+    }
+
+    fn sql_mode(&self) -> String {
+        match self.read_var_value("sql_mode") {
+            Some(Value::Text(s)) => s,
+            _ => variables::DEFAULT_SQL_MODE.to_string(),
+        }
+    }
+
+    fn has_mode(&self, mode: &str) -> bool {
+        self.sql_mode().split(',').any(|m| m == mode)
+    }
+
+    fn write_mode(&self) -> WriteMode {
+        let mode = self.sql_mode();
+        let has = |m: &str| mode.split(',').any(|x| x == m);
+        WriteMode {
+            strict: has("STRICT_TRANS_TABLES") || has("STRICT_ALL_TABLES"),
+            no_zero_date: has("NO_ZERO_DATE"),
+            no_auto_value_on_zero: has("NO_AUTO_VALUE_ON_ZERO"),
+        }
+    }
+
+    /// A session variable's value (session setting or default), for the engine's own use.
+    fn read_var_value(&self, name: &'static str) -> Option<Value> {
+        let def = variables::lookup(name)?;
+        Some(match self.vars.get(def.name) {
+            Some(v) => v.clone(),
+            None => self.default_value(def),
+        })
+    }
+
+    fn default_value(&self, def: &VarDef) -> Value {
+        let config = &self.engine.config;
+        match def.default {
+            DefaultValue::Int(n) if def.kind == variables::VarKind::Bool => Value::Int(n as i64),
+            DefaultValue::Int(n) => Value::UInt(n),
+            DefaultValue::Str(s) => Value::text(s),
+            DefaultValue::Config => match def.name {
+                "version" => Value::text(&config.server_version),
+                "version_comment" => Value::text(&config.version_comment),
+                "server_id" => Value::UInt(config.node_id as u64),
+                "ndb_autoincrement_prefetch_sz" => Value::UInt(config.auto_increment_prefetch),
+                _ => Value::Null,
+            },
+            DefaultValue::Computed => match def.name {
+                "warning_count" => Value::UInt(self.previous_counts.0),
+                "error_count" => Value::UInt(self.previous_counts.1),
+                "last_insert_id" | "identity" => Value::UInt(self.last_insert_id),
+                "timestamp" => Value::Double(self.engine.config.clock.now_micros() as f64 / 1e6),
+                _ => Value::Null,
+            },
+        }
+    }
+
+    /// Reads `@@[scope.]name`.
+    fn system_var(&self, scope: VarScope, name: &str) -> Result<Value, Error> {
+        let def = variables::lookup(name).ok_or_else(|| variables::unknown(name))?;
+        match (scope, def.scope) {
+            (VarScope::Session, variables::Scope::Global) => {
+                bail!(ReadOnlyVariable, "Variable '{}' is a GLOBAL variable", def.name)
+            }
+            (VarScope::Global, variables::Scope::Session) => {
+                bail!(ReadOnlyVariable, "Variable '{}' is a SESSION variable", def.name)
+            }
+            (VarScope::Global, _) => Ok(self.default_value(def)),
+            _ => Ok(match self.vars.get(def.name) {
+                Some(v) => v.clone(),
+                None => self.default_value(def),
+            }),
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let micros = self.engine.config.clock.now_micros();
+        let zone = match self.read_var_value("time_zone") {
+            Some(Value::Text(z)) => zone_offset(&z).unwrap_or(0),
+            _ => 0,
+        };
+        let utc_now = DateTime::from_unix_micros(micros).unwrap_or(DateTime::ZERO);
+        let now = DateTime::from_unix_micros(micros + zone * 1_000_000).unwrap_or(utc_now);
+        Snapshot {
+            now,
+            utc_now,
+            database: self.database.clone(),
+            user: self.user_at_host.clone(),
+            connection_id: self.info.connection_id,
+            last_insert_id: self.last_insert_id,
+            found_rows: self.found_rows,
+            row_count: self.row_count,
+            rng: (self.info.connection_id.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ (micros as u64) ^ self.statements_run.rotate_left(17),
+            version: self.version.clone(),
+        }
+    }
+
+    fn group_concat_max_len(&self) -> usize {
+        match self.read_var_value("group_concat_max_len") {
+            Some(v) => v.to_u64().unwrap_or(1024) as usize,
+            None => 1024,
+        }
+    }
+
+    /// Runs COM_QUERY: every statement of the text, stopping after the first error.
+    pub async fn execute(&mut self, sql: &str) -> Vec<Outcome> {
+        let statements = match lexer::split(sql) {
+            Ok(s) => s,
+            Err(e) => return vec![self.fail(e)],
+        };
+        if statements.is_empty() {
+            return vec![self.fail(Error::new(ErrorKind::EmptyQuery, "Query was empty"))];
+        }
+        if statements.len() > 1 && !self.multi_statements {
+            // As MySQL: without CLIENT_MULTI_STATEMENTS the second statement is a syntax error.
+            return vec![self.fail(lexer::syntax_error_near(&second_statement_text(sql, &statements), 1))];
+        }
+        let mut outcomes = Vec::with_capacity(statements.len());
+        for text in statements {
+            let outcome = self.run_text(&text).await;
+            let failed = outcome.is_error();
+            outcomes.push(outcome);
+            if failed {
+                break;
+            }
+        }
+        outcomes
+    }
+
+    async fn run_text(&mut self, text: &StatementText) -> Outcome {
+        Stats::bump(&self.engine.stats.questions);
+        // Repeated statements with inlined values reuse a plan (cache.rs).
+        if let Some(normalized) = crate::cache::normalize(text) {
+            let key = crate::cache::PlanKey { text: normalized.key.clone(), database: self.database.clone(), modes: self.planning_modes() };
+            let catalog = self.engine.backend.catalog();
+            let plan = match self.engine.plans.get(&key) {
+                Some(p) if self.plan_is_current(&p, &catalog) => {
+                    Stats::bump(&self.engine.stats.plan_cache_hits);
+                    Some(p)
+                }
+                stale => {
+                    if stale.is_some() {
+                        self.engine.plans.remove(&key);
+                    }
+                    // A statement that does not plan with parameters takes the ordinary path,
+                    // which reports its errors as written.
+                    match parse::parse(&normalized.text).ok().map(|s| self.plan_statement(&s, &normalized.text)) {
+                        Some(Ok(Some(plan))) => {
+                            self.engine.plans.insert(key, plan.clone());
+                            Some(plan)
+                        }
+                        _ => None,
+                    }
+                }
+            };
+            if let Some(plan) = plan {
+                self.current_text = text.text.clone();
+                return match self.run_with_plan(plan, &normalized.params).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => self.fail(e),
+                };
+            }
+        }
+        let statement = match parse::parse(text) {
+            Ok(s) => s,
+            Err(e) => return self.fail(e),
+        };
+        if !placeholders(text).is_empty() {
+            // `?` only means something in a prepared statement.
+            let at = text.tokens.iter().find(|t| matches!(&t.token, Token::Placeholder(_)));
+            return self.fail(lexer::syntax_error_at(text, at));
+        }
+        self.current_text = text.text.clone();
+        match self.run_statement(&statement, text, &[], None).await {
+            Ok((outcome, _)) => outcome,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Records an error as the statement's diagnostics and turns it into an outcome.
+    fn fail(&mut self, error: Error) -> Outcome {
+        let list = Arc::new(Mutex::new(vec![Warning { level: WarningLevel::Error, code: error.code(), message: error.message.clone() }]));
+        self.rotate_warnings(list);
+        Outcome::Error(error)
+    }
+
+    /// Replaces the diagnostics list, remembering the previous counts.
+    fn rotate_warnings(&mut self, list: Arc<Mutex<Vec<Warning>>>) {
+        let previous = {
+            let old = self.lock_warnings();
+            let errors = old.iter().filter(|w| w.level == WarningLevel::Error).count() as u64;
+            (old.len() as u64, errors)
+        };
+        self.previous_counts = previous;
+        self.warnings = list;
+    }
+
+    /// Plans (or reuses a cached plan of) a plannable statement.
+    fn plan_statement(&self, statement: &Statement, text: &StatementText) -> Result<Option<CachedPlan>, Error> {
+        let catalog = self.engine.backend.catalog();
+        let system_var = |scope: VarScope, name: &str| self.system_var(scope, name);
+        let user_var = |name: &str| self.user_vars.get(name).cloned().unwrap_or(Value::Null);
+        let env = PlanEnv {
+            catalog: &catalog,
+            database: self.database.as_deref(),
+            system_var: &system_var,
+            user_var: &user_var,
+            pipes_as_concat: self.has_mode("PIPES_AS_CONCAT"),
+            only_full_group_by: self.has_mode("ONLY_FULL_GROUP_BY"),
+            source: Some(text),
+        };
+        let mut ctx = PlanContext::new(env, placeholders(text));
+        let mut planned = match statement {
+            Statement::Query(q) => Planned::Query(plan::plan_query(&mut ctx, q)?),
+            Statement::Insert(i) => Planned::Insert(dml::plan_insert(&mut ctx, i)?),
+            Statement::Update(u) => Planned::Update(dml::plan_update(&mut ctx, u)?),
+            Statement::Delete(d) => Planned::Delete(dml::plan_delete(&mut ctx, d)?),
+            _ => return Ok(None),
+        };
+        // Every expression is evaluated recursively, here and on data nodes: bound its depth.
+        let mut depth = Ok(());
+        let mut check = |e: &mut cairn_common::expr::Expr| {
+            if depth.is_ok() {
+                depth = crate::compile::check_depth(e);
+            }
+        };
+        dml::for_each_planned_expr(&mut planned, &mut check);
+        for slot in &mut ctx.slots {
+            if let Slot::Subquery { plan, .. } = slot {
+                exec::for_each_expr(&mut plan.root, &mut check);
+            }
+        }
+        depth?;
+        Ok(Some(CachedPlan {
+            planned: Arc::new(planned),
+            slots: Arc::new(ctx.slots),
+            tables: ctx.tables,
+            database: self.database.clone(),
+            metadata: Arc::new(Mutex::new(None)),
+        }))
+    }
+
+    /// The sql_mode flags a plan depends on, as bits of the plan cache key.
+    fn planning_modes(&self) -> u8 {
+        u8::from(self.has_mode("ONLY_FULL_GROUP_BY")) | (u8::from(self.has_mode("PIPES_AS_CONCAT")) << 1)
+    }
+
+    fn plan_is_current(&self, cached: &CachedPlan, catalog: &Catalog) -> bool {
+        cached.database == self.database && cached.tables.iter().all(|(id, version)| catalog.table(*id).is_some_and(|t| t.version == *version))
+    }
+
+    /// Binds a plan's slots: parameters, variables, and the results of its subqueries.
+    async fn bind(&mut self, slots: &[Slot], params: &[Value], exec: &mut Exec<B>) -> Result<(), Error> {
+        let mut bound = Bound { values: Vec::with_capacity(slots.len()), lists: HashMap::new() };
+        for (i, slot) in slots.iter().enumerate() {
+            let value = match slot {
+                Slot::Param(n) => params.get(*n as usize).cloned().ok_or_else(|| err!(WrongArguments, "Incorrect arguments to mysqld_stmt_execute"))?,
+                Slot::SystemVar { scope, name } => self.system_var(*scope, name)?,
+                Slot::UserVar(name) => self.user_vars.get(name).cloned().unwrap_or(Value::Null),
+                Slot::UtcNow { fsp } => {
+                    let now = exec.snapshot.utc_now;
+                    Value::DateTime(now.round_to_fsp(*fsp).unwrap_or(now))
+                }
+                Slot::UnixNow => Value::Int(exec.snapshot.utc_now.to_unix_seconds().unwrap_or(0)),
+                // Bound per row by the Apply operator that runs the correlated subquery.
+                Slot::Outer { .. } | Slot::Correlated { .. } => Value::Null,
+                Slot::Subquery { kind, plan } => {
+                    // Earlier slots (including this subquery's own) are bound already.
+                    exec.bound = Arc::new(bound.clone());
+                    let rows = exec::collect_query(&plan.root, exec).await?;
+                    match kind {
+                        SubqueryKind::Scalar => match rows.len() {
+                            0 => Value::Null,
+                            1 => rows[0].first().cloned().unwrap_or(Value::Null),
+                            _ => bail!(SubqueryMultipleRows, "Subquery returns more than 1 row"),
+                        },
+                        SubqueryKind::Exists => Value::Int(i64::from(!rows.is_empty())),
+                        SubqueryKind::InList => {
+                            bound.lists.insert(i as u32, rows.into_iter().filter_map(|r| r.into_iter().next()).collect());
+                            Value::Null
+                        }
+                    }
+                }
+            };
+            bound.values.push(value);
+        }
+        exec.bound = Arc::new(bound);
+        Ok(())
+    }
+
+    fn new_exec(&self, warnings: Arc<Mutex<Vec<Warning>>>) -> Exec<B> {
+        Exec {
+            engine: self.engine.clone(),
+            bound: Arc::new(Bound::default()),
+            snapshot: self.snapshot(),
+            warnings,
+            group_concat_max_len: self.group_concat_max_len(),
+        }
+    }
+
+    /// Statements that read or write tables open a transaction when autocommit is off.
+    fn touch_transaction(&mut self, writes: bool) {
+        if !self.autocommit() {
+            self.in_transaction = true;
+        }
+        if writes && self.in_transaction {
+            self.transaction_writes = true;
+        }
+    }
+
+    /// Ends an open transaction implicitly (DDL, SET autocommit = 1, BEGIN).
+    fn implicit_commit(&mut self) {
+        self.in_transaction = false;
+        self.transaction_writes = false;
+    }
+
+    /// Runs one parsed statement. Returns the outcome and, for plannable statements, the plan
+    /// used (so that a prepared statement can keep it).
+    async fn run_statement(
+        &mut self,
+        statement: &Statement,
+        text: &StatementText,
+        params: &[Value],
+        cached: Option<CachedPlan>,
+    ) -> Result<(Outcome, Option<CachedPlan>), Error> {
+        self.statements_run += 1;
+        let diagnostic = matches!(statement, Statement::Show(Show::Warnings { .. }));
+        let warnings = if diagnostic { self.warnings.clone() } else { Arc::new(Mutex::new(Vec::new())) };
+        if !diagnostic {
+            self.rotate_warnings(warnings.clone());
+        }
+        let mut exec = self.new_exec(warnings.clone());
+        match statement {
+            Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                let catalog = self.engine.backend.catalog();
+                let plan = match cached {
+                    Some(c) if self.plan_is_current(&c, &catalog) => c,
+                    _ => self.plan_statement(statement, text)?.ok_or_else(|| Error::internal("statement without a plan"))?,
+                };
+                self.bind(&plan.slots, params, &mut exec).await?;
+                let outcome = self.run_planned(&plan, &mut exec).await?;
+                Ok((outcome, Some(plan)))
+            }
+            other => Ok((self.run_other(other, text, &mut exec, params).await?, None)),
+        }
+    }
+
+    /// A query's result metadata, built once per result collation.
+    fn metadata(&self, plan: &CachedPlan, q: &QueryPlan) -> Arc<[ColumnMeta]> {
+        let mut cache = plan.metadata.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((collation, columns)) = cache.as_ref()
+            && *collation == self.result_collation
+        {
+            return columns.clone();
+        }
+        let columns: Arc<[ColumnMeta]> =
+            q.columns.iter().map(|c| column_meta(&c.name, &c.ty, c.origin.as_ref(), self.result_collation)).collect::<Vec<_>>().into();
+        *cache = Some((self.result_collation, columns.clone()));
+        columns
+    }
+
+    /// Runs a plannable statement with a plan at hand (from the plan cache).
+    async fn run_with_plan(&mut self, plan: CachedPlan, params: &[Value]) -> Result<Outcome, Error> {
+        self.statements_run += 1;
+        let warnings = Arc::new(Mutex::new(Vec::new()));
+        self.rotate_warnings(warnings.clone());
+        let mut exec = self.new_exec(warnings);
+        self.bind(&plan.slots, params, &mut exec).await?;
+        self.run_planned(&plan, &mut exec).await
+    }
+
+    async fn run_planned(&mut self, plan: &CachedPlan, exec: &mut Exec<B>) -> Result<Outcome, Error> {
+        match plan.planned.as_ref() {
+            Planned::Query(q) => {
+                Stats::bump(&self.engine.stats.com_select);
+                if !matches!(q.root, plan::Node::Single) && !is_tableless(&q.root) {
+                    self.touch_transaction(false);
+                }
+                let columns = self.metadata(plan, q);
+                let types: Vec<_> = columns.iter().map(|c| c.ty.clone()).collect();
+                let stream = exec::run_query(&q.root, exec).await?;
+                self.row_count = -1;
+                // Key lookups and table-less queries are small: answer them whole, so their
+                // warnings and row count are known; scans stream.
+                if is_small(&q.root) {
+                    let mut stream = stream;
+                    let mut rows = Vec::new();
+                    while let Some(batch) = stream.next_batch().await {
+                        for row in batch? {
+                            rows.push(conform_row(row, &types));
+                        }
+                    }
+                    self.found_rows = rows.len() as u64;
+                    let warnings = self.warning_count();
+                    return Ok(Outcome::Rows { columns, rows: RowSource::Rows(rows), warnings });
+                }
+                let warnings = self.warning_count();
+                Ok(Outcome::Rows { columns, rows: RowSource::Stream(Box::new(ConformStream { input: stream, types })), warnings })
+            }
+            Planned::Insert(p) => {
+                Stats::bump(&self.engine.stats.com_insert);
+                self.touch_transaction(true);
+                let mode = self.write_mode();
+                let result = dml::execute_insert(p, exec, &mode).await?;
+                if let Some(id) = result.generated_id {
+                    self.last_insert_id = id;
+                }
+                let o = &result.outcome;
+                let affected = o.inserted + o.deleted + if self.info.found_rows { o.matched } else { o.changed } + o.upserted;
+                self.row_count = affected as i64;
+                let warnings = self.warning_count();
+                let multi = matches!(p.source, dml::InsertSource::Select(_)) || matches!(&p.source, dml::InsertSource::Values(rows) if rows.len() > 1);
+                let info = if multi {
+                    let duplicates = match p.on_duplicate {
+                        cairn_common::ops::OnDuplicate::Ignore => o.ignored,
+                        cairn_common::ops::OnDuplicate::Replace => o.deleted,
+                        cairn_common::ops::OnDuplicate::Update(_) => o.matched,
+                        cairn_common::ops::OnDuplicate::Error => 0,
+                    };
+                    format!("Records: {}  Duplicates: {duplicates}  Warnings: {warnings}", result.rows)
+                } else {
+                    String::new()
+                };
+                Ok(Outcome::Ok { affected_rows: affected, last_insert_id: result.insert_id, info, warnings })
+            }
+            Planned::Update(p) => {
+                Stats::bump(&self.engine.stats.com_update);
+                self.touch_transaction(true);
+                let result = dml::execute_update(p, exec).await?;
+                let o = &result.outcome;
+                let affected = if self.info.found_rows { o.matched } else { o.changed };
+                self.row_count = affected as i64;
+                let warnings = self.warning_count();
+                let info = format!("Rows matched: {}  Changed: {}  Warnings: {warnings}", o.matched, o.changed);
+                Ok(Outcome::Ok { affected_rows: affected, last_insert_id: 0, info, warnings })
+            }
+            Planned::Delete(p) => {
+                Stats::bump(&self.engine.stats.com_delete);
+                self.touch_transaction(true);
+                let result = dml::execute_delete(p, exec).await?;
+                self.row_count = result.outcome.deleted as i64;
+                let warnings = self.warning_count();
+                Ok(Outcome::Ok { affected_rows: result.outcome.deleted, last_insert_id: 0, info: String::new(), warnings })
+            }
+        }
+    }
+
+    fn ok_with_warnings(&mut self, affected_rows: u64) -> Outcome {
+        let warnings = self.warning_count();
+        Outcome::Ok { affected_rows, last_insert_id: 0, info: String::new(), warnings }
+    }
+
+    fn note(&self, kind: ErrorKind, message: String) {
+        let mut w = self.lock_warnings();
+        w.push(Warning { level: WarningLevel::Note, code: kind.code(), message });
+    }
+
+    async fn ddl(&mut self, op: CatalogOp) -> Result<CatalogOutcome, Error> {
+        self.implicit_commit();
+        let outcome = self.engine.backend.ddl(op).await?;
+        if let CatalogOutcome::Unchanged { note: Some((kind, message)) } = &outcome {
+            self.note(*kind, message.clone());
+        }
+        Ok(outcome)
+    }
+
+    fn env_database(&self, name: &Option<String>) -> Result<String, Error> {
+        match name.clone().or_else(|| self.database.clone()) {
+            Some(db) => Ok(db),
+            None => bail!(NoDatabaseSelected, "No database selected"),
+        }
+    }
+
+    fn resolve(&self, catalog: &Catalog, name: &TableName) -> Result<cairn_common::catalog::TableDef, Error> {
+        let db = self.env_database(&name.database)?;
+        catalog.table_by_name(&db, &name.name).cloned().ok_or_else(|| err!(NoSuchTable, "Table '{db}.{}' doesn't exist", name.name))
+    }
+
+    async fn run_other(&mut self, statement: &Statement, text: &StatementText, exec: &mut Exec<B>, params: &[Value]) -> Result<Outcome, Error> {
+        match statement {
+            Statement::CreateDatabase { name, if_not_exists, charset, collation } => {
+                check_name(name, "database")?;
+                let (cs, coll) = crate::ddl::database_charset(charset.as_deref(), collation.as_deref(), ("utf8mb4", "utf8mb4_0900_ai_ci"))?;
+                let outcome = self.ddl(CatalogOp::CreateDatabase { name: name.clone(), charset: cs, collation: coll, if_not_exists: *if_not_exists }).await?;
+                let affected = u64::from(matches!(outcome, CatalogOutcome::DatabaseCreated));
+                Ok(self.ok_with_warnings(affected))
+            }
+            Statement::DropDatabase { name, if_exists } => {
+                let outcome = self.ddl(CatalogOp::DropDatabase { name: name.clone(), if_exists: *if_exists }).await?;
+                let affected = match &outcome {
+                    CatalogOutcome::DatabaseDropped { tables } => {
+                        for t in tables {
+                            self.engine.forget_auto_increment(*t);
+                        }
+                        tables.len() as u64
+                    }
+                    _ => 0,
+                };
+                if self.database.as_deref() == Some(name.as_str()) && matches!(outcome, CatalogOutcome::DatabaseDropped { .. }) {
+                    self.database = None;
+                }
+                Ok(self.ok_with_warnings(affected))
+            }
+            Statement::CreateTable { table, partitioning } => {
+                let (def, if_not_exists) = {
+                    let catalog = self.engine.backend.catalog();
+                    let system_var = |scope: VarScope, name: &str| self.system_var(scope, name);
+                    let user_var = |name: &str| self.user_vars.get(name).cloned().unwrap_or(Value::Null);
+                    let env = PlanEnv {
+                        catalog: &catalog,
+                        database: self.database.as_deref(),
+                        system_var: &system_var,
+                        user_var: &user_var,
+                        pipes_as_concat: false,
+                        only_full_group_by: false,
+                        source: None,
+                    };
+                    let mut ctx = PlanContext::new(env, Vec::new());
+                    let defaults =
+                        |db: &str| catalog.database(db).map(|d| crate::ddl::DatabaseDefaults { charset: d.charset.clone(), collation: d.collation.clone() });
+                    crate::ddl::table_def(&mut ctx, table, partitioning.as_ref(), &defaults)?
+                };
+                self.ddl(CatalogOp::CreateTable { table: def, if_not_exists }).await?;
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::DropTable { tables, if_exists } => {
+                // As MySQL 8: without IF EXISTS, one missing table fails the statement and
+                // drops nothing; with it, each missing table is a note.
+                let catalog = self.engine.backend.catalog();
+                let mut names = Vec::with_capacity(tables.len());
+                let mut missing = Vec::new();
+                for t in tables {
+                    let db = self.env_database(&t.database)?;
+                    if catalog.table_by_name(&db, &t.name).is_none() {
+                        missing.push(format!("{db}.{}", t.name));
+                    }
+                    names.push((db, t.name.clone()));
+                }
+                if !missing.is_empty() && !if_exists {
+                    bail!(UnknownTableDrop, "Unknown table '{}'", missing.join(","));
+                }
+                for (database, name) in names {
+                    if let CatalogOutcome::TableDropped { id } = self.ddl(CatalogOp::DropTable { database, name, if_exists: true }).await? {
+                        self.engine.forget_auto_increment(id);
+                    }
+                }
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::Truncate(name) => {
+                let catalog = self.engine.backend.catalog();
+                let table = self.resolve(&catalog, name)?;
+                self.implicit_commit();
+                dml::truncate(exec, &table).await?;
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::Use(db) => {
+                self.use_database(db).await?;
+                Ok(Outcome::ok())
+            }
+            Statement::Set(items) => {
+                for item in items {
+                    self.run_set(item, text, params, exec)?;
+                }
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::Show(show) => self.run_show(show, text, params).await,
+            Statement::Begin => {
+                self.implicit_commit();
+                self.in_transaction = true;
+                Ok(Outcome::ok())
+            }
+            Statement::Commit => {
+                self.implicit_commit();
+                Ok(Outcome::ok())
+            }
+            Statement::Rollback => {
+                let writes = self.transaction_writes;
+                self.implicit_commit();
+                if writes {
+                    // Writes were applied as they ran (transactions are not in Cairn yet): say
+                    // so, as MySQL does for non-transactional tables.
+                    let mut w = self.lock_warnings();
+                    w.push(Warning {
+                        level: WarningLevel::Warning,
+                        code: 1196,
+                        message: "Some non-transactional changed tables couldn't be rolled back".into(),
+                    });
+                }
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::Unsupported(what) => Err(Error::not_supported(what)),
+            Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                Err(Error::internal("a plannable statement reached run_other"))
+            }
+        }
+    }
+
+    /// Evaluates an expression of a SET (no tables in scope).
+    fn eval_set_value(&self, e: &sqlparser::ast::Expr, text: &StatementText, params: &[Value], exec: &mut Exec<B>, system: bool) -> Result<Value, Error> {
+        // `SET autocommit = ON`, `SET sql_mode = TRADITIONAL`: a bare word is its name.
+        if system
+            && let sqlparser::ast::Expr::Identifier(i) = e
+                && !i.value.starts_with('@') {
+                    return Ok(Value::text(&i.value));
+                }
+        let catalog = self.engine.backend.catalog();
+        let system_var = |scope: VarScope, name: &str| self.system_var(scope, name);
+        let user_var = |name: &str| self.user_vars.get(name).cloned().unwrap_or(Value::Null);
+        let env = PlanEnv {
+            catalog: &catalog,
+            database: self.database.as_deref(),
+            system_var: &system_var,
+            user_var: &user_var,
+            pipes_as_concat: self.has_mode("PIPES_AS_CONCAT"),
+            only_full_group_by: false,
+            source: None,
+        };
+        let mut ctx = PlanContext::new(env, placeholders(text));
+        let scope = Scope::default();
+        let mut c = Compiler::new(&mut ctx, &scope, "field list");
+        let (expr, _) = c.compile(e)?;
+        crate::compile::check_depth(&expr)?;
+        if ctx.slots.iter().any(|s| matches!(s, Slot::Subquery { .. })) {
+            return Err(Error::not_supported("subqueries in SET"));
+        }
+        let mut values = Vec::with_capacity(ctx.slots.len());
+        for slot in &ctx.slots {
+            values.push(match slot {
+                Slot::Param(n) => params.get(*n as usize).cloned().ok_or_else(|| err!(WrongArguments, "Incorrect arguments to mysqld_stmt_execute"))?,
+                Slot::SystemVar { scope, name } => self.system_var(*scope, name)?,
+                Slot::UserVar(name) => self.user_vars.get(name).cloned().unwrap_or(Value::Null),
+                Slot::UtcNow { fsp } => {
+                    let now = exec.snapshot.utc_now;
+                    Value::DateTime(now.round_to_fsp(*fsp).unwrap_or(now))
+                }
+                Slot::UnixNow => Value::Int(exec.snapshot.utc_now.to_unix_seconds().unwrap_or(0)),
+                Slot::Outer { .. } | Slot::Correlated { .. } | Slot::Subquery { .. } => Value::Null,
+            });
+        }
+        exec.bound = Arc::new(Bound { values, lists: HashMap::new() });
+        exec.eval(&expr, &[])
+    }
+
+    fn run_set(&mut self, item: &SetItem, text: &StatementText, params: &[Value], exec: &mut Exec<B>) -> Result<(), Error> {
+        match item {
+            SetItem::Names { charset, collation } => {
+                let (cs, coll) = match charset {
+                    None => ("utf8mb4".to_string(), "utf8mb4_0900_ai_ci".to_string()),
+                    Some(c) => {
+                        let cs = types::normalize_charset(c).ok_or_else(|| err!(UnknownCharacterSet, "Unknown character set: '{c}'"))?;
+                        let coll = match collation {
+                            Some(k) => {
+                                let k2 = types::normalize_collation(k).ok_or_else(|| err!(UnknownCollation, "Unknown collation: '{k}'"))?;
+                                if !types::collation_matches_charset(k2, cs) {
+                                    bail!(UnknownCollation, "COLLATION '{k}' is not valid for CHARACTER SET '{c}'");
+                                }
+                                k2
+                            }
+                            None => types::default_collation(cs).unwrap_or("utf8mb4_0900_ai_ci"),
+                        };
+                        (cs.to_string(), coll.to_string())
+                    }
+                };
+                for var in ["character_set_client", "character_set_connection", "character_set_results"] {
+                    if let Some(def) = variables::lookup(var) {
+                        self.vars.set(def, Value::text(&cs));
+                    }
+                }
+                if let Some(def) = variables::lookup("collation_connection") {
+                    self.vars.set(def, Value::text(&coll));
+                }
+                self.result_collation = types::collation_id(&coll).unwrap_or(255);
+            }
+            SetItem::CharacterSet { charset } => {
+                let cs = match charset {
+                    None => "utf8mb4",
+                    Some(c) => types::normalize_charset(c).ok_or_else(|| err!(UnknownCharacterSet, "Unknown character set: '{c}'"))?,
+                };
+                for var in ["character_set_client", "character_set_results"] {
+                    if let Some(def) = variables::lookup(var) {
+                        self.vars.set(def, Value::text(cs));
+                    }
+                }
+                self.result_collation = types::default_collation(cs).and_then(types::collation_id).unwrap_or(255);
+            }
+            SetItem::Transaction { scope, isolation, read_only } => {
+                if *scope == VarScope::Global {
+                    return Err(Error::not_supported("SET GLOBAL TRANSACTION"));
+                }
+                // Without SESSION the characteristics apply to the next transaction only;
+                // Cairn has one isolation level (READ COMMITTED, as NDB), so both just record.
+                if *scope == VarScope::Session {
+                    if let Some(level) = isolation {
+                        let def = variables::lookup("transaction_isolation").ok_or_else(|| variables::unknown("transaction_isolation"))?;
+                        let v = variables::normalize(def, Value::text(level))?;
+                        self.vars.set(def, v);
+                    }
+                    if let Some(ro) = read_only {
+                        let def = variables::lookup("transaction_read_only").ok_or_else(|| variables::unknown("transaction_read_only"))?;
+                        self.vars.set(def, Value::Int(i64::from(*ro)));
+                    }
+                }
+            }
+            SetItem::Variable { scope: VarScope::User, name, value } => {
+                let v = match value {
+                    SetValue::Default => Value::Null,
+                    SetValue::Expr(e) => self.eval_set_value(e, text, params, exec, false)?,
+                };
+                self.user_vars.insert(name.to_ascii_lowercase(), v);
+            }
+            SetItem::Variable { scope, name, value } => {
+                let def = variables::lookup(name).ok_or_else(|| variables::unknown(name))?;
+                variables::check_settable(def, *scope == VarScope::Global)?;
+                let v = match value {
+                    SetValue::Default => None,
+                    SetValue::Expr(e) => Some(self.eval_set_value(e, text, params, exec, true)?),
+                };
+                match v {
+                    None => self.vars.reset(def),
+                    Some(v) => {
+                        let v = variables::normalize(def, v)?;
+                        self.check_variable_value(def, &v)?;
+                        self.vars.set(def, v);
+                    }
+                }
+                self.after_set(def);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks values only some variables constrain further.
+    fn check_variable_value(&self, def: &VarDef, v: &Value) -> Result<(), Error> {
+        match def.name {
+            "time_zone"
+                if zone_offset(&v.to_text()).is_none() => {
+                    bail!(WrongValueForVariable, "Unknown or incorrect time zone: '{}'", v.to_text());
+                }
+            "auto_increment_increment" | "auto_increment_offset"
+                if v.to_u64() != Some(1) => {
+                    return Err(Error::not_supported(format!("{} other than 1", def.name)));
+                }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn after_set(&mut self, def: &VarDef) {
+        match def.name {
+            "autocommit"
+                if self.autocommit() => {
+                    // SET autocommit = 1 commits an open transaction.
+                    self.implicit_commit();
+                }
+            "character_set_results" => {
+                self.result_collation = match self.read_var_value("character_set_results") {
+                    Some(Value::Text(cs)) => types::default_collation(&cs).and_then(types::collation_id).unwrap_or(255),
+                    _ => 0,
+                };
+            }
+            "collation_connection" => {
+                if let Some(Value::Text(coll)) = self.read_var_value("collation_connection") {
+                    let cs = types::charset_of_collation(types::collation_id(&coll).unwrap_or(255));
+                    if let Some(d) = variables::lookup("character_set_connection") {
+                        self.vars.set(d, Value::text(cs));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn run_show(&mut self, show: &Show, text: &StatementText, params: &[Value]) -> Result<Outcome, Error> {
+        let catalog = self.engine.backend.catalog();
+        let (mut result, filter) = match show {
+            Show::Databases(f) => (show::databases(&catalog), f.clone()),
+            Show::Tables { full, database, filter } => {
+                let db = self.env_database(database)?;
+                if catalog.database(&db).is_none() {
+                    bail!(UnknownDatabase, "Unknown database '{db}'");
+                }
+                (show::tables(&catalog, &db, *full), filter.clone())
+            }
+            Show::TableStatus { database, filter } => {
+                let db = self.env_database(database)?;
+                if catalog.database(&db).is_none() {
+                    bail!(UnknownDatabase, "Unknown database '{db}'");
+                }
+                (show::table_status(&catalog, &db, &|_| None), filter.clone())
+            }
+            Show::Columns { full, table, filter } => {
+                let t = self.resolve(&catalog, table)?;
+                (show::columns(&t, *full), filter.clone())
+            }
+            Show::Index { table, filter } => {
+                let t = self.resolve(&catalog, table)?;
+                (show::index(&t), filter.clone())
+            }
+            Show::Variables { global, filter } => {
+                let values = variables::VARIABLES
+                    .iter()
+                    .filter(|d| !(*global && d.scope == variables::Scope::Session))
+                    .map(|d| {
+                        let v = if *global { self.default_value(d) } else { self.system_var(VarScope::Default, d.name).unwrap_or(Value::Null) };
+                        let v = match (d.kind, v) {
+                            (variables::VarKind::Bool, Value::Int(n)) => Value::text(if n == 1 { "ON" } else { "OFF" }),
+                            (_, v) => v,
+                        };
+                        (d.name.to_string(), v)
+                    })
+                    .collect();
+                (show::variables(values), filter.clone())
+            }
+            Show::Status(filter) => {
+                let s = &self.engine.stats;
+                let get = |c: &std::sync::atomic::AtomicU64| Value::UInt(c.load(std::sync::atomic::Ordering::Relaxed));
+                let uptime = (self.engine.config.clock.now_micros() - self.engine.started_micros).max(0) / 1_000_000;
+                let values = vec![
+                    ("Cairn_key_lookups".to_string(), get(&s.key_lookups)),
+                    ("Cairn_scans".to_string(), get(&s.scans)),
+                    ("Com_delete".to_string(), get(&s.com_delete)),
+                    ("Com_insert".to_string(), get(&s.com_insert)),
+                    ("Com_select".to_string(), get(&s.com_select)),
+                    ("Com_stmt_execute".to_string(), get(&s.com_stmt_execute)),
+                    ("Com_stmt_prepare".to_string(), get(&s.com_stmt_prepare)),
+                    ("Com_update".to_string(), get(&s.com_update)),
+                    ("Connections".to_string(), get(&s.connections)),
+                    ("Questions".to_string(), get(&s.questions)),
+                    ("Threads_connected".to_string(), get(&s.threads_connected)),
+                    ("Uptime".to_string(), Value::UInt(uptime as u64)),
+                ];
+                (show::variables(values), filter.clone())
+            }
+            Show::Warnings { errors_only, count_only, offset, limit } => {
+                let list: Vec<Warning> = self.lock_warnings().iter().filter(|w| !*errors_only || w.level == WarningLevel::Error).cloned().collect();
+                if *count_only {
+                    let name = if *errors_only { "@@session.error_count" } else { "@@session.warning_count" };
+                    let mut r = ShowResult::new(vec![(name, SqlType::bigint(true, false).with_length(21))]);
+                    r.rows.push(vec![Value::UInt(list.len() as u64)]);
+                    return Ok(self.rows_outcome(r));
+                }
+                let mut r = show::warnings_header();
+                r.rows = list
+                    .into_iter()
+                    .skip(*offset as usize)
+                    .take(limit.map_or(usize::MAX, |l| l as usize))
+                    .map(|w| vec![Value::text(w.level.to_string()), Value::UInt(w.code as u64), Value::Text(w.message)])
+                    .collect();
+                return Ok(self.rows_outcome(r));
+            }
+            Show::CreateTable(name) => {
+                let t = self.resolve(&catalog, name)?;
+                let next = self.engine.peek_auto_increment(t.id);
+                (show::create_table(&t, next), Default::default())
+            }
+            Show::CreateDatabase { name, if_not_exists } => (show::create_database(&catalog, name, *if_not_exists)?, Default::default()),
+            Show::Engines => (show::engines(), Default::default()),
+            Show::Collation(f) => (show::collations(), f.clone()),
+            Show::CharacterSet(f) => (show::charsets(), f.clone()),
+            Show::Processlist { full } => (
+                show::processlist(
+                    self.info.connection_id,
+                    &self.info.user,
+                    &self.info.host,
+                    self.database.as_deref(),
+                    &if *full { self.current_text.clone() } else { self.current_text.chars().take(100).collect() },
+                ),
+                Default::default(),
+            ),
+        };
+        if let Some(pattern) = &filter.like {
+            result.like(pattern);
+        }
+        if let Some(w) = &filter.filter {
+            let scope = show_scope(&result);
+            let system_var = |scope: VarScope, name: &str| self.system_var(scope, name);
+            let user_var = |name: &str| self.user_vars.get(name).cloned().unwrap_or(Value::Null);
+            let env = PlanEnv {
+                catalog: &catalog,
+                database: self.database.as_deref(),
+                system_var: &system_var,
+                user_var: &user_var,
+                pipes_as_concat: false,
+                only_full_group_by: false,
+                source: None,
+            };
+            let mut ctx = PlanContext::new(env, placeholders(text));
+            let mut c = Compiler::new(&mut ctx, &scope, "where clause");
+            let (predicate, _) = c.compile(w)?;
+            crate::compile::check_depth(&predicate)?;
+            let mut values = Vec::new();
+            for slot in &ctx.slots {
+                values.push(match slot {
+                    Slot::Param(n) => params.get(*n as usize).cloned().unwrap_or(Value::Null),
+                    Slot::SystemVar { scope, name } => self.system_var(*scope, name)?,
+                    Slot::UserVar(name) => self.user_vars.get(name).cloned().unwrap_or(Value::Null),
+                    Slot::UtcNow { .. } | Slot::UnixNow | Slot::Subquery { .. } | Slot::Outer { .. } | Slot::Correlated { .. } => {
+                        return Err(Error::not_supported("this expression in SHOW ... WHERE"));
+                    }
+                });
+            }
+            let mut exec = self.new_exec(self.warnings.clone());
+            exec.bound = Arc::new(Bound { values, lists: HashMap::new() });
+            let mut kept = Vec::new();
+            for row in std::mem::take(&mut result.rows) {
+                if exec.matches(&predicate, &row)? {
+                    kept.push(row);
+                }
+            }
+            result.rows = kept;
+        }
+        Ok(self.rows_outcome(result))
+    }
+
+    fn rows_outcome(&mut self, result: ShowResult) -> Outcome {
+        let columns: Vec<ColumnMeta> = result.metadata(self.result_collation);
+        let types: Vec<_> = columns.iter().map(|c| c.ty.clone()).collect();
+        let rows: Vec<Row> = result.rows.into_iter().map(|r| conform_row(r, &types)).collect();
+        self.found_rows = rows.len() as u64;
+        let warnings = self.warning_count();
+        Outcome::Rows { columns: columns.into(), rows: RowSource::Rows(rows), warnings }
+    }
+
+    /// COM_STMT_PREPARE.
+    pub async fn prepare(&mut self, sql: &str) -> Result<PreparedInfo, Error> {
+        Stats::bump(&self.engine.stats.com_stmt_prepare);
+        let mut statements = lexer::split(sql)?;
+        if statements.is_empty() {
+            bail!(EmptyQuery, "Query was empty");
+        }
+        if statements.len() > 1 {
+            return Err(lexer::syntax_error_near(&second_statement_text(sql, &statements), 1));
+        }
+        if self.prepared.len() >= self.engine.config.max_prepared_statements {
+            bail!(
+                TooManyPreparedStatements,
+                "Can't create more than max_prepared_stmt_count statements (current value: {})",
+                self.engine.config.max_prepared_statements
+            );
+        }
+        let text = statements.remove(0);
+        let statement = parse::parse(&text)?;
+        let param_count = placeholders(&text).len();
+        let param_count = u16::try_from(param_count).map_err(|_| err!(TooManyRows, "Prepared statement contains too many placeholders"))?;
+        // Plannable statements are planned now: errors (1146, 1054…) come at prepare time, as
+        // in MySQL, and the plan is kept for every execution.
+        let cached = self.plan_statement(&statement, &text)?;
+        let columns = match cached.as_ref().map(|c| c.planned.as_ref()) {
+            Some(Planned::Query(q)) => q.columns.iter().map(|c| column_meta(&c.name, &c.ty, c.origin.as_ref(), self.result_collation)).collect(),
+            _ => Vec::new(),
+        };
+        let id = self.next_statement_id;
+        self.next_statement_id = self.next_statement_id.checked_add(1).unwrap_or(1);
+        self.prepared.insert(id, PreparedStatement { statement: Arc::new(statement), text: Arc::new(text), param_count, cached });
+        Ok(PreparedInfo { id, param_count, columns })
+    }
+
+    /// COM_STMT_EXECUTE with the bound parameters.
+    pub async fn execute_prepared(&mut self, id: u32, params: Vec<Value>) -> Outcome {
+        Stats::bump(&self.engine.stats.com_stmt_execute);
+        Stats::bump(&self.engine.stats.questions);
+        let Some(prepared) = self.prepared.get(&id) else {
+            return self.fail(err!(UnknownStatement, "Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"));
+        };
+        if params.len() != prepared.param_count as usize {
+            return self.fail(err!(WrongArguments, "Incorrect arguments to mysqld_stmt_execute"));
+        }
+        let statement = Arc::clone(&prepared.statement);
+        let text = Arc::clone(&prepared.text);
+        let cached = prepared.cached.clone();
+        self.current_text = text.text.clone();
+        match self.run_statement(&statement, &text, &params, cached).await {
+            Ok((outcome, plan)) => {
+                if let (Some(plan), Some(p)) = (plan, self.prepared.get_mut(&id)) {
+                    p.cached = Some(plan);
+                }
+                outcome
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// COM_STMT_CLOSE.
+    pub fn close_prepared(&mut self, id: u32) {
+        self.prepared.remove(&id);
+    }
+
+    /// COM_RESET_CONNECTION: session and user variables back to their defaults, prepared
+    /// statements closed, transaction ended, warnings cleared. The current database stays,
+    /// as in MySQL.
+    pub fn reset(&mut self) {
+        self.vars.clear();
+        self.user_vars.clear();
+        self.prepared.clear();
+        self.implicit_commit();
+        self.last_insert_id = 0;
+        self.found_rows = 0;
+        self.row_count = -1;
+        self.warnings = Arc::new(Mutex::new(Vec::new()));
+        self.previous_counts = (0, 0);
+        self.multi_statements = self.info.multi_statements;
+        self.apply_handshake_collation();
+    }
+
+    /// COM_INIT_DB (and USE): 1049 for an unknown database.
+    pub async fn use_database(&mut self, db: &str) -> Result<(), Error> {
+        let catalog = self.engine.backend.catalog();
+        if catalog.database(db).is_none() {
+            bail!(UnknownDatabase, "Unknown database '{db}'");
+        }
+        self.database = Some(db.to_string());
+        if let (Some(def), Some(d)) = (variables::lookup("character_set_database"), catalog.database(db)) {
+            self.vars.set(def, Value::text(&d.charset));
+            if let Some(coll) = variables::lookup("collation_database") {
+                self.vars.set(coll, Value::text(&d.collation));
+            }
+        }
+        Ok(())
+    }
+
+    /// COM_FIELD_LIST: the columns of a table in the current database.
+    pub async fn field_list(&mut self, table: &str) -> Result<Vec<ColumnMeta>, Error> {
+        let catalog = self.engine.backend.catalog();
+        let t = self.resolve(&catalog, &TableName { database: None, name: table.to_string() })?;
+        Ok(t
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.hidden)
+            .map(|(i, c): (usize, &ColumnDef)| column_meta(&c.name, &SqlType::from_column(c), Some(&ColumnOrigin::of(&t, &t.name, i)), self.result_collation))
+            .collect())
+    }
+}
+
+impl<B: Backend> Drop for Session<B> {
+    fn drop(&mut self) {
+        self.engine.stats.threads_connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The text from the `;` that ends the first statement on, as MySQL quotes it in the syntax
+/// error of a multi-statement text sent without CLIENT_MULTI_STATEMENTS.
+fn second_statement_text(sql: &str, statements: &[StatementText]) -> String {
+    let first_end = sql.find(statements[0].text.as_str()).map_or(0, |at| at + statements[0].text.len());
+    let second_at = sql[first_end..].find(statements[1].text.as_str()).map_or(sql.len(), |at| first_end + at);
+    let semicolon = sql[first_end..second_at].find(';').map_or(second_at, |at| first_end + at);
+    sql[semicolon..].to_string()
+}
+
+fn check_name(name: &str, what: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > 64 || name.ends_with(' ') {
+        bail!(WrongArguments, "Incorrect {what} name '{name}'");
+    }
+    Ok(())
+}
+
+fn conform_row(row: Row, types: &[Option<cairn_common::types::ColumnType>]) -> Row {
+    row.into_iter().zip(types).map(|(v, t)| conform(v, t)).collect()
+}
+
+/// Whether a plan reads no table.
+fn is_tableless(node: &plan::Node) -> bool {
+    use plan::Node::*;
+    match node {
+        Single => true,
+        Get { .. } | Scan { .. } | HashJoin { .. } | LookupJoin { .. } | CountAll { .. } => false,
+        Apply { input, .. } => is_tableless(input),
+        Filter { input, .. } | Project { input, .. } | Aggregate { input, .. } | Distinct { input, .. } | Sort { input, .. } | Limit { input, .. } => {
+            is_tableless(input)
+        }
+    }
+}
+
+/// Whether a plan's result is small by construction (no scan below it).
+fn is_small(node: &plan::Node) -> bool {
+    use plan::Node::*;
+    match node {
+        Single | Get { .. } | CountAll { .. } => true,
+        Scan { .. } | HashJoin { .. } => false,
+        Aggregate { keys, .. } if keys.is_empty() => true,
+        LookupJoin { left, .. } => is_small(left),
+        Apply { input, .. } => is_small(input),
+        Filter { input, .. } | Project { input, .. } | Aggregate { input, .. } | Distinct { input, .. } | Sort { input, .. } | Limit { input, .. } => {
+            is_small(input)
+        }
+    }
+}
+
+/// Converts each value of a streamed result to its column's declared type.
+struct ConformStream {
+    input: exec::BoxStream,
+    types: Vec<Option<cairn_common::types::ColumnType>>,
+}
+
+impl RowStream for ConformStream {
+    fn next_batch(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Result<Vec<Row>, Error>>> + Send + '_>> {
+        Box::pin(async move {
+            match self.input.next_batch().await? {
+                Ok(batch) => Some(Ok(batch.into_iter().map(|r| conform_row(r, &self.types)).collect())),
+                Err(e) => Some(Err(e)),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: T) {}
+
+    /// The daemon runs sessions on a multi-threaded runtime: every future must be Send.
+    #[allow(dead_code)]
+    fn session_futures_are_send<B: Backend>(mut session: Session<B>) {
+        assert_send(session.execute("SELECT 1"));
+        assert_send(session.prepare("SELECT ?"));
+        assert_send(session.execute_prepared(1, Vec::new()));
+        assert_send(session.use_database("d"));
+        assert_send(session.field_list("t"));
+    }
+}

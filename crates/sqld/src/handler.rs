@@ -1,0 +1,385 @@
+//! The bridge between the MySQL protocol (`cairn-wire`) and the SQL engine (`cairn-sql`): one
+//! [`SqlHandler`] per client connection. It authenticates against the accounts in the cluster
+//! catalog, turns statements into session calls, and converts values and metadata both ways.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_common::catalog::UserDef;
+use cairn_common::decimal::Decimal;
+use cairn_common::temporal::{Date, DateTime, Time};
+use cairn_common::types::{ColumnType as SqlType, type_code};
+use cairn_common::{Error, Value};
+use cairn_sql::{ColumnMeta, Engine, Outcome, RowSource, RowStream, Session, SessionInfo};
+use cairn_wire::{
+    AuthRequest, Column, ColumnType, ErrorPacket, OkPacket, ParamValue, Prepared, Response, Responses, ResultSet,
+    RowBatch, capability,
+};
+
+use crate::cluster::ClusterClient;
+
+/// Counters the node reports (COM_STATISTICS, SHOW STATUS).
+#[derive(Default)]
+pub struct NodeCounters {
+    pub questions: AtomicU64,
+    pub connections_open: AtomicU64,
+}
+
+pub struct SqlHandler {
+    engine: Arc<Engine<ClusterClient>>,
+    session: Option<Session<ClusterClient>>,
+    connection_id: u64,
+    client_addr: Option<SocketAddr>,
+    counters: Arc<NodeCounters>,
+    started: std::time::Instant,
+}
+
+pub fn error_packet(e: &Error) -> ErrorPacket {
+    ErrorPacket::new(e.code(), e.sqlstate(), e.message.clone())
+}
+
+/// MySQL's host matching for account hosts: `%` and `_` wildcards, `localhost` for loopback.
+fn host_matches(pattern: &str, client: &str) -> bool {
+    if pattern == "%" || pattern.is_empty() {
+        return true;
+    }
+    let loopback = client == "127.0.0.1" || client == "::1";
+    if pattern.eq_ignore_ascii_case("localhost") {
+        return loopback;
+    }
+    cairn_common::expr::like(client, pattern, '\\', true)
+}
+
+/// Most specific host first, as MySQL sorts accounts: exact hosts before patterns, '%' last.
+fn specificity(host: &str) -> (u8, usize) {
+    let wild = host.contains('%') || host.contains('_');
+    (if host == "%" { 2 } else if wild { 1 } else { 0 }, usize::MAX - host.len())
+}
+
+fn find_account<'a>(users: &'a [UserDef], user: &str, host: &str) -> Option<&'a UserDef> {
+    let mut candidates: Vec<&UserDef> = users.iter().filter(|u| u.user == user && host_matches(&u.host, host)).collect();
+    candidates.sort_by_key(|u| specificity(&u.host));
+    candidates.into_iter().next()
+}
+
+impl SqlHandler {
+    pub fn new(
+        engine: Arc<Engine<ClusterClient>>,
+        connection_id: u64,
+        client_addr: Option<SocketAddr>,
+        counters: Arc<NodeCounters>,
+    ) -> SqlHandler {
+        counters.connections_open.fetch_add(1, Ordering::Relaxed);
+        SqlHandler { engine, session: None, connection_id, client_addr, counters, started: std::time::Instant::now() }
+    }
+
+    fn client_host(&self) -> String {
+        self.client_addr.map(|a| a.ip().to_string()).unwrap_or_else(|| "localhost".into())
+    }
+
+    /// Checks the password and builds a session; the same for the handshake and COM_CHANGE_USER.
+    async fn login(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
+        let host = self.client_host();
+        let denied = |using_password: bool| {
+            ErrorPacket::new(
+                1045,
+                "28000",
+                format!(
+                    "Access denied for user '{}'@'{}' (using password: {})",
+                    request.user,
+                    host,
+                    if using_password { "YES" } else { "NO" }
+                ),
+            )
+        };
+        let catalog = cairn_sql::Backend::catalog(self.engine.backend().as_ref());
+        let using_password = !request.auth_response.is_empty();
+        let Some(account) = find_account(&catalog.users, request.user, &host) else {
+            tracing::info!(user = request.user, host = %host, "login refused: no such account");
+            return Err(denied(using_password));
+        };
+        let ok = match &account.native_password_hash {
+            None => request.auth_response.is_empty(),
+            Some(hash) => cairn_wire::verify_native_password(request.scramble, request.auth_response, hash),
+        };
+        if !ok {
+            tracing::info!(user = request.user, host = %host, "login refused: wrong password");
+            return Err(denied(using_password));
+        }
+        let info = SessionInfo {
+            user: request.user.to_string(),
+            host: host.clone(),
+            connection_id: self.connection_id,
+            database: None,
+            found_rows: request.capabilities & capability::FOUND_ROWS != 0,
+            multi_statements: request.capabilities & capability::MULTI_STATEMENTS != 0,
+            collation_id: request.collation,
+        };
+        let mut session = Session::new(self.engine.clone(), info);
+        if let Some(db) = request.database {
+            session.use_database(db).await.map_err(|e| error_packet(&e))?;
+        }
+        tracing::debug!(user = request.user, host = %host, connection = self.connection_id, "login");
+        self.session = Some(session);
+        Ok(())
+    }
+
+    fn session(&mut self) -> Result<&mut Session<ClusterClient>, ErrorPacket> {
+        self.session.as_mut().ok_or_else(|| ErrorPacket::new(1105, "HY000", "not authenticated"))
+    }
+}
+
+impl Drop for SqlHandler {
+    fn drop(&mut self) {
+        self.counters.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn wire_type(meta: &ColumnMeta) -> ColumnType {
+    ColumnType(meta.type_code())
+}
+
+pub fn wire_column(meta: &ColumnMeta) -> Column {
+    let mut flags = meta.flags;
+    if !meta.nullable {
+        flags |= cairn_common::types::column_flag::NOT_NULL;
+    }
+    Column {
+        schema: meta.schema.clone(),
+        table: meta.table.clone(),
+        org_table: meta.org_table.clone(),
+        name: meta.name.clone(),
+        org_name: meta.org_name.clone(),
+        charset: meta.charset,
+        column_length: meta.length,
+        column_type: wire_type(meta),
+        flags,
+        decimals: meta.decimals,
+    }
+}
+
+fn wire_value(value: Value, float_column: bool) -> cairn_wire::Value {
+    use cairn_wire::Value as W;
+    match value {
+        Value::Null => W::Null,
+        Value::Int(i) => W::Int(i),
+        Value::UInt(u) => W::UInt(u),
+        Value::Double(d) if float_column => W::Float(d as f32),
+        Value::Double(d) => W::Double(d),
+        Value::Decimal(d) => W::Bytes(d.to_string().into_bytes()),
+        Value::Text(s) => W::Bytes(s.into_bytes()),
+        Value::Bytes(b) => W::Bytes(b),
+        Value::Date(d) => W::Date { year: d.year, month: d.month, day: d.day },
+        Value::DateTime(dt) => W::DateTime {
+            year: dt.date.year,
+            month: dt.date.month,
+            day: dt.date.day,
+            hour: dt.hour,
+            minute: dt.minute,
+            second: dt.second,
+            micros: dt.micros,
+        },
+        Value::Time(t) => W::Time {
+            negative: t.negative,
+            days: (t.hours / 24) as u32,
+            hours: (t.hours % 24) as u8,
+            minutes: t.minute,
+            seconds: t.second,
+            micros: t.micros,
+        },
+    }
+}
+
+fn float_columns(columns: &[ColumnMeta]) -> Vec<bool> {
+    columns.iter().map(|c| matches!(c.ty, Some(SqlType::Float))).collect()
+}
+
+fn wire_row(row: Vec<Value>, floats: &[bool]) -> Vec<cairn_wire::Value> {
+    row.into_iter().zip(floats).map(|(v, f)| wire_value(v, *f)).collect()
+}
+
+/// Streams an SQL result's batches to the wire as they come from the node groups.
+struct StreamAdapter {
+    inner: Box<dyn RowStream>,
+    floats: Vec<bool>,
+}
+
+impl cairn_wire::RowSource for StreamAdapter {
+    fn next_batch(&mut self) -> Pin<Box<dyn Future<Output = Option<RowBatch>> + Send + '_>> {
+        Box::pin(async move {
+            let batch = self.inner.next_batch().await?;
+            Some(match batch {
+                Ok(rows) => Ok(rows.into_iter().map(|r| wire_row(r, &self.floats)).collect()),
+                Err(e) => Err(error_packet(&e)),
+            })
+        })
+    }
+}
+
+pub fn response(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Ok { affected_rows, last_insert_id, info, warnings } => {
+            Response::Ok(OkPacket { affected_rows, last_insert_id, warnings, info, extra_status: 0 })
+        }
+        Outcome::Error(e) => Response::Error(error_packet(&e)),
+        Outcome::Rows { columns, rows, warnings } => {
+            let wire_columns: Arc<[Column]> = columns.iter().map(wire_column).collect();
+            let floats = float_columns(&columns);
+            let mut set = match rows {
+                RowSource::Rows(rows) => {
+                    ResultSet::new(wire_columns, rows.into_iter().map(|r| wire_row(r, &floats)).collect())
+                }
+                RowSource::Stream(inner) => ResultSet::streamed(wire_columns, StreamAdapter { inner, floats }),
+            };
+            set.warnings = warnings;
+            Response::ResultSet(set)
+        }
+    }
+}
+
+/// A bound parameter as the SQL engine wants it.
+fn sql_param(param: &ParamValue) -> Value {
+    use cairn_wire::Value as W;
+    match &param.value {
+        W::Null => Value::Null,
+        W::Int(i) => Value::Int(*i),
+        W::UInt(u) => Value::UInt(*u),
+        W::Float(f) => Value::Double(*f as f64),
+        W::Double(d) => Value::Double(*d),
+        W::Bytes(b) => match param.column_type.0 {
+            type_code::DECIMAL | type_code::NEWDECIMAL => {
+                let text = String::from_utf8_lossy(b);
+                Decimal::parse(&text).map_or_else(|| Value::Text(text.into_owned()), Value::Decimal)
+            }
+            type_code::TINY_BLOB | type_code::MEDIUM_BLOB | type_code::LONG_BLOB | type_code::BLOB => {
+                match std::str::from_utf8(b) {
+                    // Drivers send text as BLOB too; keep it text when it is valid UTF-8 so that it
+                    // compares under the column's collation, and bytes otherwise.
+                    Ok(s) => Value::Text(s.to_string()),
+                    Err(_) => Value::Bytes(b.clone()),
+                }
+            }
+            _ => match std::str::from_utf8(b) {
+                Ok(s) => Value::Text(s.to_string()),
+                Err(_) => Value::Bytes(b.clone()),
+            },
+        },
+        W::Date { year, month, day } => {
+            Date::new(*year, *month, *day).map_or(Value::Null, Value::Date)
+        }
+        W::DateTime { year, month, day, hour, minute, second, micros } => Date::new(*year, *month, *day)
+            .and_then(|d| DateTime::new(d, *hour, *minute, *second, *micros))
+            .map_or(Value::Null, Value::DateTime),
+        W::Time { negative, days, hours, minutes, seconds, micros } => {
+            let total = (((*days as i64 * 24 + *hours as i64) * 60 + *minutes as i64) * 60 + *seconds as i64) * 1_000_000
+                + *micros as i64;
+            Time::from_micros(if *negative { -total } else { total }).map_or(Value::Null, Value::Time)
+        }
+    }
+}
+
+fn decode_sql(sql: &[u8]) -> std::borrow::Cow<'_, str> {
+    // Sessions speak utf8mb4; bytes that are not UTF-8 (a latin1 client) are replaced rather
+    // than refused, and a statement that relied on them fails to match instead of crashing.
+    String::from_utf8_lossy(sql)
+}
+
+impl cairn_wire::Handler for SqlHandler {
+    async fn authenticate(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
+        self.login(request).await
+    }
+
+    async fn query(&mut self, sql: &[u8], out: &mut Responses) {
+        self.counters.questions.fetch_add(1, Ordering::Relaxed);
+        let session = match self.session() {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(Response::Error(e));
+                return;
+            }
+        };
+        session.set_multi_statements(out.multi_statements());
+        for outcome in session.execute(&decode_sql(sql)).await {
+            out.push(response(outcome));
+        }
+    }
+
+    async fn prepare(&mut self, sql: &[u8]) -> Result<Prepared, ErrorPacket> {
+        let session = self.session()?;
+        let info = session.prepare(&decode_sql(sql)).await.map_err(|e| error_packet(&e))?;
+        let mut prepared = Prepared::new(info.id, info.param_count, info.columns.iter().map(wire_column).collect());
+        prepared.warnings = session.warning_count();
+        Ok(prepared)
+    }
+
+    async fn execute(&mut self, statement_id: u32, params: &[ParamValue], out: &mut Responses) {
+        self.counters.questions.fetch_add(1, Ordering::Relaxed);
+        let values: Vec<Value> = params.iter().map(sql_param).collect();
+        match self.session() {
+            Ok(session) => out.push(response(session.execute_prepared(statement_id, values).await)),
+            Err(e) => out.push(Response::Error(e)),
+        }
+    }
+
+    fn close_statement(&mut self, statement_id: u32) {
+        if let Some(session) = self.session.as_mut() {
+            session.close_prepared(statement_id);
+        }
+    }
+
+    async fn init_db(&mut self, database: &str) -> Result<(), ErrorPacket> {
+        self.session()?.use_database(database).await.map_err(|e| error_packet(&e))
+    }
+
+    async fn field_list(&mut self, table: &str, _wildcard: &str) -> Result<Vec<Column>, ErrorPacket> {
+        let columns = self.session()?.field_list(table).await.map_err(|e| error_packet(&e))?;
+        Ok(columns.iter().map(wire_column).collect())
+    }
+
+    async fn reset_connection(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            session.reset();
+        }
+    }
+
+    async fn change_user(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
+        self.session = None;
+        self.login(request).await
+    }
+
+    fn status_flags(&self) -> u16 {
+        self.session.as_ref().map_or(cairn_sql::STATUS_AUTOCOMMIT, |s| s.status_flags())
+    }
+
+    fn statistics(&mut self) -> String {
+        let uptime = self.started.elapsed().as_secs().max(1);
+        let questions = self.counters.questions.load(Ordering::Relaxed);
+        format!(
+            "Uptime: {uptime}  Threads: {}  Questions: {questions}  Slow queries: 0  Opens: 0  Flush tables: 0  Open tables: 0  Queries per second avg: {:.3}",
+            self.counters.connections_open.load(Ordering::Relaxed),
+            questions as f64 / uptime as f64
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(host: &str) -> UserDef {
+        UserDef { user: "exim".into(), host: host.into(), native_password_hash: None }
+    }
+
+    #[test]
+    fn most_specific_host_wins() {
+        let users = vec![user("%"), user("10.%"), user("10.0.0.5"), user("localhost")];
+        assert_eq!(find_account(&users, "exim", "10.0.0.5").unwrap().host, "10.0.0.5");
+        assert_eq!(find_account(&users, "exim", "10.0.0.6").unwrap().host, "10.%");
+        assert_eq!(find_account(&users, "exim", "192.168.1.1").unwrap().host, "%");
+        assert_eq!(find_account(&users, "exim", "127.0.0.1").unwrap().host, "localhost");
+        assert!(find_account(&users, "root", "127.0.0.1").is_none());
+    }
+}
