@@ -295,3 +295,49 @@ async fn a_full_cluster_restart_keeps_every_row() {
     drop(conn);
     pool.disconnect().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_management_nodes_and_none_on_the_data_path() {
+    let mut cluster = Cluster::start(ClusterSpec { mgmds: 3, ..Default::default() }).await.unwrap();
+    let pool = cluster.pool(0, None);
+    let mut conn = pool.get_conn().await.unwrap();
+    conn.query_drop("CREATE DATABASE m").await.unwrap();
+    conn.query_drop("CREATE TABLE m.t (id INT PRIMARY KEY, v INT)").await.unwrap();
+    conn.query_drop("INSERT INTO m.t VALUES (1, 1)").await.unwrap();
+    drop(conn);
+
+    // Losing any one management node leaves a majority: DDL goes on, through whichever
+    // management node the SQL node reaches (a follower forwards it to the leader).
+    for (down, back) in [(49, None), (59, Some(49)), (69, Some(59))] {
+        if let Some(id) = back {
+            cluster.start_node(id).unwrap();
+        }
+        cluster.kill9(down);
+        let mut conn = pool.get_conn().await.unwrap();
+        let table = format!("m.after_{down}");
+        let started = Instant::now();
+        loop {
+            match conn.query_drop(format!("CREATE TABLE {table} (id INT PRIMARY KEY)")).await {
+                Ok(()) => break,
+                Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                    println!("DDL while management node {down} is down: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("DDL failed with management node {down} down: {e}"),
+            }
+        }
+        conn.query_drop(format!("INSERT INTO {table} VALUES (7)")).await.unwrap();
+    }
+
+    // With every management node down, reads and writes go on.
+    for id in [49, 59, 69] {
+        cluster.kill9(id);
+    }
+    let mut conn = pool.get_conn().await.unwrap();
+    conn.query_drop("INSERT INTO m.t VALUES (2, 2)").await.unwrap();
+    conn.query_drop("UPDATE m.t SET v = v + 10 WHERE id = 1").await.unwrap();
+    let rows: Vec<(i32, i32)> = conn.query("SELECT id, v FROM m.t ORDER BY id").await.unwrap();
+    assert_eq!(rows, vec![(1, 11), (2, 2)]);
+    drop(conn);
+    pool.disconnect().await.unwrap();
+}

@@ -19,6 +19,8 @@ use tokio::sync::{Mutex, watch};
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a DDL caller waits for the pushed catalog to include its change.
 const CATALOG_WAIT: Duration = Duration::from_secs(10);
+/// How long a DDL waits for a lost management connection to be re-established.
+const RECONNECT_WAIT: Duration = Duration::from_secs(5);
 
 pub struct ManagementClient {
     identity: Identity,
@@ -167,8 +169,17 @@ impl ManagementClient {
 
     /// Commits a catalog change and returns once this node's catalog includes it.
     pub async fn ddl(&self, op: CatalogOp) -> Result<CatalogOutcome> {
-        let Some(client) = self.current().await else {
-            return Err(Error::temporary("no management node is reachable; DDL is unavailable until one is"));
+        // After a management node fails the client reconnects within a second or so; a DDL
+        // arriving meanwhile waits for that rather than failing at once.
+        let deadline = tokio::time::Instant::now() + RECONNECT_WAIT;
+        let client = loop {
+            if let Some(client) = self.current().await {
+                break client;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::temporary("no management node is reachable; DDL is unavailable until one is"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let reply = client
             .call(Body::DdlRequest(DdlRequest { op: encode(&op) }), CALL_TIMEOUT)

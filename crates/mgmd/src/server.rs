@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_common::catalog::CatalogOp;
+use cairn_common::catalog::{CatalogOp, CatalogOutcome};
 use cairn_common::ids::NodeId;
 use cairn_control::config::{ClusterConfig, NodeKind};
 use cairn_proto::data::{decode, encode};
@@ -28,6 +28,57 @@ pub struct Shared {
     pub identity: Identity,
     pub control: ControlHandle,
     pub nodes: NodeTable,
+    /// A connection to the management leader, for forwarding DDL from a follower.
+    pub forward: tokio::sync::Mutex<Option<(u32, cairn_proto::RpcClient)>>,
+}
+
+/// Commits a catalog op: here if this node leads, else through the leader. Returns the
+/// outcome and the catalog version that includes it.
+pub async fn commit_ddl(shared: &Shared, op: CatalogOp) -> cairn_common::Result<(CatalogOutcome, u64)> {
+    let deadline = tokio::time::Instant::now() + DDL_TIMEOUT;
+    loop {
+        let leader = shared.control.leader_id();
+        if leader == shared.identity.node_id {
+            return shared.control.propose(op, DDL_TIMEOUT).await;
+        }
+        if leader != 0 {
+            match forward_ddl(shared, leader, &op).await {
+                Ok(result) => return result,
+                Err(problem) => tracing::debug!(leader, %problem, "forwarding DDL failed; retrying"),
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(cairn_common::Error::temporary("no management leader is reachable; DDL is unavailable"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn forward_ddl(shared: &Shared, leader: u32, op: &CatalogOp) -> Result<cairn_common::Result<(CatalogOutcome, u64)>, String> {
+    let client = {
+        let mut forward = shared.forward.lock().await;
+        match forward.as_ref() {
+            Some((id, client)) if *id == leader && !client.is_closed() => client.clone(),
+            _ => {
+                let address = shared
+                    .config
+                    .mgmd(NodeId(leader))
+                    .map(|m| format!("{}:{}", m.host_name, m.port))
+                    .ok_or("the leader is not in the config")?;
+                let link = cairn_proto::connect(&address, &shared.identity).await.map_err(|e| e.to_string())?;
+                let (client, _) = cairn_proto::RpcClient::new(link);
+                *forward = Some((leader, client.clone()));
+                client
+            }
+        }
+    };
+    let reply = client
+        .call(Body::DdlRequest(cairn_proto::pb::DdlRequest { op: encode(op) }), DDL_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Body::DdlResponse(response) = reply else { return Err("unexpected answer".into()) };
+    let outcome: cairn_common::Result<CatalogOutcome> = decode(&response.outcome).map_err(|e| e.to_string())?;
+    Ok(outcome.map(|o| (o, response.catalog_version)))
 }
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -74,27 +125,47 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
         }
     };
     match link.peer.role {
-        Role::Mgmd => raft_inbound(link, &shared).await,
+        Role::Mgmd => peer_session(link, shared).await,
         Role::Datad | Role::Sqld => node_session(link, shared).await,
         Role::Admin => admin_session(link, &shared).await,
         Role::Unspecified => {}
     }
 }
 
-/// Raft messages from a peer management node go straight to the control loop.
-async fn raft_inbound(mut link: Link, shared: &Shared) {
+/// A peer management node: Raft messages go straight to the control loop; DDL it forwards
+/// (because this node leads) is committed and answered.
+async fn peer_session(mut link: Link, shared: Arc<Shared>) {
     while let Some(frame) = link.receiver.recv().await {
-        if let Some(Body::Raft(raft)) = frame.body {
-            match decode_message(&raft.message, MAX_RAFT_MESSAGE) {
+        match frame.body {
+            Some(Body::Raft(raft)) => match decode_message(&raft.message, MAX_RAFT_MESSAGE) {
                 Ok(message) => {
                     if !shared.control.send(ControlEvent::Raft(message)) {
                         return;
                     }
                 }
                 Err(e) => tracing::warn!(peer = link.peer.node_id, error = %e, "dropped an undecodable raft message"),
+            },
+            Some(Body::DdlRequest(request)) => {
+                let sender = link.sender.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move { answer_ddl(&shared, &sender, frame.request_id, &request.op).await });
             }
+            _ => {}
         }
     }
+}
+
+async fn answer_ddl(shared: &Shared, sender: &FrameSender, request_id: u64, op: &[u8]) {
+    let result = match decode::<CatalogOp>(op) {
+        Ok(op) => commit_ddl(shared, op).await,
+        Err(e) => Err(e),
+    };
+    let (outcome, version) = match result {
+        Ok((outcome, version)) => (Ok(outcome), version),
+        Err(e) => (Err(e), 0),
+    };
+    let response = DdlResponse { outcome: encode(&outcome), catalog_version: version };
+    reply(sender, request_id, Body::DdlResponse(response)).await;
 }
 
 async fn reply(sender: &FrameSender, request_id: u64, body: Body) -> bool {
@@ -134,18 +205,7 @@ async fn node_session(mut link: Link, shared: Arc<Shared>) {
                 Some(Body::DdlRequest(request)) => {
                     let sender = link.sender.clone();
                     let shared = shared.clone();
-                    tokio::spawn(async move {
-                        let result = match decode::<CatalogOp>(&request.op) {
-                            Ok(op) => shared.control.propose(op, DDL_TIMEOUT).await,
-                            Err(e) => Err(e),
-                        };
-                        let (outcome, version) = match result {
-                            Ok((outcome, version)) => (Ok(outcome), version),
-                            Err(e) => (Err(e), 0),
-                        };
-                        let response = DdlResponse { outcome: encode(&outcome), catalog_version: version };
-                        reply(&sender, frame.request_id, Body::DdlResponse(response)).await;
-                    });
+                    tokio::spawn(async move { answer_ddl(&shared, &sender, frame.request_id, &request.op).await });
                 }
                 Some(other) => tracing::debug!(node = node_id, body = ?other, "ignored an unexpected frame"),
                 None => {}
@@ -178,11 +238,13 @@ async fn admin_session(mut link: Link, shared: &Shared) {
             Ok(parsed) => {
                 let nodes = shared.nodes.snapshot();
                 let catalog = shared.control.catalog.borrow().clone();
+                let interval = shared.config.cluster.heartbeat_interval_db_api_ms;
                 let view = admin::View {
                     config: &shared.config,
                     nodes: &nodes,
                     catalog: &catalog,
                     mgm_leader: shared.control.leader_id(),
+                    heartbeat_timeout: Duration::from_millis((4 * interval).max(3000)),
                 };
                 (admin::execute(&parsed, &view), true)
             }
