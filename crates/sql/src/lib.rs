@@ -103,6 +103,7 @@ mod lexer;
 mod outcome;
 mod parse;
 mod plan;
+mod query_text;
 mod session;
 mod show;
 #[cfg(feature = "testing")]
@@ -112,5 +113,6 @@ mod variables;
 
 pub use backend::Backend;
 pub use engine::{Clock, Engine, EngineConfig, ManualClock, SystemClock};
+pub use query_text::decode_query;
 pub use outcome::{ColumnMeta, Outcome, PreparedInfo, Row, RowSource, RowStream};
 pub use session::{STATUS_AUTOCOMMIT, STATUS_IN_TRANS, Session, SessionInfo};

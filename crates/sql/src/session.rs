@@ -267,7 +267,7 @@ impl<B: Backend> Session<B> {
         }
     }
 
-    fn has_mode(&self, mode: &str) -> bool {
+    pub(crate) fn has_mode(&self, mode: &str) -> bool {
         self.sql_mode().split(',').any(|m| m == mode)
     }
 

@@ -281,12 +281,6 @@ fn sql_param(param: &ParamValue) -> Value {
     }
 }
 
-fn decode_sql(sql: &[u8]) -> std::borrow::Cow<'_, str> {
-    // Sessions speak utf8mb4; bytes that are not UTF-8 (a latin1 client) are replaced rather
-    // than refused, and a statement that relied on them fails to match instead of crashing.
-    String::from_utf8_lossy(sql)
-}
-
 impl cairn_wire::Handler for SqlHandler {
     async fn authenticate(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
         self.login(request).await
@@ -302,14 +296,17 @@ impl cairn_wire::Handler for SqlHandler {
             }
         };
         session.set_multi_statements(out.multi_statements());
-        for outcome in session.execute(&decode_sql(sql)).await {
+        // Binary string literals (escaped parameters) are kept exact; see `decode_query`.
+        let text = session.decode_query(sql);
+        for outcome in session.execute(&text).await {
             out.push(response(outcome));
         }
     }
 
     async fn prepare(&mut self, sql: &[u8]) -> Result<Prepared, ErrorPacket> {
         let session = self.session()?;
-        let info = session.prepare(&decode_sql(sql)).await.map_err(|e| error_packet(&e))?;
+        let text = session.decode_query(sql);
+        let info = session.prepare(&text).await.map_err(|e| error_packet(&e))?;
         let mut prepared = Prepared::new(info.id, info.param_count, info.columns.iter().map(wire_column).collect());
         prepared.warnings = session.warning_count();
         Ok(prepared)
