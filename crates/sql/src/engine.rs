@@ -156,6 +156,8 @@ pub struct Engine<B: Backend> {
     pub(crate) stats: Stats,
     /// Plans of text-protocol statements by normalized text (cache.rs).
     pub(crate) plans: crate::cache::PlanCache<crate::session::CachedPlan>,
+    /// The node's live sessions (SHOW PROCESSLIST, KILL: processlist.rs).
+    pub(crate) processes: crate::processlist::Processes,
     /// Started at, for SHOW STATUS Uptime.
     pub(crate) started_micros: i64,
 }
@@ -176,6 +178,7 @@ impl<B: Backend> Engine<B> {
             layouts: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             plans: crate::cache::PlanCache::new(),
+            processes: crate::processlist::Processes::default(),
             started_micros,
         })
     }

@@ -155,6 +155,9 @@ pub(crate) fn resolve_table(ctx: &mut PlanContext<'_>, name: &TableName) -> Resu
             None => bail!(NoDatabaseSelected, "No database selected"),
         },
     };
+    if crate::information_schema::is_name(&database) {
+        return crate::information_schema::resolve(&name.name);
+    }
     let def = ctx
         .env
         .catalog
@@ -783,7 +786,9 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
             .iter()
             .map(|&pk| keys.iter().find(|(_, r, _)| matches!(r, Expr::Column(c) if *c as usize == pk)).map(|(l, _, _)| l.clone()))
             .collect();
+        // (information_schema views have no key at all: never looked up.)
         let lookup_ok = pk_cover.is_some()
+            && !def.primary_key.is_empty()
             && keys.iter().all(|(l, r, _)| {
                 let Expr::Column(rc) = r else { return false };
                 key_kind_compatible(&def.columns[*rc as usize].ty, &left_type(l, &scope))

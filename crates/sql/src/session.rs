@@ -27,6 +27,11 @@ use crate::show::{self, ShowResult};
 use crate::types::{self, ColumnOrigin, SqlType, column_meta, conform};
 use crate::variables::{self, DefaultValue, SessionVariables, VarDef};
 
+/// KILL, FLUSH, LOCK TABLES, savepoints and the other statements dump tools send.
+pub(crate) mod admin;
+/// LOAD DATA [LOCAL] INFILE.
+pub(crate) mod load_data;
+
 /// MySQL's SERVER_STATUS_IN_TRANS.
 pub const STATUS_IN_TRANS: u16 = 1;
 /// MySQL's SERVER_STATUS_AUTOCOMMIT.
@@ -124,6 +129,12 @@ pub struct Session<B: Backend> {
     multi_statements: bool,
     /// The statement being executed (SHOW PROCESSLIST).
     current_text: String,
+    /// This session in the engine's process list (processlist.rs).
+    pub(crate) process: Arc<crate::processlist::Process>,
+    /// Savepoints and LOCK TABLES (session/admin.rs).
+    admin: admin::AdminState,
+    /// A LOAD DATA LOCAL waiting for its file (session/load_data.rs).
+    load: load_data::LoadState,
     /// `user@host` (USER(), CURRENT_USER()) and the server version, shared by snapshots.
     user_at_host: Arc<str>,
     version: Arc<str>,
@@ -180,6 +191,9 @@ impl<B: Backend> Session<B> {
         let multi_statements = info.multi_statements;
         let user_at_host: Arc<str> = format!("{}@{}", info.user, info.host).into();
         let version: Arc<str> = engine.config.server_version.as_str().into();
+        let process = Arc::new(crate::processlist::Process::new(info.connection_id, &info.user, &info.host, engine.config.clock.now_micros()));
+        process.set_database(info.database.as_deref());
+        engine.processes.register(process.clone());
         let mut session = Session {
             engine,
             database: info.database.clone(),
@@ -199,6 +213,9 @@ impl<B: Backend> Session<B> {
             statements_run: 0,
             multi_statements,
             current_text: String::new(),
+            process,
+            admin: admin::AdminState::default(),
+            load: load_data::LoadState::default(),
             user_at_host,
             version,
         };
@@ -362,22 +379,42 @@ impl<B: Backend> Session<B> {
 
     /// Runs COM_QUERY: every statement of the text, stopping after the first error.
     pub async fn execute(&mut self, sql: &str) -> Vec<Outcome> {
+        self.execute_with_status(sql).await.into_iter().map(|(outcome, _)| outcome).collect()
+    }
+
+    /// Runs COM_QUERY; each outcome comes with the status flags (IN_TRANS, AUTOCOMMIT) as its
+    /// statement left them, for the packets of a multi-statement's results. A LOAD DATA LOCAL
+    /// ends the list with [`Outcome::LocalInfile`]; the statements after it run when its file
+    /// has arrived ([`Session::local_infile_end`]).
+    pub async fn execute_with_status(&mut self, sql: &str) -> Vec<(Outcome, u16)> {
         let statements = match lexer::split(sql) {
             Ok(s) => s,
-            Err(e) => return vec![self.fail(e)],
+            Err(e) => return vec![(self.fail(e), self.status_flags())],
         };
         if statements.is_empty() {
-            return vec![self.fail(Error::new(ErrorKind::EmptyQuery, "Query was empty"))];
+            return vec![(self.fail(Error::new(ErrorKind::EmptyQuery, "Query was empty")), self.status_flags())];
         }
         if statements.len() > 1 && !self.multi_statements {
             // As MySQL: without CLIENT_MULTI_STATEMENTS the second statement is a syntax error.
-            return vec![self.fail(lexer::syntax_error_near(&second_statement_text(sql, &statements), 1))];
+            return vec![(self.fail(lexer::syntax_error_near(&second_statement_text(sql, &statements), 1)), self.status_flags())];
         }
+        self.run_statements(statements).await
+    }
+
+    /// Runs statements in order, stopping after the first error or at a LOAD DATA LOCAL (which
+    /// keeps the rest for after its file).
+    pub(crate) async fn run_statements(&mut self, statements: Vec<StatementText>) -> Vec<(Outcome, u16)> {
         let mut outcomes = Vec::with_capacity(statements.len());
-        for text in statements {
+        let mut rest = statements.into_iter();
+        while let Some(text) = rest.next() {
             let outcome = self.run_text(&text).await;
             let failed = outcome.is_error();
-            outcomes.push(outcome);
+            let waits_for_file = matches!(outcome, Outcome::LocalInfile(_));
+            outcomes.push((outcome, self.status_flags()));
+            if waits_for_file {
+                self.defer_statements(rest.collect());
+                break;
+            }
             if failed {
                 break;
             }
@@ -413,6 +450,7 @@ impl<B: Backend> Session<B> {
             };
             if let Some(plan) = plan {
                 self.current_text = text.text.clone();
+        self.process.set_info(&self.current_text);
                 return match self.run_with_plan(plan, &normalized.params).await {
                     Ok(outcome) => outcome,
                     Err(e) => self.fail(e),
@@ -429,6 +467,7 @@ impl<B: Backend> Session<B> {
             return self.fail(lexer::syntax_error_at(text, at));
         }
         self.current_text = text.text.clone();
+        self.process.set_info(&self.current_text);
         match self.run_statement(&statement, text, &[], None).await {
             Ok((outcome, _)) => outcome,
             Err(e) => self.fail(e),
@@ -475,6 +514,9 @@ impl<B: Backend> Session<B> {
             Statement::Delete(d) => Planned::Delete(dml::plan_delete(&mut ctx, d)?),
             _ => return Ok(None),
         };
+        if let Planned::Insert(InsertPlan { table, .. }) | Planned::Update(UpdatePlan { table, .. }) | Planned::Delete(DeletePlan { table, .. }) = &planned {
+            crate::information_schema::check_writable(table, &self.info.user, &self.info.host)?;
+        }
         // Every expression is evaluated recursively, here and on data nodes: bound its depth.
         let mut depth = Ok(());
         let mut check = |e: &mut cairn_common::expr::Expr| {
@@ -731,6 +773,9 @@ impl<B: Backend> Session<B> {
 
     fn resolve(&self, catalog: &Catalog, name: &TableName) -> Result<cairn_common::catalog::TableDef, Error> {
         let db = self.env_database(&name.database)?;
+        if crate::information_schema::is_name(&db) {
+            return crate::information_schema::resolve(&name.name).map(|t| t.as_ref().clone());
+        }
         catalog.table_by_name(&db, &name.name).cloned().ok_or_else(|| err!(NoSuchTable, "Table '{db}.{}' doesn't exist", name.name))
     }
 
@@ -756,6 +801,7 @@ impl<B: Backend> Session<B> {
                 };
                 if self.database.as_deref() == Some(name.as_str()) && matches!(outcome, CatalogOutcome::DatabaseDropped { .. }) {
                     self.database = None;
+                    self.process.set_database(None);
                 }
                 Ok(self.ok_with_warnings(affected))
             }
@@ -846,6 +892,8 @@ impl<B: Backend> Session<B> {
                 }
                 Ok(self.ok_with_warnings(0))
             }
+            Statement::Admin(a) => self.run_admin(a).await,
+            Statement::LoadData(l) => self.start_load_data(l).await,
             Statement::Unsupported(what) => Err(Error::not_supported(what)),
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 Err(Error::internal("a plannable statement reached run_other"))
@@ -1034,14 +1082,14 @@ impl<B: Backend> Session<B> {
             Show::Databases(f) => (show::databases(&catalog), f.clone()),
             Show::Tables { full, database, filter } => {
                 let db = self.env_database(database)?;
-                if catalog.database(&db).is_none() {
+                if catalog.database(&db).is_none() && !crate::information_schema::is_name(&db) {
                     bail!(UnknownDatabase, "Unknown database '{db}'");
                 }
                 (show::tables(&catalog, &db, *full), filter.clone())
             }
             Show::TableStatus { database, filter } => {
                 let db = self.env_database(database)?;
-                if catalog.database(&db).is_none() {
+                if catalog.database(&db).is_none() && !crate::information_schema::is_name(&db) {
                     bail!(UnknownDatabase, "Unknown database '{db}'");
                 }
                 (show::table_status(&catalog, &db, &|_| None), filter.clone())
@@ -1115,16 +1163,7 @@ impl<B: Backend> Session<B> {
             Show::Engines => (show::engines(), Default::default()),
             Show::Collation(f) => (show::collations(), f.clone()),
             Show::CharacterSet(f) => (show::charsets(), f.clone()),
-            Show::Processlist { full } => (
-                show::processlist(
-                    self.info.connection_id,
-                    &self.info.user,
-                    &self.info.host,
-                    self.database.as_deref(),
-                    &if *full { self.current_text.clone() } else { self.current_text.chars().take(100).collect() },
-                ),
-                Default::default(),
-            ),
+            Show::Processlist { full } => (show::processlist(self.process_rows(), *full), Default::default()),
         };
         if let Some(pattern) = &filter.like {
             result.like(pattern);
@@ -1198,6 +1237,9 @@ impl<B: Backend> Session<B> {
         }
         let text = statements.remove(0);
         let statement = parse::parse(&text)?;
+        if matches!(statement, Statement::LoadData(_)) {
+            bail!(UnsupportedPreparedStatement, "This command is not supported in the prepared statement protocol yet");
+        }
         let param_count = placeholders(&text).len();
         let param_count = u16::try_from(param_count).map_err(|_| err!(TooManyRows, "Prepared statement contains too many placeholders"))?;
         // Plannable statements are planned now: errors (1146, 1054…) come at prepare time, as
@@ -1227,6 +1269,7 @@ impl<B: Backend> Session<B> {
         let text = Arc::clone(&prepared.text);
         let cached = prepared.cached.clone();
         self.current_text = text.text.clone();
+        self.process.set_info(&self.current_text);
         match self.run_statement(&statement, &text, &params, cached).await {
             Ok((outcome, plan)) => {
                 if let (Some(plan), Some(p)) = (plan, self.prepared.get_mut(&id)) {
@@ -1256,6 +1299,8 @@ impl<B: Backend> Session<B> {
         self.row_count = -1;
         self.warnings = Arc::new(Mutex::new(Vec::new()));
         self.previous_counts = (0, 0);
+        self.admin = admin::AdminState::default();
+        self.load.reset();
         self.multi_statements = self.info.multi_statements;
         self.apply_handshake_collation();
     }
@@ -1263,10 +1308,16 @@ impl<B: Backend> Session<B> {
     /// COM_INIT_DB (and USE): 1049 for an unknown database.
     pub async fn use_database(&mut self, db: &str) -> Result<(), Error> {
         let catalog = self.engine.backend.catalog();
+        if crate::information_schema::is_name(db) {
+            self.database = Some(crate::information_schema::NAME.to_string());
+            self.process.set_database(self.database.as_deref());
+            return Ok(());
+        }
         if catalog.database(db).is_none() {
             bail!(UnknownDatabase, "Unknown database '{db}'");
         }
         self.database = Some(db.to_string());
+        self.process.set_database(Some(db));
         if let (Some(def), Some(d)) = (variables::lookup("character_set_database"), catalog.database(db)) {
             self.vars.set(def, Value::text(&d.charset));
             if let Some(coll) = variables::lookup("collation_database") {
@@ -1293,6 +1344,7 @@ impl<B: Backend> Session<B> {
 impl<B: Backend> Drop for Session<B> {
     fn drop(&mut self) {
         self.engine.stats.threads_connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.engine.processes.remove(&self.process);
     }
 }
 

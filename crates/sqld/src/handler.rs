@@ -13,9 +13,9 @@ use cairn_common::decimal::Decimal;
 use cairn_common::temporal::{Date, DateTime, Time};
 use cairn_common::types::{ColumnType as SqlType, type_code};
 use cairn_common::{Error, Value};
-use cairn_sql::{ColumnMeta, Engine, Outcome, RowSource, RowStream, Session, SessionInfo};
+use cairn_sql::{ColumnMeta, Engine, KillKind, Outcome, RowSource, RowStream, Session, SessionInfo};
 use cairn_wire::{
-    AuthRequest, Column, ColumnType, ErrorPacket, OkPacket, ParamValue, Prepared, Response, Responses, ResultSet,
+    AuthRequest, Column, ColumnType, ErrorPacket, KillHandle, OkPacket, ParamValue, Prepared, Response, Responses, ResultSet,
     RowBatch, capability,
 };
 
@@ -35,6 +35,8 @@ pub struct SqlHandler {
     client_addr: Option<SocketAddr>,
     counters: Arc<NodeCounters>,
     started: std::time::Instant,
+    /// How KILL on any session of this node reaches this connection.
+    kill: KillHandle,
 }
 
 pub fn error_packet(e: &Error) -> ErrorPacket {
@@ -66,14 +68,17 @@ fn find_account<'a>(users: &'a [UserDef], user: &str, host: &str) -> Option<&'a 
 }
 
 impl SqlHandler {
+    /// A handler for one connection; `kill` is the handle the connection watches (the same one
+    /// goes into its `ServerOptions`).
     pub fn new(
         engine: Arc<Engine<ClusterClient>>,
         connection_id: u64,
         client_addr: Option<SocketAddr>,
         counters: Arc<NodeCounters>,
+        kill: KillHandle,
     ) -> SqlHandler {
         counters.connections_open.fetch_add(1, Ordering::Relaxed);
-        SqlHandler { engine, session: None, connection_id, client_addr, counters, started: std::time::Instant::now() }
+        SqlHandler { engine, session: None, connection_id, client_addr, counters, started: std::time::Instant::now(), kill }
     }
 
     fn client_host(&self) -> String {
@@ -119,6 +124,12 @@ impl SqlHandler {
             collation_id: request.collation,
         };
         let mut session = Session::new(self.engine.clone(), info);
+        session.set_local_files(request.capabilities & capability::LOCAL_FILES != 0);
+        let kill = self.kill.clone();
+        session.set_kill_switch(move |kind| match kind {
+            KillKind::Query => kill.kill_query(),
+            KillKind::Connection => kill.kill_connection(),
+        });
         if let Some(db) = request.database {
             session.use_database(db).await.map_err(|e| error_packet(&e))?;
         }
@@ -225,6 +236,7 @@ pub fn response(outcome: Outcome) -> Response {
             Response::Ok(OkPacket { affected_rows, last_insert_id, warnings, info, extra_status: 0 })
         }
         Outcome::Error(e) => Response::Error(error_packet(&e)),
+        Outcome::LocalInfile(file_name) => Response::LocalInfile(file_name),
         Outcome::Rows { columns, rows, warnings } => {
             let wire_columns: Arc<[Column]> = columns.iter().map(wire_column).collect();
             let floats = float_columns(&columns);
@@ -298,15 +310,44 @@ impl cairn_wire::Handler for SqlHandler {
         session.set_multi_statements(out.multi_statements());
         // Binary string literals (escaped parameters) are kept exact; see `decode_query`.
         let text = session.decode_query(sql);
-        for outcome in session.execute(&text).await {
-            out.push(response(outcome));
+        session.begin_command("Query", Some(&text));
+        let outcomes = session.execute_with_status(&text).await;
+        session.end_command();
+        // Each result carries the status its statement left (IN_TRANS, AUTOCOMMIT).
+        for (outcome, status) in outcomes {
+            out.push_with_status(response(outcome), status);
+        }
+    }
+
+    async fn local_infile_data(&mut self, data: &[u8]) {
+        if let Some(session) = self.session.as_mut() {
+            session.local_infile_data(data).await;
+        }
+    }
+
+    async fn local_infile_end(&mut self, out: &mut Responses) {
+        let session = match self.session() {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(Response::Error(e));
+                return;
+            }
+        };
+        session.begin_command("Query", None);
+        let outcomes = session.local_infile_end().await;
+        session.end_command();
+        for (outcome, status) in outcomes {
+            out.push_with_status(response(outcome), status);
         }
     }
 
     async fn prepare(&mut self, sql: &[u8]) -> Result<Prepared, ErrorPacket> {
         let session = self.session()?;
         let text = session.decode_query(sql);
-        let info = session.prepare(&text).await.map_err(|e| error_packet(&e))?;
+        session.begin_command("Prepare", Some(&text));
+        let info = session.prepare(&text).await;
+        session.end_command();
+        let info = info.map_err(|e| error_packet(&e))?;
         let mut prepared = Prepared::new(info.id, info.param_count, info.columns.iter().map(wire_column).collect());
         prepared.warnings = session.warning_count();
         Ok(prepared)
@@ -316,7 +357,12 @@ impl cairn_wire::Handler for SqlHandler {
         self.counters.questions.fetch_add(1, Ordering::Relaxed);
         let values: Vec<Value> = params.iter().map(sql_param).collect();
         match self.session() {
-            Ok(session) => out.push(response(session.execute_prepared(statement_id, values).await)),
+            Ok(session) => {
+                session.begin_command("Execute", None);
+                let outcome = session.execute_prepared(statement_id, values).await;
+                session.end_command();
+                out.push(response(outcome));
+            }
             Err(e) => out.push(Response::Error(e)),
         }
     }
@@ -345,6 +391,12 @@ impl cairn_wire::Handler for SqlHandler {
     async fn change_user(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
         self.session = None;
         self.login(request).await
+    }
+
+    fn command_interrupted(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            session.end_command();
+        }
     }
 
     fn status_flags(&self) -> u16 {
