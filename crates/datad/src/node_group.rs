@@ -24,6 +24,9 @@ use cairn_storage::{Limits, Pending, Store, evaluate};
 use tokio::sync::oneshot;
 
 const MAX_EVENTS_PER_ROUND: usize = 4096;
+/// Existing rows one round walks into ordered indexes being built (CREATE INDEX online): small
+/// enough that requests queued meanwhile wait at most a few milliseconds.
+const INDEX_BACKFILL_ROWS_PER_ROUND: usize = 20_000;
 /// How long a request for a table this node does not know yet waits for the catalog push.
 const CATALOG_WAIT: Duration = Duration::from_secs(5);
 
@@ -66,7 +69,12 @@ impl Request {
 
 fn read_table(op: &ReadOp) -> TableRef {
     match op {
-        ReadOp::Get { table, .. } | ReadOp::Scan { table, .. } | ReadOp::Count { table } => *table,
+        ReadOp::Get { table, .. }
+        | ReadOp::Scan { table, .. }
+        | ReadOp::Count { table }
+        | ReadOp::IndexScan { table, .. }
+        | ReadOp::IndexStatus { table, .. }
+        | ReadOp::Aggregate { table, .. } => *table,
     }
 }
 
@@ -173,7 +181,8 @@ impl NodeGroupLoop {
     pub fn run(mut self) -> anyhow::Result<()> {
         let mut next_tick = Instant::now() + self.tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // While an index is being built, rounds follow each other without waiting.
+            let wait = if self.store.indexes_pending() { Duration::ZERO } else { next_tick.saturating_duration_since(Instant::now()) };
             match self.inbox.recv_timeout(wait) {
                 Ok(event) => {
                     if !self.handle(event) {
@@ -204,6 +213,7 @@ impl NodeGroupLoop {
             self.start_read_batch();
             self.free_dropped_tables();
             self.process_ready()?;
+            self.store.backfill_indexes(INDEX_BACKFILL_ROWS_PER_ROUND);
             self.serve_ready_reads();
             if !self.started && self.replica.leader_id().is_some() && self.apply_queue.is_empty()
                 && self.store_applied >= self.replica.commit_index()
@@ -234,6 +244,8 @@ impl NodeGroupLoop {
             Event::Catalog(catalog) => {
                 if catalog.version >= self.catalog.version {
                     self.catalog = catalog;
+                    // New or dropped ordered indexes: derived state, kept in step here.
+                    self.store.sync_catalog(&self.catalog);
                     let parked: Vec<_> = self.parked.drain(..).collect();
                     for (_, request) in parked {
                         self.request(request);
