@@ -154,7 +154,7 @@ impl<B: Backend> Exec<B> {
     }
 }
 
-fn too_many_rows(limit: usize) -> Error {
+pub(crate) fn too_many_rows(limit: usize) -> Error {
     Error::new(
         ErrorKind::TooManyRows,
         format!("The statement needs more than {limit} rows in memory on the SQL node (max_materialized_rows); add a WHERE or LIMIT"),
@@ -211,6 +211,37 @@ pub(crate) fn for_each_expr(node: &mut Node, f: &mut dyn FnMut(&mut Expr)) {
                 f(e);
             }
         }
+        Node::UniqueGet { keys, fallback, .. } => {
+            keys.iter_mut().flatten().for_each(&mut *f);
+            if let Some(e) = fallback {
+                f(e);
+            }
+        }
+        Node::IndexScan { ranges, filter, .. } => {
+            for r in ranges.iter_mut() {
+                r.eq.iter_mut().for_each(&mut *f);
+                if let Some((e, _)) = &mut r.low {
+                    f(e);
+                }
+                if let Some((e, _)) = &mut r.high {
+                    f(e);
+                }
+            }
+            if let Some(e) = filter {
+                f(e);
+            }
+        }
+        Node::PushedAggregate { filter, keys, calls, .. } => {
+            if let Some(e) = filter {
+                f(e);
+            }
+            keys.iter_mut().for_each(|(e, _)| f(e));
+            for c in calls.iter_mut() {
+                c.args.iter_mut().for_each(&mut *f);
+            }
+        }
+        Node::Union { inputs, .. } => inputs.iter_mut().for_each(|i| for_each_expr(i, f)),
+        Node::Derived { plan, .. } => for_each_expr(&mut plan.root, f),
         Node::Filter { input, predicate } => {
             f(predicate);
             for_each_expr(input, f);
@@ -303,6 +334,11 @@ impl RowStream for VecStream {
     }
 }
 
+/// A stream over rows already in memory.
+pub(crate) fn vec_stream(rows: Vec<Row>) -> BoxStream {
+    VecStream::boxed(rows)
+}
+
 /// Reads every row of a stream (for materializing operators), bounded.
 async fn drain(stream: &mut BoxStream, limit: usize) -> Result<Vec<Row>, Error> {
     let mut rows = Vec::new();
@@ -326,8 +362,30 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
                 row.extend(std::iter::repeat_n(Value::Int(i64::try_from(total).unwrap_or(i64::MAX)), *count));
                 VecStream::boxed(vec![row])
             }
-            Node::Get { table, keys, fallback } => run_get(exec, table.clone(), keys, fallback.as_ref()).await?,
-            Node::Scan { table, filter, projection, limit } => {
+            Node::Get { table, keys, fallback, .. } => run_get(exec, table.clone(), keys, fallback.as_ref()).await?,
+            Node::UniqueGet { table, index, keys, fallback, .. } => {
+                crate::exec_index::run_unique_get(exec, table.clone(), *index, keys, fallback.as_ref()).await?
+            }
+            Node::IndexScan { table, index, ranges, descending, ordered, filter, projection, limit, .. } => {
+                crate::exec_index::open_index_scan(exec, table, *index, ranges, *descending, *ordered, filter, projection, *limit)?
+            }
+            Node::PushedAggregate { table, filter, keys, calls, input_width, .. } => {
+                crate::exec_index::run_pushed_aggregate(exec, table, filter, keys, calls, *input_width).await?
+            }
+            Node::Union { inputs, distinct, collations } => {
+                let mut streams = Vec::with_capacity(inputs.len());
+                for input in inputs {
+                    streams.push(open(input, exec).await?);
+                }
+                let chained: BoxStream = Box::new(ChainStream { streams: streams.into() });
+                if *distinct {
+                    Box::new(DistinctStream { input: chained, columns: collations.len(), collations: collations.clone(), seen: HashSet::new(), limit: exec.limit() })
+                } else {
+                    chained
+                }
+            }
+            Node::Derived { plan, .. } => open(&plan.root, exec).await?,
+            Node::Scan { table, filter, projection, limit, .. } => {
                 let filter = match filter {
                     Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),
                     None => None,
@@ -403,12 +461,13 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
                     exec: ex,
                 })
             }
-            Node::LookupJoin { left, table, kind, key, condition } => {
+            Node::LookupJoin { left, table, kind, via, key, condition, .. } => {
                 let left = open(left, exec).await?;
                 Box::new(LookupJoinStream {
                     left,
                     table: table.clone(),
-                    layout: exec.engine.layout(table),
+                    columns: crate::exec_index::lookup_columns(table, *via, key.len())?,
+                    via: *via,
                     kind: *kind,
                     key: key.clone(),
                     condition: condition.clone(),
@@ -982,7 +1041,9 @@ impl<B: Backend> RowStream for HashJoinStream<B> {
 struct LookupJoinStream<B: Backend> {
     left: BoxStream,
     table: Arc<TableDef>,
-    layout: Arc<RowLayout>,
+    via: crate::access::LookupVia,
+    /// The columns of `table` the key gives values for.
+    columns: Vec<usize>,
     kind: JoinKind,
     key: Vec<Expr>,
     condition: Option<Expr>,
@@ -1002,7 +1063,7 @@ impl<B: Backend> RowStream for LookupJoinStream<B> {
                 for row in &batch {
                     let mut k = Vec::with_capacity(self.key.len());
                     let mut usable = true;
-                    for (e, &col) in self.key.iter().zip(&self.table.primary_key) {
+                    for (e, &col) in self.key.iter().zip(&self.columns) {
                         let v = match self.exec.eval(e, row) {
                             Ok(v) => v,
                             Err(e) => return Some(Err(e)),
@@ -1017,25 +1078,16 @@ impl<B: Backend> RowStream for LookupJoinStream<B> {
                     }
                     keys.push(usable.then_some(k));
                 }
-                let wanted: Vec<Vec<Value>> = keys.iter().flatten().cloned().collect();
-                let found = match fetch_keys(&self.exec, &self.table, wanted).await {
-                    Ok(f) => f,
+                let matches = match crate::exec_index::lookup_rows(&self.exec, &self.table, self.via, &self.columns, &keys).await {
+                    Ok(m) => m,
                     Err(e) => return Some(Err(e)),
                 };
                 let mut out = Vec::new();
-                for (row, k) in batch.into_iter().zip(keys) {
-                    let right = k.and_then(|k| {
-                        let encoded = encode_pk(&self.table, &k).ok()?;
-                        found.get(&encoded).cloned()
-                    });
+                for (row, rights) in batch.into_iter().zip(matches) {
                     let mut matched = false;
-                    if let Some(bytes) = right {
-                        let values = match self.layout.decode(&bytes) {
-                            Ok(v) => v,
-                            Err(e) => return Some(Err(e)),
-                        };
+                    for right in rights {
                         let mut joined = row.clone();
-                        joined.extend(values);
+                        joined.extend(right);
                         let pass = match &self.condition {
                             Some(c) => match self.exec.matches(c, &joined) {
                                 Ok(b) => b,
@@ -1056,6 +1108,27 @@ impl<B: Backend> RowStream for LookupJoinStream<B> {
                 }
                 if !out.is_empty() {
                     return Some(Ok(out));
+                }
+            }
+        })
+    }
+}
+
+/// The rows of several streams, one after the other (UNION ALL).
+struct ChainStream {
+    streams: std::collections::VecDeque<BoxStream>,
+}
+
+impl RowStream for ChainStream {
+    fn next_batch(&mut self) -> BatchFuture<'_> {
+        Box::pin(async move {
+            loop {
+                let first = self.streams.front_mut()?;
+                match first.next_batch().await {
+                    Some(batch) => return Some(batch),
+                    None => {
+                        self.streams.pop_front();
+                    }
                 }
             }
         })

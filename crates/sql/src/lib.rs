@@ -91,6 +91,7 @@
 //! metadata), `show` and `ddl` (SHOW, DESCRIBE, CREATE TABLE and its SHOW CREATE TABLE form),
 //! `testing` (feature `testing`: an in-process cluster over `cairn-storage`).
 
+mod access;
 pub mod backend;
 mod cache;
 mod compile;
@@ -98,8 +99,10 @@ mod ddl;
 mod dml;
 mod engine;
 mod exec;
+mod exec_index;
 mod join;
 mod lexer;
+mod optimize;
 mod outcome;
 mod parse;
 mod plan;
@@ -108,6 +111,7 @@ mod show;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
+mod unique;
 mod variables;
 
 pub use backend::Backend;

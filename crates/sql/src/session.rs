@@ -1321,7 +1321,9 @@ fn is_tableless(node: &plan::Node) -> bool {
     use plan::Node::*;
     match node {
         Single => true,
-        Get { .. } | Scan { .. } | HashJoin { .. } | LookupJoin { .. } | CountAll { .. } => false,
+        Get { .. } | Scan { .. } | HashJoin { .. } | LookupJoin { .. } | CountAll { .. } | UniqueGet { .. } | IndexScan { .. } | PushedAggregate { .. } => false,
+        Union { inputs, .. } => inputs.iter().all(is_tableless),
+        Derived { plan, .. } => is_tableless(&plan.root),
         Apply { input, .. } => is_tableless(input),
         Filter { input, .. } | Project { input, .. } | Aggregate { input, .. } | Distinct { input, .. } | Sort { input, .. } | Limit { input, .. } => {
             is_tableless(input)
@@ -1333,8 +1335,11 @@ fn is_tableless(node: &plan::Node) -> bool {
 fn is_small(node: &plan::Node) -> bool {
     use plan::Node::*;
     match node {
-        Single | Get { .. } | CountAll { .. } => true,
-        Scan { .. } | HashJoin { .. } => false,
+        Single | Get { .. } | CountAll { .. } | UniqueGet { .. } => true,
+        Scan { .. } | HashJoin { .. } | IndexScan { .. } => false,
+        PushedAggregate { keys, .. } => keys.is_empty(),
+        Union { inputs, .. } => inputs.iter().all(is_small),
+        Derived { plan, .. } => is_small(&plan.root),
         Aggregate { keys, .. } if keys.is_empty() => true,
         LookupJoin { left, .. } => is_small(left),
         Apply { input, .. } => is_small(input),
