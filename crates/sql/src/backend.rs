@@ -37,4 +37,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// An atomic batch of writes evaluated and replicated by the leader of `group`.
     fn write(&self, group: NodeGroupId, ops: Vec<WriteOp>) -> impl Future<Output = Result<WriteOutcome>> + Send;
+
+    /// Waits about `millis` milliseconds (the engine owns no clock): between checks of an index
+    /// being built, and before a statement planned with a table definition that changed is
+    /// planned again. The default does not wait, for backends whose work is done at once.
+    fn pause(&self, millis: u64) -> impl Future<Output = ()> + Send {
+        let _ = millis;
+        std::future::ready(())
+    }
 }

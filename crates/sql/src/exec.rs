@@ -1301,7 +1301,7 @@ pub(crate) fn key_value(v: Value, ty: &ColumnType) -> KeyValue {
 }
 
 /// The number of rows of a table: every node group's partition counts, asked at once.
-async fn count_rows<B: Backend>(exec: &Exec<B>, table: &TableDef) -> Result<u64, Error> {
+pub(crate) async fn count_rows<B: Backend>(exec: &Exec<B>, table: &TableDef) -> Result<u64, Error> {
     let mut groups: Vec<NodeGroupId> = table.partitions.clone();
     groups.sort();
     groups.dedup();

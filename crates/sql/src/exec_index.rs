@@ -226,6 +226,10 @@ pub(crate) enum BoundRanges {
 /// duplicates. Values that cannot be expressed exactly leave their bound open (the pushed
 /// filter decides); an equality value no stored key can equal drops its range.
 pub(crate) fn bind_ranges<B: Backend>(exec: &mut Exec<B>, table: &TableDef, ix: &IndexDef, ranges: &[IndexRange]) -> Result<BoundRanges, Error> {
+    if ranges.is_empty() {
+        // No range planned: the whole index (ORDER BY, MIN/MAX).
+        return Ok(BoundRanges::Ranges(Vec::new()));
+    }
     let mut out: Vec<KeyRange> = Vec::with_capacity(ranges.len());
     'ranges: for r in ranges {
         let mut prefix = Vec::with_capacity(16);

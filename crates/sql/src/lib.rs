@@ -92,6 +92,7 @@
 //! `testing` (feature `testing`: an in-process cluster over `cairn-storage`).
 
 mod access;
+mod alter;
 pub mod backend;
 mod cache;
 mod compile;
@@ -100,6 +101,7 @@ mod dml;
 mod engine;
 mod exec;
 mod exec_index;
+mod explain;
 mod join;
 mod lexer;
 mod optimize;

@@ -260,10 +260,94 @@ pub(crate) fn plan_query(ctx: &mut PlanContext<'_>, q: &ast::Query) -> Result<Qu
         SetExpr::Select(select) => plan_select(ctx, select, order_by, limit, offset),
         SetExpr::Query(inner) if order_by.is_empty() && limit.is_none() => plan_query(ctx, inner),
         SetExpr::Query(_) => Err(Error::not_supported("ORDER BY/LIMIT around a parenthesized query")),
-        SetExpr::SetOperation { .. } => Err(Error::not_supported("UNION / INTERSECT / EXCEPT")),
+        SetExpr::SetOperation { op: ast::SetOperator::Union, .. } => plan_union(ctx, q.body.as_ref(), order_by, limit, offset),
+        SetExpr::SetOperation { .. } => Err(Error::not_supported("INTERSECT / EXCEPT")),
         SetExpr::Values(_) => Err(Error::not_supported("VALUES statements")),
         _ => Err(Error::not_supported("this query form")),
     }
+}
+
+/// Plans one operand of a set operation (a SELECT, a parenthesized query, or another UNION).
+fn plan_set_operand(ctx: &mut PlanContext<'_>, body: &SetExpr) -> Result<QueryPlan, Error> {
+    match body {
+        SetExpr::Select(select) => plan_select(ctx, select, &[], None, None),
+        SetExpr::Query(inner) => plan_query(ctx, inner),
+        SetExpr::SetOperation { op: ast::SetOperator::Union, .. } => plan_union(ctx, body, &[], None, None),
+        SetExpr::SetOperation { .. } => Err(Error::not_supported("INTERSECT / EXCEPT")),
+        _ => Err(Error::not_supported("this query form in UNION")),
+    }
+}
+
+/// `a UNION [ALL | DISTINCT] b`, with the ORDER BY and LIMIT that follow the last operand
+/// applying to the whole: columns are named after the first operand's, typed to hold every
+/// operand's values; without ALL, each distinct row once.
+fn plan_union(
+    ctx: &mut PlanContext<'_>,
+    body: &SetExpr,
+    order_by: &[ast::OrderByExpr],
+    limit: Option<&ast::Expr>,
+    offset: Option<&ast::Expr>,
+) -> Result<QueryPlan, Error> {
+    let SetExpr::SetOperation { left, set_quantifier, right, .. } = body else {
+        return Err(Error::internal("plan_union without a UNION"));
+    };
+    let distinct = match set_quantifier {
+        ast::SetQuantifier::All => false,
+        ast::SetQuantifier::Distinct | ast::SetQuantifier::None => true,
+        _ => return Err(Error::not_supported("UNION BY NAME")),
+    };
+    let left = plan_set_operand(ctx, left)?;
+    let right = plan_set_operand(ctx, right)?;
+    if left.columns.len() != right.columns.len() {
+        bail!(WrongColumnCountInUnion, "The used SELECT statements have a different number of columns");
+    }
+    let columns: Vec<OutputColumn> = left
+        .columns
+        .iter()
+        .zip(&right.columns)
+        .map(|(l, r)| {
+            let mut ty = crate::types::common_type(&[l.ty.clone(), r.ty.clone()]);
+            ty.nullable = l.ty.nullable || r.ty.nullable;
+            OutputColumn { name: l.name.clone(), ty, origin: None }
+        })
+        .collect();
+    let collations = columns.iter().map(|c| c.ty.collation).collect();
+    let mut node = Node::Union { inputs: vec![left.root, right.root], distinct, collations };
+    // ORDER BY names or positions of the result's columns.
+    if !order_by.is_empty() {
+        let scope = Scope {
+            columns: columns
+                .iter()
+                .map(|c| ScopeColumn { table: None, database: None, name: c.name.clone(), ty: c.ty.clone(), origin: None, hidden: false })
+                .collect(),
+        };
+        let mut keys = Vec::with_capacity(order_by.len());
+        for o in order_by {
+            let descending = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+            let (expr, collation) = match group_position(&o.expr, columns.len(), "order clause")? {
+                Some(n) => (Expr::column(n), columns[n].ty.collation),
+                None => {
+                    let mut c = Compiler::new(ctx, &scope, "order clause");
+                    let (e, ty) = c.compile(&o.expr)?;
+                    (e, ty.collation)
+                }
+            };
+            keys.push(SortKey { expr, descending, collation });
+        }
+        node = Node::Sort { input: Box::new(node), keys };
+    }
+    let limit = match limit {
+        Some(l) => Some(limit_expr(ctx, l)?),
+        None => None,
+    };
+    let offset = match offset {
+        Some(o) => Some(limit_expr(ctx, o)?),
+        None => None,
+    };
+    if limit.is_some() || offset.is_some() {
+        node = Node::Limit { input: Box::new(node), offset, limit };
+    }
+    Ok(QueryPlan { root: node, columns })
 }
 
 /// Compiles a LIMIT/OFFSET operand: a number or a `?`.

@@ -846,6 +846,27 @@ impl<B: Backend> Session<B> {
                 }
                 Ok(self.ok_with_warnings(0))
             }
+            Statement::CreateIndex(_) | Statement::DropIndex { .. } | Statement::AlterTable(_) | Statement::RenameTable(_) => {
+                // Online schema changes (alter.rs).
+                self.implicit_commit();
+                let catalog = self.engine.backend.catalog();
+                for plan in crate::alter::plan_statement(&catalog, statement, self.database.as_deref())? {
+                    crate::alter::run(exec, plan).await?;
+                }
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::Do(exprs) => {
+                for e in exprs {
+                    self.eval_set_value(e, text, params, exec, false)?;
+                }
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::Explain(inner) => {
+                // Planned, not run: subqueries stay unevaluated, parameters print as `?`.
+                let plan = self.plan_statement(inner, text)?.ok_or_else(|| Error::internal("EXPLAIN of a statement without a plan"))?;
+                let result = crate::explain::explain(&plan.planned, &plan.slots, exec).await?;
+                Ok(self.rows_outcome(result))
+            }
             Statement::Unsupported(what) => Err(Error::not_supported(what)),
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 Err(Error::internal("a plannable statement reached run_other"))

@@ -170,6 +170,10 @@ impl Backend for ClusterClient {
         }
     }
 
+    async fn pause(&self, millis: u64) {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+    }
+
     async fn write(&self, group: NodeGroupId, ops: Vec<WriteOp>) -> Result<WriteOutcome> {
         match self.call(group, DataRequestBody::Write(ops), Idempotence::Write).await? {
             DataReply::Write(outcome) => Ok(outcome),
