@@ -436,9 +436,13 @@ pub(crate) async fn write_groups<B: Backend>(backend: &Arc<B>, ops: BTreeMap<Nod
         .collect();
     let mut total = WriteOutcome::default();
     let mut first_error = None;
+    let mut any_applied = false;
     for result in join_all(futures).await {
         match result {
-            Ok(o) => total.merge(&o),
+            Ok(o) => {
+                total.merge(&o);
+                any_applied = true;
+            }
             Err(e) => {
                 if first_error.is_none() {
                     first_error = Some(e);
@@ -447,9 +451,18 @@ pub(crate) async fn write_groups<B: Backend>(backend: &Arc<B>, ops: BTreeMap<Nod
         }
     }
     match first_error {
-        Some(e) => Err(e),
+        Some(e) => Err(not_retryable_if_applied(e, any_applied)),
         None => Ok(total),
     }
+}
+
+/// A "definition changed" refusal means nothing was applied and the statement may be planned
+/// again and retried, but only if no other node group applied its part.
+pub(crate) fn not_retryable_if_applied(e: Error, any_applied: bool) -> Error {
+    if any_applied && e.kind == ErrorKind::TableDefinitionChanged {
+        return Error::temporary(format!("{}; part of the statement was applied", e.message));
+    }
+    e
 }
 
 /// The implicit default of a type (what a non-strict INSERT stores for a missing NOT NULL

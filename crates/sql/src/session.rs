@@ -27,6 +27,9 @@ use crate::show::{self, ShowResult};
 use crate::types::{self, ColumnOrigin, SqlType, column_meta, conform};
 use crate::variables::{self, DefaultValue, SessionVariables, VarDef};
 
+/// Times a statement refused because a table's definition changed is planned again.
+const MAX_REPLANS: u32 = 3;
+
 /// MySQL's SERVER_STATUS_IN_TRANS.
 pub const STATUS_IN_TRANS: u16 = 1;
 /// MySQL's SERVER_STATUS_AUTOCOMMIT.
@@ -404,7 +407,7 @@ impl<B: Backend> Session<B> {
                     // which reports its errors as written.
                     match parse::parse(&normalized.text).ok().map(|s| self.plan_statement(&s, &normalized.text)) {
                         Some(Ok(Some(plan))) => {
-                            self.engine.plans.insert(key, plan.clone());
+                            self.engine.plans.insert(key.clone(), plan.clone());
                             Some(plan)
                         }
                         _ => None,
@@ -413,10 +416,13 @@ impl<B: Backend> Session<B> {
             };
             if let Some(plan) = plan {
                 self.current_text = text.text.clone();
-                return match self.run_with_plan(plan, &normalized.params).await {
-                    Ok(outcome) => outcome,
-                    Err(e) => self.fail(e),
-                };
+                match self.run_with_plan(plan, &normalized.params).await {
+                    Ok(outcome) => return outcome,
+                    // A schema change ran meanwhile: plan the text afresh (below), which waits
+                    // for the new definition and retries.
+                    Err(e) if e.kind == ErrorKind::TableDefinitionChanged => self.engine.plans.remove(&key),
+                    Err(e) => return self.fail(e),
+                }
             }
         }
         let statement = match parse::parse(text) {
@@ -496,6 +502,16 @@ impl<B: Backend> Session<B> {
             database: self.database.clone(),
             metadata: Arc::new(Mutex::new(None)),
         }))
+    }
+
+    /// Waits (briefly) until this node's catalog no longer matches the plan's table versions.
+    async fn wait_for_new_definitions(&self, plan: &CachedPlan) {
+        for _ in 0..100 {
+            if !self.plan_is_current(plan, &self.engine.backend.catalog()) {
+                return;
+            }
+            self.engine.backend.pause(20).await;
+        }
     }
 
     /// The sql_mode flags a plan depends on, as bits of the plan cache key.
@@ -590,14 +606,27 @@ impl<B: Backend> Session<B> {
         let mut exec = self.new_exec(warnings.clone());
         match statement {
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                let catalog = self.engine.backend.catalog();
-                let plan = match cached {
-                    Some(c) if self.plan_is_current(&c, &catalog) => c,
-                    _ => self.plan_statement(statement, text)?.ok_or_else(|| Error::internal("statement without a plan"))?,
-                };
-                self.bind(&plan.slots, params, &mut exec).await?;
-                let outcome = self.run_planned(&plan, &mut exec).await?;
-                Ok((outcome, Some(plan)))
+                let mut cached = cached;
+                let mut attempt = 0;
+                loop {
+                    let catalog = self.engine.backend.catalog();
+                    let plan = match cached.take() {
+                        Some(c) if self.plan_is_current(&c, &catalog) => c,
+                        _ => self.plan_statement(statement, text)?.ok_or_else(|| Error::internal("statement without a plan"))?,
+                    };
+                    self.bind(&plan.slots, params, &mut exec).await?;
+                    match self.run_planned(&plan, &mut exec).await {
+                        // Planned with a definition a schema change replaced, and refused
+                        // before anything was applied (alter.rs): plan again and retry.
+                        Err(e) if e.kind == ErrorKind::TableDefinitionChanged && attempt < MAX_REPLANS => {
+                            attempt += 1;
+                            self.wait_for_new_definitions(&plan).await;
+                            exec = self.new_exec(warnings.clone());
+                        }
+                        Err(e) => return Err(e),
+                        Ok(outcome) => return Ok((outcome, Some(plan))),
+                    }
+                }
             }
             other => Ok((self.run_other(other, text, &mut exec, params).await?, None)),
         }

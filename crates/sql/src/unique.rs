@@ -189,23 +189,28 @@ async fn send<B: Backend>(exec: &Exec<B>, ops: Ops) -> Result<(), Error> {
         .map(|(group, list)| {
             let backend = backend.clone();
             async move {
+                // Undo ops of what was applied, and how many ops were applied.
                 let mut done: Vec<WriteOp> = Vec::new();
+                let mut applied = 0usize;
                 let mut chunks = list.chunks(MAX_OPS_PER_WRITE).map(<[_]>::to_vec).collect::<Vec<_>>().into_iter();
                 for chunk in chunks.by_ref() {
                     let writes: Vec<WriteOp> = chunk.iter().map(|(op, _)| op.clone()).collect();
                     if let Err(e) = backend.write(group, writes).await {
-                        return (group, done, Some(e));
+                        return (group, done, applied, Some(e));
                     }
+                    applied += chunk.len();
                     done.extend(chunk.into_iter().filter_map(|(_, undo)| undo));
                 }
-                (group, done, None)
+                (group, done, applied, None)
             }
         })
         .collect();
     let results = join_all(futures).await;
     let mut first_error = None;
     let mut undo: BTreeMap<NodeGroupId, Vec<WriteOp>> = BTreeMap::new();
-    for (group, done, error) in results {
+    let mut applied_without_undo = false;
+    for (group, done, applied, error) in results {
+        applied_without_undo |= applied > done.len();
         if !done.is_empty() {
             undo.insert(group, done);
         }
@@ -214,6 +219,7 @@ async fn send<B: Backend>(exec: &Exec<B>, ops: Ops) -> Result<(), Error> {
         }
     }
     let Some(error) = first_error else { return Ok(()) };
+    let error = crate::dml::not_retryable_if_applied(error, applied_without_undo);
     // Undo in reverse order within each group; groups at once. A failure here leaves what the
     // module doc calls orphans, which later writers repair.
     let futures: Vec<_> = undo
@@ -548,7 +554,7 @@ pub(crate) async fn update<B: Backend>(
     exec: &mut Exec<B>,
     table: &TableDef,
     rows: Vec<Vec<Value>>,
-    assign: &mut dyn FnMut(&mut Exec<B>, Vec<Value>, u64) -> Result<Vec<Value>, Error>,
+    assign: &mut (dyn FnMut(&mut Exec<B>, Vec<Value>, u64) -> Result<Vec<Value>, Error> + Send),
 ) -> Result<WriteOutcome, Error> {
     let indexes = unique_indexes(exec, table)?;
     // New images first (they decide which keys to read).

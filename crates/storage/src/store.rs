@@ -235,10 +235,13 @@ pub fn resolve_table(catalog: &Catalog, table: TableRef) -> Result<&TableDef> {
         .table(table.id)
         .ok_or_else(|| Error::new(ErrorKind::NoSuchTable, format!("Table with id {} doesn't exist", table.id)))?;
     if def.version != table.version {
-        return Err(Error::temporary(format!(
-            "table {}.{} is at definition version {} on this node, the request planned with {}; replan and retry",
-            def.database, def.name, def.version, table.version
-        )));
+        return Err(Error::new(
+            ErrorKind::TableDefinitionChanged,
+            format!(
+                "Table definition has changed, please retry transaction (table {}.{} is at definition version {} on this node, the request planned with {})",
+                def.database, def.name, def.version, table.version
+            ),
+        ));
     }
     Ok(def)
 }
@@ -920,7 +923,7 @@ mod tests {
         store.apply(&put(&def, 1, "a"), &catalog).unwrap();
         let stale = TableRef { id: def.id, version: def.version + 1 };
         let err = store.read(&ReadOp::Count { table: stale }, &catalog).unwrap_err();
-        assert_eq!(err.code(), 1297, "a version mismatch is retried after replanning");
+        assert_eq!(err.code(), 1412, "a version mismatch is retried after replanning (ER_TABLE_DEF_CHANGED)");
         let missing = TableRef { id: TableId(99), version: 1 };
         assert_eq!(store.read(&ReadOp::Count { table: missing }, &catalog).unwrap_err().code(), 1146);
         let current = TableRef { id: def.id, version: def.version };
