@@ -502,12 +502,24 @@ pub(crate) async fn execute_insert<B: Backend>(plan: &InsertPlan, exec: &mut Exe
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 let mut values = Vec::with_capacity(row.len());
+                // In strict mode the values are computed strictly too (1365 for a division by
+                // zero, as MySQL's ERROR_FOR_DIVISION_BY_ZERO gives).
+                exec.strict = strict;
                 for v in row {
-                    values.push(match v {
+                    let value = match v {
                         InsertValue::Default => None,
-                        InsertValue::Expr(e) => Some(exec.eval(e, &[])?),
+                        InsertValue::Expr(e) => Some(exec.eval(e, &[])),
+                    };
+                    values.push(match value {
+                        None => None,
+                        Some(Ok(v)) => Some(v),
+                        Some(Err(e)) => {
+                            exec.strict = false;
+                            return Err(e);
+                        }
                     });
                 }
+                exec.strict = false;
                 out.push(values);
             }
             out

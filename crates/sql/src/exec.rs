@@ -103,6 +103,8 @@ pub(crate) struct Exec<B: Backend> {
     pub snapshot: Snapshot,
     pub warnings: Arc<Mutex<Vec<Warning>>>,
     pub group_concat_max_len: usize,
+    /// Strict evaluation (a write's values in strict sql_mode: division by zero is 1365).
+    pub strict: bool,
 }
 
 impl<B: Backend> Clone for Exec<B> {
@@ -113,6 +115,7 @@ impl<B: Backend> Clone for Exec<B> {
             snapshot: self.snapshot.clone(),
             warnings: self.warnings.clone(),
             group_concat_max_len: self.group_concat_max_len,
+            strict: self.strict,
         }
     }
 }
@@ -125,7 +128,7 @@ impl<B: Backend> Exec<B> {
     /// Evaluates with the session and the bound values; warnings go to the statement's list.
     pub fn eval(&mut self, e: &Expr, row: &[Value]) -> Result<Value, Error> {
         let bound = self.bound.clone();
-        let mut ctx = EvalContext { params: &bound.values, warnings: Vec::new(), session: Some(&mut self.snapshot), strict: false };
+        let mut ctx = EvalContext { params: &bound.values, warnings: Vec::new(), session: Some(&mut self.snapshot), strict: self.strict };
         let result = e.eval(row, &mut ctx);
         let warnings = std::mem::take(&mut ctx.warnings);
         drop(ctx);

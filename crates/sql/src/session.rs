@@ -569,6 +569,7 @@ impl<B: Backend> Session<B> {
             snapshot: self.snapshot(),
             warnings,
             group_concat_max_len: self.group_concat_max_len(),
+            strict: false,
         }
     }
 
