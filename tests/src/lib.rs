@@ -122,6 +122,11 @@ impl Cluster {
 
     /// Starts (or restarts) one node's process.
     pub fn start_node(&mut self, id: u32) -> anyhow::Result<()> {
+        self.start_node_with_env(id, &[])
+    }
+
+    /// Starts one node's process with extra environment (fault injection: `CAIRN_FAILPOINT`).
+    pub fn start_node_with_env(&mut self, id: u32, env: &[(&str, &str)]) -> anyhow::Result<()> {
         let node_dir = self.dir.path().join(format!("node-{id}"));
         std::fs::create_dir_all(&node_dir)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
@@ -138,6 +143,7 @@ impl Cluster {
         };
         let child = Command::new(cairn_binary())
             .args(&args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info,raft=warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
@@ -177,6 +183,21 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Waits for a node's process to exit on its own (a failpoint); true if it did in time.
+    pub fn wait_exit(&mut self, id: u32, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.children.get_mut(&id).map(|c| c.try_wait()) {
+                Some(Ok(Some(_))) | None => {
+                    self.children.remove(&id);
+                    return true;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        false
     }
 
     pub fn is_running(&mut self, id: u32) -> bool {

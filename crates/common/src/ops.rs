@@ -41,6 +41,17 @@ impl std::fmt::Display for TxnId {
     }
 }
 
+/// One request of a transaction at one node group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnStep {
+    pub txn: TxnId,
+    /// The statement's sequence number in its transaction (for ROLLBACK TO SAVEPOINT).
+    pub seq: u64,
+    /// The coordinator already wrote or locked here in this transaction: the leader must have
+    /// its state, and if it has none, the transaction lost it with a previous leader.
+    pub known_here: bool,
+}
+
 /// Row locks a read takes: none (READ COMMITTED), shared (LOCK IN SHARE MODE), exclusive
 /// (FOR UPDATE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +214,9 @@ pub struct WriteOutcome {
     pub upserted: u64,
     /// The first value of a ReserveAutoIncrement.
     pub auto_increment: Option<u64>,
+    /// Changes in the write set the ops produced (0: the ops changed nothing, and a
+    /// transaction holds no state for them at that node group).
+    pub changes: u64,
 }
 
 impl WriteOutcome {
@@ -213,6 +227,7 @@ impl WriteOutcome {
         self.deleted += other.deleted;
         self.ignored += other.ignored;
         self.upserted += other.upserted;
+        self.changes += other.changes;
         if self.auto_increment.is_none() {
             self.auto_increment = other.auto_increment;
         }

@@ -18,6 +18,11 @@
 //! Thin shell: [`node_group::NodeGroupLoop`] runs the sans-IO replica and store on one thread;
 //! this module owns sockets, files and timers.
 //!
+//! Transactions: the loop also runs the transactions of its node group as their leader (row
+//! locks, each transaction's uncommitted writes, one- and two-phase commit entries, resolving
+//! prepared transactions whose coordinator died through their decision group), see
+//! `cairn_storage::txn` and [`node_group`].
+//!
 //! Not yet here: local checkpoints (so the log is replayed from its start on restart),
 //! arbitration for two-replica node groups, node-restart commands, follower reads.
 
@@ -25,6 +30,7 @@ pub mod node_group;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -102,8 +108,18 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
         peers.insert(peer.id.0 as u64, tx);
         tokio::spawn(raft_outbound(peer.address(), identity.clone(), group_id, rx));
     }
+    let settings = node_group::LoopSettings {
+        tick,
+        data_memory: me.data_memory,
+        lock_wait: Duration::from_millis(config.cluster.transaction_deadlock_detection_timeout_ms),
+        txn_limits: cairn_storage::TxnLimits::default(),
+    };
+    // The loop's inbox is created with it; the resolver needs it, so it reaches it through a cell.
+    let inbox_cell: Arc<std::sync::OnceLock<Inbox>> = Arc::new(std::sync::OnceLock::new());
+    let resolver = resolver(config.clone(), identity.clone(), inbox_cell.clone(), tokio::runtime::Handle::current());
     let (node_loop, inbox) =
-        NodeGroupLoop::new(me.id.0, group, replica, management.catalog_now(), me.data_memory, peers, tick);
+        NodeGroupLoop::new(me.id.0, group, replica, management.catalog_now(), settings, peers, resolver);
+    let _ = inbox_cell.set(inbox.clone());
     let loop_thread = std::thread::Builder::new()
         .name(format!("datad-{}-group-{}", me.id, group))
         .spawn(move || node_loop.run())
@@ -177,10 +193,52 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
 fn admit(hello: &Hello, config: &cairn_control::ClusterConfig, group: cairn_common::ids::NodeGroupId) -> Result<(), String> {
     let id = NodeId(hello.node_id);
     match Role::try_from(hello.role) {
-        Ok(Role::Datad) if config.data_node(id).is_some_and(|d| d.node_group == group) => Ok(()),
+        // Peers of the node group (Raft), and data nodes of other groups resolving transactions.
+        Ok(Role::Datad) if config.data_node(id).is_some() => Ok(()),
         Ok(Role::Sqld) if config.sql_node(id).is_some() => Ok(()),
         _ => Err(format!("node {} may not connect to a data node of node group {group}", hello.node_id)),
     }
+}
+
+/// Asks the leader of `group` how transaction `txn` ended, trying its members in turn, and hands
+/// the answer to the loop. Gives up quietly after a while: the loop asks again.
+fn resolver(
+    config: cairn_control::ClusterConfig,
+    identity: Identity,
+    inbox: Arc<std::sync::OnceLock<Inbox>>,
+    runtime: tokio::runtime::Handle,
+) -> node_group::Resolver {
+    Box::new(move |group, txn| {
+        let config = config.clone();
+        let identity = identity.clone();
+        let inbox = inbox.clone();
+        runtime.spawn(async move {
+            let members: Vec<String> = config.members_of(group).iter().map(|d| d.address()).collect();
+            let request = encode(&DataRequestBody::Txn { txn, control: cairn_common::ops::TxnControl::Resolve });
+            for _round in 0..10 {
+                for address in &members {
+                    let Ok(link) = cairn_proto::connect(address, &identity).await else { continue };
+                    let (client, _) = cairn_proto::RpcClient::new(link);
+                    let body = Body::DataRequest(cairn_proto::pb::DataRequest { body: request.clone() });
+                    let Ok(Body::DataResponse(response)) = client.call(body, Duration::from_secs(5)).await else { continue };
+                    let Ok(answer) = decode::<cairn_proto::data::DataResponseBody>(&response.body) else { continue };
+                    if let Ok(cairn_proto::data::DataReply::Txn(outcome)) = answer {
+                        let commit = match outcome {
+                            cairn_common::ops::TxnOutcome::Committed => true,
+                            cairn_common::ops::TxnOutcome::Aborted => false,
+                            _ => continue,
+                        };
+                        if let Some(inbox) = inbox.get() {
+                            let _ = inbox.send(Event::Resolved { txn, commit });
+                        }
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            tracing::warn!(%txn, group = %group, "could not reach the decision group; will ask again");
+        });
+    })
 }
 
 async fn connection(stream: TcpStream, identity: Identity, config: cairn_control::ClusterConfig, group: cairn_common::ids::NodeGroupId, inbox: Inbox) {
@@ -191,9 +249,16 @@ async fn connection(stream: TcpStream, identity: Identity, config: cairn_control
             return;
         }
     };
+    let same_group = config.data_node(NodeId(link.peer.node_id)).is_some_and(|d| d.node_group == group);
     match link.peer.role {
-        Role::Datad => raft_inbound(link, inbox).await,
-        Role::Sqld => data_session(link, inbox).await,
+        Role::Datad if same_group => raft_inbound(link, inbox).await,
+        Role::Datad => data_session(link, inbox).await,
+        Role::Sqld => {
+            let sql_node = link.peer.node_id;
+            data_session(link, inbox.clone()).await;
+            // Its connection is gone: transactions it was running here cannot finish.
+            let _ = inbox.send(Event::CoordinatorGone { sql_node });
+        }
         _ => {}
     }
 }
@@ -223,6 +288,9 @@ async fn data_session(mut link: Link, inbox: Inbox) {
             Ok(DataRequestBody::Read(op)) => Event::Read { op, reply: tx },
             Ok(DataRequestBody::Write(ops)) => Event::Write { ops, reply: tx },
             Ok(DataRequestBody::LocalRead(op)) => Event::LocalRead { op, reply: tx },
+            Ok(DataRequestBody::TxnRead { step, lock, op }) => Event::TxnRead { step, lock, op, reply: tx },
+            Ok(DataRequestBody::TxnWrite { step, ops }) => Event::TxnWrite { step, ops, reply: tx },
+            Ok(DataRequestBody::Txn { txn, control }) => Event::Txn { txn, control, reply: tx },
             Err(e) => {
                 tracing::warn!(peer = link.peer.node_id, error = %e, "dropped an undecodable data request");
                 let body: cairn_proto::data::DataResponseBody = Err(cairn_proto::data::DataError::Failed(e));

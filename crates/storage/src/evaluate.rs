@@ -121,7 +121,9 @@ pub fn evaluate_in(
         evaluator.op(op, at as u64 + 1)?;
     }
     evaluator.check_memory(layers.iter().map(|p| p.bytes()).sum())?;
-    Ok((WriteSet { changes: evaluator.changes }, evaluator.outcome))
+    let mut outcome = evaluator.outcome;
+    outcome.changes = evaluator.changes.len() as u64;
+    Ok((WriteSet { changes: evaluator.changes }, outcome))
 }
 
 /// The error for an UPDATE whose new primary key belongs to another node group.

@@ -52,5 +52,5 @@ pub mod txn;
 
 pub use evaluate::{Limits, evaluate, evaluate_in};
 pub use pending::Pending;
-pub use txn::{ReadAttempt, TxnLimits, TxnManager, TxnStep, WriteAttempt};
+pub use txn::{ReadAttempt, TxnLimits, TxnManager, WriteAttempt};
 pub use store::{DataUsage, MemoryUsage, ScanBatch, ScanRequest, Store, TableMemory};
