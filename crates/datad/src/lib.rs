@@ -117,8 +117,9 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
     // The loop's inbox is created with it; the resolver needs it, so it reaches it through a cell.
     let inbox_cell: Arc<std::sync::OnceLock<Inbox>> = Arc::new(std::sync::OnceLock::new());
     let resolver = resolver(config.clone(), identity.clone(), inbox_cell.clone(), tokio::runtime::Handle::current());
+    let shared = Arc::new(node_group::SharedReads::new(group, management.catalog_now()));
     let (node_loop, inbox) =
-        NodeGroupLoop::new(me.id.0, group, replica, management.catalog_now(), settings, peers, resolver);
+        NodeGroupLoop::new(me.id.0, group, replica, management.catalog_now(), settings, peers, resolver, shared.clone());
     let _ = inbox_cell.set(inbox.clone());
     let loop_thread = std::thread::Builder::new()
         .name(format!("datad-{}-group-{}", me.id, group))
@@ -157,13 +158,15 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
     let server_config = config.clone();
     let server_identity = identity.clone();
     let server_inbox = inbox.clone();
+    let server_shared = shared.clone();
     let server = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let config = server_config.clone();
             let identity = server_identity.clone();
             let inbox = server_inbox.clone();
-            tokio::spawn(async move { connection(stream, identity, config, group, inbox).await });
+            let shared = server_shared.clone();
+            tokio::spawn(async move { connection(stream, identity, config, group, inbox, shared).await });
         }
     });
 
@@ -241,7 +244,14 @@ fn resolver(
     })
 }
 
-async fn connection(stream: TcpStream, identity: Identity, config: cairn_control::ClusterConfig, group: cairn_common::ids::NodeGroupId, inbox: Inbox) {
+async fn connection(
+    stream: TcpStream,
+    identity: Identity,
+    config: cairn_control::ClusterConfig,
+    group: cairn_common::ids::NodeGroupId,
+    inbox: Inbox,
+    shared: Arc<node_group::SharedReads>,
+) {
     let link = match accept(stream, &identity, |hello| admit(hello, &config, group)).await {
         Ok(link) => link,
         Err(e) => {
@@ -252,10 +262,10 @@ async fn connection(stream: TcpStream, identity: Identity, config: cairn_control
     let same_group = config.data_node(NodeId(link.peer.node_id)).is_some_and(|d| d.node_group == group);
     match link.peer.role {
         Role::Datad if same_group => raft_inbound(link, inbox).await,
-        Role::Datad => data_session(link, inbox).await,
+        Role::Datad => data_session(link, inbox, shared).await,
         Role::Sqld => {
             let sql_node = link.peer.node_id;
-            data_session(link, inbox.clone()).await;
+            data_session(link, inbox.clone(), shared).await;
             // Its connection is gone: transactions it was running here cannot finish.
             let _ = inbox.send(Event::CoordinatorGone { sql_node });
         }
@@ -280,12 +290,19 @@ async fn raft_inbound(mut link: Link, inbox: Inbox) {
 
 /// Reads and writes from one SQL node; many in flight at once, each answered when the loop is
 /// done with it.
-async fn data_session(mut link: Link, inbox: Inbox) {
+async fn data_session(mut link: Link, inbox: Inbox, shared: Arc<node_group::SharedReads>) {
     while let Some(frame) = link.receiver.recv().await {
         let Some(Body::DataRequest(request)) = frame.body else { continue };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let event = match decode::<DataRequestBody>(&request.body) {
-            Ok(DataRequestBody::Read(op)) => Event::Read { op, reply: tx },
+            Ok(DataRequestBody::Read(op)) => {
+                // The hot path: under the leader's lease, answered right here.
+                if let Some(answer) = shared.try_read(&op) {
+                    respond(&link.sender, frame.request_id, answer).await;
+                    continue;
+                }
+                Event::Read { op, reply: tx }
+            }
             Ok(DataRequestBody::Write(ops)) => Event::Write { ops, reply: tx },
             Ok(DataRequestBody::LocalRead(op)) => Event::LocalRead { op, reply: tx },
             Ok(DataRequestBody::TxnRead { step, lock, op }) => Event::TxnRead { step, lock, op, reply: tx },

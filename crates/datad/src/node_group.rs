@@ -59,6 +59,52 @@ pub enum Event {
     Shutdown,
 }
 
+/// What the connection tasks share with the loop so that they can answer plain reads
+/// themselves while the leader's lease holds: no thread handoff for the hot path.
+///
+/// Safe because the loop applies every committed entry before it acknowledges the write, and
+/// publishes a lease deadline only while it is the ready leader with nothing waiting to apply;
+/// under the lease no other node can be leader, so the applied store holds every acknowledged
+/// write.
+pub struct SharedReads {
+    pub store: std::sync::RwLock<Store>,
+    pub catalog: std::sync::RwLock<Arc<Catalog>>,
+    /// Nanoseconds after `epoch` until which the lease holds (0: no lease).
+    lease_until: std::sync::atomic::AtomicU64,
+    epoch: Instant,
+}
+
+impl SharedReads {
+    pub fn new(group: NodeGroupId, catalog: Arc<Catalog>) -> SharedReads {
+        SharedReads {
+            store: std::sync::RwLock::new(Store::new(group)),
+            catalog: std::sync::RwLock::new(catalog),
+            lease_until: std::sync::atomic::AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn publish_lease(&self, until: Option<Instant>) {
+        let nanos = until.map_or(0, |t| t.saturating_duration_since(self.epoch).as_nanos() as u64);
+        self.lease_until.store(nanos, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Answers a plain read now if this node holds the lease and knows the table's version;
+    /// None sends it through the loop.
+    pub fn try_read(&self, op: &ReadOp) -> Option<DataResponseBody> {
+        let until = self.lease_until.load(std::sync::atomic::Ordering::Acquire);
+        if until == 0 || (self.epoch.elapsed().as_nanos() as u64) >= until {
+            return None;
+        }
+        let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if !matches!(check_table(&catalog, read_table(op)), TableCheck::Ready) {
+            return None;
+        }
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+        Some(store.read(op, &catalog).map(DataReply::Read).map_err(DataError::Failed))
+    }
+}
+
 /// Where Raft messages for a peer go (the peer's outbound link task).
 pub type PeerSender = tokio::sync::mpsc::Sender<Message>;
 
@@ -163,7 +209,7 @@ pub struct NodeGroupLoop {
     node_id: u32,
     group: NodeGroupId,
     replica: Replica<FileLogStore>,
-    store: Store,
+    shared: Arc<SharedReads>,
     pending: Pending,
     txns: TxnManager,
     catalog: Arc<Catalog>,
@@ -211,6 +257,7 @@ impl NodeGroupLoop {
         settings: LoopSettings,
         peers: HashMap<u64, PeerSender>,
         resolver: Resolver,
+        shared: Arc<SharedReads>,
     ) -> (NodeGroupLoop, mpsc::Sender<Event>) {
         let (tx, inbox) = mpsc::channel();
         let store_applied = replica.applied_index();
@@ -218,7 +265,7 @@ impl NodeGroupLoop {
             node_id,
             group,
             replica,
-            store: Store::new(group),
+            shared,
             pending: Pending::new(),
             txns: TxnManager::new(settings.txn_limits),
             catalog,
@@ -282,6 +329,7 @@ impl NodeGroupLoop {
             self.free_dropped_tables();
             self.process_ready()?;
             self.take_over_transactions();
+            self.publish_lease();
             self.serve_ready_reads();
             if std::mem::take(&mut self.locks_released) {
                 self.retry_lock_waits();
@@ -311,7 +359,10 @@ impl NodeGroupLoop {
             Event::Txn { txn, control, reply } => self.request(Request::Txn { txn, control, reply }),
             Event::LocalRead { op, reply } => {
                 let result = match check_table(&self.catalog, read_table(&op)) {
-                    TableCheck::Ready => self.store.read(&op, &self.catalog).map(DataReply::Read).map_err(DataError::Failed),
+                    TableCheck::Ready => {
+                        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+                        store.read(&op, &self.catalog).map(DataReply::Read).map_err(DataError::Failed)
+                    }
                     TableCheck::Behind => Err(DataError::Unavailable("this replica's catalog is behind".into())),
                     TableCheck::Mismatch(e) => Err(e),
                 };
@@ -332,6 +383,7 @@ impl NodeGroupLoop {
             Event::Catalog(catalog) => {
                 if catalog.version >= self.catalog.version {
                     self.catalog = catalog;
+                    *self.shared.catalog.write().unwrap_or_else(|e| e.into_inner()) = self.catalog.clone();
                     let current = self.catalog.clone();
                     self.txns.forget_tables(|t| current.table(t).is_some() || t.0 >= current.next_table_id);
                     let parked: Vec<_> = self.parked.drain(..).collect();
@@ -380,6 +432,20 @@ impl NodeGroupLoop {
         }
     }
 
+    /// Lets connection tasks answer plain reads while the lease holds (see [`SharedReads`]),
+    /// ending one tick early for safety.
+    fn publish_lease(&mut self) {
+        let until = if self.serving() {
+            self.replica
+                .lease_remaining_ticks()
+                .filter(|ticks| *ticks > 1)
+                .map(|ticks| Instant::now() + self.settings.tick * (ticks as u32 - 1))
+        } else {
+            None
+        };
+        self.shared.publish_lease(until);
+    }
+
     fn request(&mut self, request: Request) {
         self.attempt(request, None);
     }
@@ -423,7 +489,10 @@ impl NodeGroupLoop {
 
     fn write(&mut self, step: Option<TxnStep>, ops: Vec<WriteOp>, reply: Reply, deadline: Option<Instant>) {
         let term = self.replica.term();
-        let attempt = self.txns.write(step, term, &self.store, &self.pending, &self.catalog, &ops, &self.limits);
+        let attempt = {
+            let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+            self.txns.write(step, term, &store, &self.pending, &self.catalog, &ops, &self.limits)
+        };
         match attempt {
             Err(e) => {
                 let _ = reply.send(Err(DataError::Failed(e)));
@@ -566,12 +635,19 @@ impl NodeGroupLoop {
     fn serve_read(&mut self, request: Request, deadline: Option<Instant>) {
         match request {
             Request::Read { op, reply } => {
-                let result = self.store.read(&op, &self.catalog).map(DataReply::Read).map_err(DataError::Failed);
+                let result = {
+                    let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+                    store.read(&op, &self.catalog).map(DataReply::Read).map_err(DataError::Failed)
+                };
                 let _ = reply.send(result);
             }
             Request::TxnRead { step, lock, op, reply } => {
                 let term = self.replica.term();
-                match self.txns.read(Some(step), term, lock, &op, &self.store, &self.catalog) {
+                let attempt = {
+                    let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+                    self.txns.read(Some(step), term, lock, &op, &store, &self.catalog)
+                };
+                match attempt {
                     Ok(ReadAttempt::Done(result)) => {
                         let _ = reply.send(Ok(DataReply::Read(result)));
                     }
@@ -764,10 +840,11 @@ impl NodeGroupLoop {
                 if let Some(ws) = Self::entry_write_set(&mut log_entry) {
                     self.keep_existing_tables(ws);
                 }
-                let applied = self
-                    .txns
-                    .apply(&log_entry, entry.index, &mut self.store, &self.catalog)
-                    .map_err(|e| anyhow::anyhow!("applying committed entry {} failed: {e}", entry.index))?;
+                let applied = {
+                    let mut store = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
+                    self.txns.apply(&log_entry, entry.index, &mut store, &self.catalog)
+                }
+                .map_err(|e| anyhow::anyhow!("applying committed entry {} failed: {e}", entry.index))?;
                 if applied.released {
                     self.locks_released = true;
                 }
@@ -816,9 +893,8 @@ impl NodeGroupLoop {
         if !self.serving() {
             return;
         }
-        let doomed: Vec<TableId> = self
-            .store
-            .tables()
+        let tables = self.shared.store.read().unwrap_or_else(|e| e.into_inner()).tables();
+        let doomed: Vec<TableId> = tables
             .into_iter()
             .filter(|t| self.catalog.table(*t).is_none() && t.0 < self.catalog.next_table_id)
             .filter(|t| !self.drops_proposed.contains(t))
@@ -835,14 +911,14 @@ impl NodeGroupLoop {
     }
 
     fn status(&self) -> NodeStatus {
+        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
         let mut rows = 0;
-        let tables = self
-            .store
+        let tables = store
             .tables()
             .into_iter()
             .filter_map(|id| {
                 let def = self.catalog.table(id)?;
-                let counts = self.store.count(def);
+                let counts = store.count(def);
                 let table_rows: u64 = counts.iter().map(|(_, n)| n).sum();
                 rows += table_rows;
                 Some(TableRows { table_id: id.0, rows: table_rows, partitions: counts.len() as u32 })
@@ -855,7 +931,7 @@ impl NodeGroupLoop {
             is_leader: self.replica.is_leader(),
             term: self.replica.term(),
             applied_index: self.store_applied,
-            data_memory_used: self.store.memory_used(),
+            data_memory_used: store.memory_used(),
             data_memory_total: self.settings.data_memory,
             leader_id: self.replica.leader_id().unwrap_or(0) as u32,
             rows,

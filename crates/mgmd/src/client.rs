@@ -105,8 +105,12 @@ impl ManagementClient {
                     match decode::<Catalog>(&update.catalog) {
                         Ok(mut catalog) => {
                             catalog.reindex();
-                            if catalog.version >= self.catalog.borrow().version {
+                            let version = catalog.version;
+                            if version >= self.catalog.borrow().version {
                                 let _ = self.catalog_tx.send(Arc::new(catalog));
+                            }
+                            if let Some(client) = self.current().await {
+                                let _ = client.notify(Body::CatalogAck(cairn_proto::pb::CatalogAck { version })).await;
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "ignored an undecodable catalog push"),

@@ -20,6 +20,8 @@ use crate::nodes::{LiveNode, NodeTable};
 
 /// How long a DDL may wait for the management nodes to commit it.
 const DDL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a DDL waits for connected SQL nodes to acknowledge the new catalog.
+const SCHEMA_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on a Raft message from a peer management node.
 const MAX_RAFT_MESSAGE: usize = 64 << 20;
 
@@ -160,6 +162,18 @@ async fn answer_ddl(shared: &Shared, sender: &FrameSender, request_id: u64, op: 
         Ok(op) => commit_ddl(shared, op).await,
         Err(e) => Err(e),
     };
+    if let Ok((_, version)) = &result {
+        // Answer once every SQL node connected here runs with the new catalog, so that the
+        // next statement on any SQL node sees the change. A node that does not acknowledge in
+        // time (hung) does not hold DDL up for ever.
+        let deadline = tokio::time::Instant::now() + SCHEMA_ACK_TIMEOUT;
+        while !shared.nodes.sql_nodes_have(*version) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !shared.nodes.sql_nodes_have(*version) {
+            tracing::warn!(version, "some SQL nodes did not acknowledge the new catalog in time");
+        }
+    }
     let (outcome, version) = match result {
         Ok((outcome, version)) => (Ok(outcome), version),
         Err(e) => (Err(e), 0),
@@ -190,6 +204,7 @@ async fn node_session(mut link: Link, shared: Arc<Shared>) {
         connected_at: Instant::now(),
         last_heartbeat: Instant::now(),
         status: None,
+        catalog_version: 0,
     };
     if !shared.nodes.connect(node_id, live) {
         tracing::warn!(node = node_id, "refused a second registration of the same node id");
@@ -202,6 +217,7 @@ async fn node_session(mut link: Link, shared: Arc<Shared>) {
         while let Some(frame) = link.receiver.recv().await {
             match frame.body {
                 Some(Body::Heartbeat(hb)) => shared.nodes.heartbeat(node_id, hb.status),
+                Some(Body::CatalogAck(ack)) => shared.nodes.ack_catalog(node_id, ack.version),
                 Some(Body::DdlRequest(request)) => {
                     let sender = link.sender.clone();
                     let shared = shared.clone();

@@ -762,6 +762,18 @@ impl<L: LogStore> Replica<L> {
         Ok(id)
     }
 
+    /// While this leader holds its read lease: how many more ticks it holds (None otherwise).
+    /// A caller that applies every committed entry before answering writes may serve reads
+    /// from its applied state without asking Raft, until that many ticks have passed.
+    pub fn lease_remaining_ticks(&mut self) -> Option<u64> {
+        if !self.is_leader() || !self.raw.raft.commit_to_current_term() {
+            return None;
+        }
+        let term = self.term();
+        self.reads.sync_term(term);
+        self.reads.lease_remaining(&self.conf_state(), self.node_id, self.ticks, self.lease_ticks)
+    }
+
     /// Asks for a linearizable read point; the answer comes as a [`ReadReady`] carrying
     /// `context`. A follower forwards the request to the leader.
     pub fn read_index(&mut self, context: Vec<u8>) -> Result<(), ProposeError> {
