@@ -34,11 +34,21 @@ pub struct ClusterSpec {
     /// HeartbeatIntervalDbDb: tests fail over much faster than NDB's 5 s default.
     pub heartbeat_ms: u64,
     pub data_memory: String,
+    /// ArbitrationTimeout: NDB's 7500 ms would make failover tests slow.
+    pub arbitration_ms: u64,
 }
 
 impl Default for ClusterSpec {
     fn default() -> ClusterSpec {
-        ClusterSpec { data_nodes: 2, replicas: 2, sql_nodes: 1, mgmds: 1, heartbeat_ms: 100, data_memory: "128M".into() }
+        ClusterSpec {
+            data_nodes: 2,
+            replicas: 2,
+            sql_nodes: 1,
+            mgmds: 1,
+            heartbeat_ms: 100,
+            data_memory: "128M".into(),
+            arbitration_ms: 1000,
+        }
     }
 }
 
@@ -79,11 +89,12 @@ impl Cluster {
         let dir = tempfile::Builder::new().prefix("cairn-e2e-").tempdir()?;
         let mut text = format!(
             "[cluster]\nName = \"e2e\"\nSecret = \"e2e-secret-{}\"\nNoOfReplicas = {}\nDataMemory = \"{}\"\n\
-             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nAllowPasswordlessRoot = true\n\n",
+             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nArbitrationTimeout = {arb}\nAllowPasswordlessRoot = true\n\n",
             std::process::id(),
             spec.replicas,
             spec.data_memory,
             hb = spec.heartbeat_ms,
+            arb = spec.arbitration_ms,
         );
         for k in 0..spec.mgmds {
             text.push_str(&format!("[[ndb_mgmd]]\nNodeId = {}\nPortNumber = {}\n\n", 49 + k * 10, free_port()));

@@ -96,7 +96,7 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
     let members = config.members_of(group);
     let voters: Vec<u64> = members.iter().map(|d| d.id.0 as u64).collect();
     let (tick, heartbeat_tick, election_tick) = cairn_mgmd::raft_timing(config.cluster.heartbeat_interval_db_db_ms);
-    let mut replica_config = ReplicaConfig::new(group_id, me.id.0 as u64, voters);
+    let mut replica_config = ReplicaConfig::new(group_id, me.id.0 as u64, voters.clone());
     replica_config.heartbeat_tick = heartbeat_tick;
     replica_config.election_tick = election_tick;
     replica_config.lease_ticks = election_tick - 2;
@@ -113,13 +113,43 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
         data_memory: me.data_memory,
         lock_wait: Duration::from_millis(config.cluster.transaction_deadlock_detection_timeout_ms),
         txn_limits: cairn_storage::TxnLimits::default(),
+        arbitration_timeout: Duration::from_millis(config.cluster.arbitration_timeout_ms),
     };
     // The loop's inbox is created with it; the resolver needs it, so it reaches it through a cell.
     let inbox_cell: Arc<std::sync::OnceLock<Inbox>> = Arc::new(std::sync::OnceLock::new());
     let resolver = resolver(config.clone(), identity.clone(), inbox_cell.clone(), tokio::runtime::Handle::current());
     let shared = Arc::new(node_group::SharedReads::new(group, management.catalog_now()));
-    let (node_loop, inbox) =
-        NodeGroupLoop::new(me.id.0, group, replica, management.catalog_now(), settings, peers, resolver, shared.clone());
+    let arbitrator: node_group::Arbitrator = {
+        let management = management.clone();
+        let inbox = inbox_cell.clone();
+        let runtime = tokio::runtime::Handle::current();
+        Box::new(move |epoch| {
+            let management = management.clone();
+            let inbox = inbox.clone();
+            runtime.spawn(async move {
+                match management.arbitrate(group.0, epoch).await {
+                    Ok(granted) => {
+                        if let Some(inbox) = inbox.get() {
+                            let _ = inbox.send(Event::Arbitrated { epoch, granted });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the arbitrator did not answer; will ask again"),
+                }
+            });
+        })
+    };
+    let (node_loop, inbox) = NodeGroupLoop::new(
+        me.id.0,
+        group,
+        replica,
+        management.catalog_now(),
+        settings,
+        peers,
+        resolver,
+        shared.clone(),
+        voters.clone(),
+        arbitrator,
+    );
     let _ = inbox_cell.set(inbox.clone());
     let loop_thread = std::thread::Builder::new()
         .name(format!("datad-{}-group-{}", me.id, group))

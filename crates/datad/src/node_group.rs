@@ -52,6 +52,8 @@ pub enum Event {
     Txn { txn: TxnId, control: TxnControl, reply: Reply },
     /// The decision group answered how a prepared transaction ended.
     Resolved { txn: TxnId, commit: bool },
+    /// The arbitrator answered whether this node may go on alone with membership `epoch`.
+    Arbitrated { epoch: u64, granted: bool },
     /// The connection from an SQL node closed: its running transactions here are aborted.
     CoordinatorGone { sql_node: u32 },
     Catalog(Arc<Catalog>),
@@ -111,6 +113,10 @@ pub type PeerSender = tokio::sync::mpsc::Sender<Message>;
 /// Asks another node group's leader how a transaction ended (`TxnControl::Resolve`); the answer
 /// comes back as [`Event::Resolved`]. Runs on the daemon's async side.
 pub type Resolver = Box<dyn Fn(NodeGroupId, TxnId) + Send>;
+
+/// Asks the arbitrator (the management leader) whether this node may go on alone with the given
+/// membership epoch; the answer comes back as [`Event::Arbitrated`].
+pub type Arbitrator = Box<dyn Fn(u64) + Send>;
 
 enum Request {
     Read { op: ReadOp, reply: Reply },
@@ -203,6 +209,9 @@ pub struct LoopSettings {
     /// TransactionDeadlockDetectionTimeout: how long a request waits for a row lock.
     pub lock_wait: Duration,
     pub txn_limits: TxnLimits,
+    /// ArbitrationTimeout: how long a two-replica group may stay without a leader before the
+    /// survivor asks the arbitrator to go on alone.
+    pub arbitration_timeout: Duration,
 }
 
 pub struct NodeGroupLoop {
@@ -218,6 +227,14 @@ pub struct NodeGroupLoop {
     inbox: mpsc::Receiver<Event>,
     peers: HashMap<u64, PeerSender>,
     resolver: Resolver,
+    arbitrator: Arbitrator,
+    /// The data nodes the config puts in this node group.
+    members: Vec<u64>,
+    /// Since when a two-voter group has had no leader, and when arbitration was last asked.
+    stalled_since: Option<Instant>,
+    arbitration_asked: Option<Instant>,
+    /// When this sole-voter leader last proposed taking its peer back.
+    rejoin_proposed: Option<Instant>,
     waiting: HashMap<ProposalId, Waiter>,
     read_batches: HashMap<u64, Vec<Request>>,
     /// Read batches confirmed by Raft, waiting for the store to reach their index.
@@ -258,6 +275,8 @@ impl NodeGroupLoop {
         peers: HashMap<u64, PeerSender>,
         resolver: Resolver,
         shared: Arc<SharedReads>,
+        members: Vec<u64>,
+        arbitrator: Arbitrator,
     ) -> (NodeGroupLoop, mpsc::Sender<Event>) {
         let (tx, inbox) = mpsc::channel();
         let store_applied = replica.applied_index();
@@ -274,6 +293,11 @@ impl NodeGroupLoop {
             inbox,
             peers,
             resolver,
+            arbitrator,
+            members,
+            stalled_since: None,
+            arbitration_asked: None,
+            rejoin_proposed: None,
             waiting: HashMap::new(),
             read_batches: HashMap::new(),
             reads_ready: Vec::new(),
@@ -324,6 +348,8 @@ impl NodeGroupLoop {
                 self.expire_parked();
                 self.expire_lock_waits();
                 self.resolve_stale_prepared();
+                self.arbitrate_if_stalled();
+                self.take_peer_back();
             }
             self.start_read_batch();
             self.free_dropped_tables();
@@ -368,6 +394,7 @@ impl NodeGroupLoop {
                 };
                 let _ = reply.send(result);
             }
+            Event::Arbitrated { epoch, granted } => self.on_arbitrated(epoch, granted),
             Event::Resolved { txn, commit } => {
                 if self.serving() && self.txns.prepared().contains_key(&txn) {
                     self.decide(txn, Some(commit), None);
@@ -429,6 +456,84 @@ impl NodeGroupLoop {
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot take over the transactions of the log"),
+        }
+    }
+
+    /// A two-replica node group without a leader for ArbitrationTimeout asks the arbitrator
+    /// whether this node may go on alone (the other replica is dead or cut off). Groups of three
+    /// or more replicas need no arbitration: a majority survives.
+    fn arbitrate_if_stalled(&mut self) {
+        let voters = self.replica.conf_state().voters;
+        let stalled = self.members.len() == 2 && voters.len() == 2 && self.replica.leader_id().is_none();
+        if !stalled {
+            self.stalled_since = None;
+            return;
+        }
+        let now = Instant::now();
+        let since = *self.stalled_since.get_or_insert(now);
+        if now.duration_since(since) < self.settings.arbitration_timeout {
+            return;
+        }
+        if self.arbitration_asked.is_some_and(|at| now.duration_since(at) < self.settings.arbitration_timeout) {
+            return;
+        }
+        self.arbitration_asked = Some(now);
+        let epoch = self.replica.conf_epoch();
+        tracing::warn!(node = self.node_id, group = %self.group, epoch, "node group has no leader; asking the arbitrator to go on alone");
+        (self.arbitrator)(epoch);
+    }
+
+    fn on_arbitrated(&mut self, epoch: u64, granted: bool) {
+        if !granted {
+            tracing::warn!(node = self.node_id, group = %self.group, epoch, "arbitration lost: another replica of this node group goes on");
+            return;
+        }
+        let still_stalled = self.replica.leader_id().is_none() && self.replica.conf_state().voters.len() == 2;
+        if !still_stalled || self.replica.conf_epoch() != epoch {
+            return;
+        }
+        tracing::warn!(node = self.node_id, group = %self.group, epoch, "arbitration won: going on as the node group's only voter");
+        if let Err(e) = self.replica.force_voters(&[self.node_id as u64]) {
+            tracing::error!(error = %e, "could not take over the node group alone");
+            return;
+        }
+        if let Err(e) = self.replica.campaign() {
+            tracing::error!(error = %e, "could not start an election after arbitration");
+        }
+        self.stalled_since = None;
+    }
+
+    /// A leader that is its group's only voter (after arbitration) takes the configured peer
+    /// back: first as a learner, which catches up from the log, then as a voter once it has.
+    fn take_peer_back(&mut self) {
+        if !self.serving() || self.members.len() != 2 {
+            return;
+        }
+        let conf = self.replica.conf_state();
+        if conf.voters.len() != 1 || !conf.voters_outgoing.is_empty() {
+            return;
+        }
+        let Some(peer) = self.members.iter().copied().find(|m| *m != self.node_id as u64) else { return };
+        let now = Instant::now();
+        if self.rejoin_proposed.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+            return;
+        }
+        use cairn_replication::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+        let kind = if !conf.learners.contains(&peer) {
+            ConfChangeType::AddLearnerNode
+        } else if self.replica.peer_matched(peer).is_some_and(|m| m >= self.replica.commit_index()) {
+            ConfChangeType::AddNode
+        } else {
+            return; // still catching up
+        };
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(kind);
+        single.node_id = peer;
+        let mut change = ConfChangeV2::default();
+        change.mut_changes().push(single);
+        if self.replica.propose_conf_change(change).is_ok() {
+            tracing::info!(node = self.node_id, peer, ?kind, "taking the node group's other replica back");
+            self.rejoin_proposed = Some(now);
         }
     }
 

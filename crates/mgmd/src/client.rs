@@ -171,6 +171,19 @@ impl ManagementClient {
         }
     }
 
+    /// Asks the arbitrator whether this data node may go on alone with membership `epoch` of
+    /// its two-replica node group. Err: no answer (the caller asks again later).
+    pub async fn arbitrate(&self, group: u32, epoch: u64) -> std::result::Result<bool, String> {
+        let client = self.current().await.ok_or("no management node is reachable")?;
+        let request = cairn_proto::pb::ArbitrationRequest { group, epoch, node: self.identity.node_id };
+        match client.call(Body::ArbitrationRequest(request), CALL_TIMEOUT).await {
+            Ok(Body::ArbitrationReply(reply)) if reply.reason.is_empty() => Ok(reply.granted),
+            Ok(Body::ArbitrationReply(reply)) => Err(reply.reason),
+            Ok(_) => Err("unexpected answer to an arbitration request".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Commits a catalog change and returns once this node's catalog includes it.
     pub async fn ddl(&self, op: CatalogOp) -> Result<CatalogOutcome> {
         // After a management node fails the client reconnects within a second or so; a DDL

@@ -34,6 +34,64 @@ pub struct Shared {
     pub forward: tokio::sync::Mutex<Option<(u32, cairn_proto::RpcClient)>>,
 }
 
+/// Decides an arbitration request: here if this node leads, else through the leader.
+pub async fn arbitrate(shared: &Shared, request: &cairn_proto::pb::ArbitrationRequest) -> Result<bool, String> {
+    let deadline = tokio::time::Instant::now() + DDL_TIMEOUT;
+    loop {
+        let leader = shared.control.leader_id();
+        if leader == shared.identity.node_id {
+            let command = cairn_control::ControlCommand::Arbitrate { group: request.group, epoch: request.epoch, node: request.node };
+            return match shared.control.propose_command(command, DDL_TIMEOUT).await {
+                Ok((cairn_control::ControlOutcome::Arbitration { granted }, _)) => {
+                    tracing::info!(group = request.group, epoch = request.epoch, node = request.node, granted, "arbitration");
+                    Ok(granted)
+                }
+                Ok(_) => Err("unexpected outcome".into()),
+                Err(e) => Err(e.message),
+            };
+        }
+        if leader != 0 {
+            if let Ok(client) = leader_client(shared, leader).await {
+                if let Ok(Body::ArbitrationReply(reply)) =
+                    client.call(Body::ArbitrationRequest(request.clone()), DDL_TIMEOUT).await
+                {
+                    return if reply.reason.is_empty() { Ok(reply.granted) } else { Err(reply.reason) };
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err("no management leader is reachable to arbitrate".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn leader_client(shared: &Shared, leader: u32) -> Result<cairn_proto::RpcClient, String> {
+    let mut forward = shared.forward.lock().await;
+    if let Some((id, client)) = forward.as_ref() {
+        if *id == leader && !client.is_closed() {
+            return Ok(client.clone());
+        }
+    }
+    let address = shared
+        .config
+        .mgmd(NodeId(leader))
+        .map(|m| format!("{}:{}", m.host_name, m.port))
+        .ok_or("the leader is not in the config")?;
+    let link = cairn_proto::connect(&address, &shared.identity).await.map_err(|e| e.to_string())?;
+    let (client, _) = cairn_proto::RpcClient::new(link);
+    *forward = Some((leader, client.clone()));
+    Ok(client)
+}
+
+async fn answer_arbitration(shared: &Shared, sender: &FrameSender, request_id: u64, request: &cairn_proto::pb::ArbitrationRequest) {
+    let reply = match arbitrate(shared, request).await {
+        Ok(granted) => cairn_proto::pb::ArbitrationReply { granted, reason: String::new() },
+        Err(reason) => cairn_proto::pb::ArbitrationReply { granted: false, reason },
+    };
+    let _ = sender.send(Frame { request_id, body: Some(Body::ArbitrationReply(reply)) }).await;
+}
+
 /// Commits a catalog op: here if this node leads, else through the leader. Returns the
 /// outcome and the catalog version that includes it.
 pub async fn commit_ddl(shared: &Shared, op: CatalogOp) -> cairn_common::Result<(CatalogOutcome, u64)> {
@@ -57,23 +115,7 @@ pub async fn commit_ddl(shared: &Shared, op: CatalogOp) -> cairn_common::Result<
 }
 
 async fn forward_ddl(shared: &Shared, leader: u32, op: &CatalogOp) -> Result<cairn_common::Result<(CatalogOutcome, u64)>, String> {
-    let client = {
-        let mut forward = shared.forward.lock().await;
-        match forward.as_ref() {
-            Some((id, client)) if *id == leader && !client.is_closed() => client.clone(),
-            _ => {
-                let address = shared
-                    .config
-                    .mgmd(NodeId(leader))
-                    .map(|m| format!("{}:{}", m.host_name, m.port))
-                    .ok_or("the leader is not in the config")?;
-                let link = cairn_proto::connect(&address, &shared.identity).await.map_err(|e| e.to_string())?;
-                let (client, _) = cairn_proto::RpcClient::new(link);
-                *forward = Some((leader, client.clone()));
-                client
-            }
-        }
-    };
+    let client = leader_client(shared, leader).await?;
     let reply = client
         .call(Body::DdlRequest(cairn_proto::pb::DdlRequest { op: encode(op) }), DDL_TIMEOUT)
         .await
@@ -152,6 +194,11 @@ async fn peer_session(mut link: Link, shared: Arc<Shared>) {
                 let shared = shared.clone();
                 tokio::spawn(async move { answer_ddl(&shared, &sender, frame.request_id, &request.op).await });
             }
+            Some(Body::ArbitrationRequest(request)) => {
+                let sender = link.sender.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move { answer_arbitration(&shared, &sender, frame.request_id, &request).await });
+            }
             _ => {}
         }
     }
@@ -218,6 +265,11 @@ async fn node_session(mut link: Link, shared: Arc<Shared>) {
             match frame.body {
                 Some(Body::Heartbeat(hb)) => shared.nodes.heartbeat(node_id, hb.status),
                 Some(Body::CatalogAck(ack)) => shared.nodes.ack_catalog(node_id, ack.version),
+                Some(Body::ArbitrationRequest(request)) => {
+                    let sender = link.sender.clone();
+                    let shared = shared.clone();
+                    tokio::spawn(async move { answer_arbitration(&shared, &sender, frame.request_id, &request).await });
+                }
                 Some(Body::DdlRequest(request)) => {
                     let sender = link.sender.clone();
                     let shared = shared.clone();
