@@ -399,7 +399,7 @@ async fn backfill_unique<B: Backend>(exec: &mut Exec<B>, def: &Arc<TableDef>, in
                     list.push(WriteOp::Insert { table: hidden_ref, row: hidden_layout.encode_to_vec(entry)?, on_duplicate: OnDuplicate::Error });
                 }
             }
-            match crate::dml::write_groups(&exec.engine.backend, ops).await {
+            match exec.access.write_groups(ops).await {
                 Ok(_) => break,
                 // A row written meanwhile took a key of this page: look again once.
                 Err(e) if e.kind == ErrorKind::DuplicateKey && attempt == 0 => continue,

@@ -472,6 +472,11 @@ pub(crate) fn open_index_scan<B: Backend>(
 ) -> Result<BoxStream, Error> {
     let ix = index_def(table, index)?.clone();
     let mut ex = exec.clone();
+    if exec.access.txn.is_some() {
+        // Inside a transaction the rows must include its own writes, which only plain reads
+        // overlay: scan with the conditions, and sort here when index order is needed.
+        return in_transaction_scan(exec, table, &ix, descending, ordered, filter, limit);
+    }
     let bound = bind_ranges(&mut ex, table, &ix, ranges)?;
     let ranges = match bound {
         BoundRanges::Nothing => return Ok(vec_stream(Vec::new())),
@@ -492,6 +497,77 @@ pub(crate) fn open_index_scan<B: Backend>(
         projection.sort_unstable();
     }
     Ok(Box::new(IndexScanStream::new(exec, table.clone(), index, ranges, descending, ordered, filter, projection, limit)))
+}
+
+/// An index scan inside a transaction: a scan that sees the transaction's writes, with the
+/// rows sorted by the index key when the plan needs index order.
+#[allow(clippy::too_many_arguments)]
+fn in_transaction_scan<B: Backend>(
+    exec: &Exec<B>,
+    table: &Arc<TableDef>,
+    ix: &IndexDef,
+    descending: bool,
+    ordered: bool,
+    filter: &Option<Expr>,
+    limit: Option<u64>,
+) -> Result<BoxStream, Error> {
+    let filter = match filter {
+        Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),
+        None => None,
+    };
+    let projection: Vec<u32> = (0..table.columns.len() as u32).collect();
+    let scan: BoxStream = Box::new(ScanStream::new(exec, table.clone(), filter, projection, if ordered { None } else { limit }));
+    if !ordered {
+        return Ok(scan);
+    }
+    let keys = ix
+        .columns
+        .iter()
+        .map(|&c| crate::plan::SortKey { expr: Expr::Column(c as u32), descending, collation: table.columns[c].comparison() })
+        .collect();
+    let sort = crate::plan::Node::Sort { input: Box::new(crate::plan::Node::Single), keys };
+    Ok(Box::new(SortedStream { input: Some(scan), sort, exec: exec.clone(), limit, rows: None }))
+}
+
+/// Sorts a stream's rows (bounded like every materializing operator), then passes them on.
+struct SortedStream<B: Backend> {
+    input: Option<BoxStream>,
+    sort: crate::plan::Node,
+    exec: Exec<B>,
+    limit: Option<u64>,
+    rows: Option<std::vec::IntoIter<Row>>,
+}
+
+impl<B: Backend> RowStream for SortedStream<B> {
+    fn next_batch(&mut self) -> BatchFuture<'_> {
+        Box::pin(async move {
+            if self.rows.is_none() {
+                let mut input = self.input.take()?;
+                let limit = self.exec.engine.config.max_materialized_rows;
+                let mut all = Vec::new();
+                while let Some(batch) = input.next_batch().await {
+                    match batch {
+                        Ok(b) => all.extend(b),
+                        Err(e) => return Some(Err(e)),
+                    }
+                    if all.len() > limit {
+                        return Some(Err(crate::exec::too_many_rows(limit)));
+                    }
+                }
+                let crate::plan::Node::Sort { keys, .. } = &self.sort else { return None };
+                let mut sorted = match crate::exec::sort_rows(self.exec.clone(), all, keys) {
+                    Ok(rows) => rows,
+                    Err(e) => return Some(Err(e)),
+                };
+                if let Some(n) = self.limit {
+                    sorted.truncate(n as usize);
+                }
+                self.rows = Some(sorted.into_iter());
+            }
+            let batch: Vec<Row> = self.rows.as_mut()?.by_ref().take(1024).collect();
+            if batch.is_empty() { None } else { Some(Ok(batch)) }
+        })
+    }
 }
 
 /// How an aggregate call is computed from partial results.
@@ -563,6 +639,17 @@ pub(crate) async fn run_pushed_aggregate<B: Backend>(
     calls: &[AggregateCall],
     input_width: usize,
 ) -> Result<BoxStream, Error> {
+    if exec.access.txn.is_some() {
+        // Inside a transaction the rows must include its own writes: aggregate here.
+        let filter = match filter {
+            Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),
+            None => None,
+        };
+        let projection: Vec<u32> = (0..table.columns.len() as u32).collect();
+        let scan: BoxStream = Box::new(ScanStream::new(exec, Arc::new(table.clone()), filter, projection, None));
+        let rows = crate::exec::aggregate(exec.clone(), scan, keys, calls, input_width).await?;
+        return Ok(vec_stream(rows));
+    }
     let (partials, merges) = plan_partials(calls).ok_or_else(|| Error::internal("an aggregation that cannot be pushed was pushed"))?;
     let filter = match filter {
         Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),

@@ -6,33 +6,28 @@
 //! primary key is the unique key, so a second entry with the same key fails with 1062 on the
 //! data node that holds it, under that node group's row lock, whichever SQL node sends it. The
 //! entry writes of a statement travel in the same per-node-group write batches as its base-row
-//! writes (`ops` below), so:
+//! writes, through the statement's access (`txn::Access`): one Raft entry when they all fit one
+//! node group's batch, otherwise the statement's implicit transaction (two-phase commit across
+//! the node groups), or the open transaction. Rows and entries change together or not at all.
 //!
-//! - when a statement touches one node group (base rows and entries all there), it is one
-//!   batch, atomic on the data node: uniqueness and the row change together or not at all;
-//! - when it touches several, each group's batch is atomic, and until transactions span node
-//!   groups (two-phase commit, being built) a failure in one group is undone by compensating
-//!   writes to the groups that succeeded (plain INSERT), or left to the next statement that
-//!   meets it. What can be left behind is an entry whose row is gone or no longer has the key
-//!   (an *orphan*, for example after the SQL node died between two groups' batches). Readers
-//!   ignore orphans (a lookup reads the row and checks the key again), and writers that meet one
-//!   delete it (guarded by its primary key) before writing the key. With two-phase commit the
-//!   same batches become one transaction's write set per node group, and both the compensation
-//!   and the orphans go away.
+//! An *orphan* (an entry whose row is gone or no longer has the key) can only come from a
+//! cluster restored to an inconsistent point or from a bug; readers ignore orphans anyway (a
+//! lookup reads the row and checks the key again), and writers that meet one delete it (guarded
+//! by its primary key) before writing the key.
 //!
 //! Paths:
 //! - **Plain INSERT**: base rows and entries are inserted in one round (1062 from whichever
-//!   batch meets a duplicate, named after its key). If a batch fails, the ones that succeeded
-//!   are undone, and the statement is run again on the checked path, which names the exact
-//!   duplicate (and repairs orphans, after which it may succeed).
+//!   batch meets a duplicate, named after its key; the statement is taken back whole). It is
+//!   then run again on the checked path, which names the exact duplicate (and repairs
+//!   orphans, after which it may succeed).
 //! - **Checked path** (INSERT IGNORE, REPLACE, ON DUPLICATE KEY UPDATE, a retried INSERT,
 //!   UPDATE of key columns, DELETE): the entries of every key the statement proposes are read
 //!   (one round), then the rows they point at and the rows with the proposed primary keys (a
 //!   second round); the statement is then played row by row over that state on the SQL node,
 //!   exactly as MySQL's sequential semantics say (a later row sees the earlier rows' effects),
-//!   and the resulting row images and entry changes are sent (a third round). Without
-//!   transactions, a concurrent write between the reads and the writes can still make a batch
-//!   fail (a duplicate) or, for DELETE and UPDATE, change a row the statement decided on.
+//!   and the resulting row images and entry changes are sent (a third round). Outside an
+//!   explicit transaction the reads take no locks: a concurrent write between the reads and
+//!   the writes makes the statement fail with 1062 (a duplicate) rather than break an index.
 //!
 //! INSERT IGNORE on any table takes the checked path, so that every skipped row gets its 1062
 //! warning with the key, as MySQL gives.
@@ -54,9 +49,6 @@ use cairn_storage::coerce::{Coercion, coerce};
 use crate::backend::Backend;
 use crate::exec::{Exec, fetch_keys};
 use crate::join::join_all;
-
-/// Most write ops one `write()` call carries (as `dml`'s).
-const MAX_OPS_PER_WRITE: usize = 8192;
 
 /// Whether writes to the table must keep unique-index entries.
 pub(crate) fn has_unique(table: &TableDef) -> bool {
@@ -179,65 +171,12 @@ impl Ops {
     }
 }
 
-/// Sends the batches, all node groups at once (each group's in order). If any fails, the
-/// batches that succeeded are undone where their ops can be, and the first error is returned.
+/// Sends the statement's batches through its access: one Raft entry when they fit one node
+/// group's batch, otherwise the statement's implicit transaction (or the open one), so rows and
+/// entries change together or not at all.
 async fn send<B: Backend>(exec: &Exec<B>, ops: Ops) -> Result<(), Error> {
-    let backend = exec.engine.backend.clone();
-    let futures: Vec<_> = ops
-        .by_group
-        .into_iter()
-        .map(|(group, list)| {
-            let backend = backend.clone();
-            async move {
-                // Undo ops of what was applied, and how many ops were applied.
-                let mut done: Vec<WriteOp> = Vec::new();
-                let mut applied = 0usize;
-                let mut chunks = list.chunks(MAX_OPS_PER_WRITE).map(<[_]>::to_vec).collect::<Vec<_>>().into_iter();
-                for chunk in chunks.by_ref() {
-                    let writes: Vec<WriteOp> = chunk.iter().map(|(op, _)| op.clone()).collect();
-                    if let Err(e) = backend.write(group, writes).await {
-                        return (group, done, applied, Some(e));
-                    }
-                    applied += chunk.len();
-                    done.extend(chunk.into_iter().filter_map(|(_, undo)| undo));
-                }
-                (group, done, applied, None)
-            }
-        })
-        .collect();
-    let results = join_all(futures).await;
-    let mut first_error = None;
-    let mut undo: BTreeMap<NodeGroupId, Vec<WriteOp>> = BTreeMap::new();
-    let mut applied_without_undo = false;
-    for (group, done, applied, error) in results {
-        applied_without_undo |= applied > done.len();
-        if !done.is_empty() {
-            undo.insert(group, done);
-        }
-        if let Some(e) = error {
-            first_error.get_or_insert(e);
-        }
-    }
-    let Some(error) = first_error else { return Ok(()) };
-    let error = crate::dml::not_retryable_if_applied(error, applied_without_undo);
-    // Undo in reverse order within each group; groups at once. A failure here leaves what the
-    // module doc calls orphans, which later writers repair.
-    let futures: Vec<_> = undo
-        .into_iter()
-        .map(|(group, mut list)| {
-            list.reverse();
-            let backend = backend.clone();
-            async move {
-                for chunk in list.chunks(MAX_OPS_PER_WRITE) {
-                    if backend.write(group, chunk.to_vec()).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        })
-        .collect();
-    join_all(futures).await;
-    Err(error)
+    let ops: BTreeMap<NodeGroupId, Vec<WriteOp>> = ops.by_group.into_iter().map(|(g, list)| (g, list.into_iter().map(|(op, _)| op).collect())).collect();
+    exec.access.write_groups(ops).await.map(|_| ())
 }
 
 /// What the statement knows of the rows and entries it may touch: read before it plays, then
