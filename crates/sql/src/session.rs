@@ -407,8 +407,10 @@ impl<B: Backend> Session<B> {
 
     async fn run_text_inner(&mut self, text: &StatementText) -> Outcome {
         Stats::bump(&self.engine.stats.questions);
-        // Repeated statements with inlined values reuse a plan (cache.rs).
-        if let Some(normalized) = crate::cache::normalize(text) {
+        // Repeated statements with inlined values reuse a plan (cache.rs), unless the session
+        // turned the cache off (`SET cairn_plan_cache = OFF`).
+        let cache_on = !matches!(self.read_var_value("cairn_plan_cache"), Some(Value::Int(0)));
+        if let Some(normalized) = crate::cache::normalize(text).filter(|_| cache_on) {
             let key = crate::cache::PlanKey { text: normalized.key.clone(), database: self.database.clone(), modes: self.planning_modes() };
             let catalog = self.engine.backend.catalog();
             let plan = match self.engine.plans.get(&key) {
@@ -1207,7 +1209,11 @@ impl<B: Backend> Session<B> {
                 let get = |c: &std::sync::atomic::AtomicU64| Value::UInt(c.load(std::sync::atomic::Ordering::Relaxed));
                 let uptime = (self.engine.config.clock.now_micros() - self.engine.started_micros).max(0) / 1_000_000;
                 let values = vec![
+                    ("Cairn_index_scans".to_string(), get(&s.index_scans)),
                     ("Cairn_key_lookups".to_string(), get(&s.key_lookups)),
+                    ("Cairn_plan_cache_hits".to_string(), get(&s.plan_cache_hits)),
+                    ("Cairn_plan_cache_misses".to_string(), get(&s.plan_cache_misses)),
+                    ("Cairn_pushed_aggregates".to_string(), get(&s.pushed_aggregates)),
                     ("Cairn_scans".to_string(), get(&s.scans)),
                     ("Com_delete".to_string(), get(&s.com_delete)),
                     ("Com_insert".to_string(), get(&s.com_insert)),
