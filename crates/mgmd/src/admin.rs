@@ -260,6 +260,7 @@ mod tests {
             connected_at: Instant::now(),
             last_heartbeat: Instant::now(),
             status,
+            catalog_version: 0,
         }
     }
 

@@ -105,8 +105,12 @@ impl ManagementClient {
                     match decode::<Catalog>(&update.catalog) {
                         Ok(mut catalog) => {
                             catalog.reindex();
-                            if catalog.version >= self.catalog.borrow().version {
+                            let version = catalog.version;
+                            if version >= self.catalog.borrow().version {
                                 let _ = self.catalog_tx.send(Arc::new(catalog));
+                            }
+                            if let Some(client) = self.current().await {
+                                let _ = client.notify(Body::CatalogAck(cairn_proto::pb::CatalogAck { version })).await;
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "ignored an undecodable catalog push"),
@@ -164,6 +168,19 @@ impl ManagementClient {
     pub async fn heartbeat(&self, status: NodeStatus) {
         if let Some(client) = self.current().await {
             let _ = client.notify(Body::Heartbeat(Heartbeat { node_id: self.identity.node_id, status: Some(status) })).await;
+        }
+    }
+
+    /// Asks the arbitrator whether this data node may go on alone with membership `epoch` of
+    /// its two-replica node group. Err: no answer (the caller asks again later).
+    pub async fn arbitrate(&self, group: u32, epoch: u64) -> std::result::Result<bool, String> {
+        let client = self.current().await.ok_or("no management node is reachable")?;
+        let request = cairn_proto::pb::ArbitrationRequest { group, epoch, node: self.identity.node_id };
+        match client.call(Body::ArbitrationRequest(request), CALL_TIMEOUT).await {
+            Ok(Body::ArbitrationReply(reply)) if reply.reason.is_empty() => Ok(reply.granted),
+            Ok(Body::ArbitrationReply(reply)) => Err(reply.reason),
+            Ok(_) => Err("unexpected answer to an arbitration request".into()),
+            Err(e) => Err(e.to_string()),
         }
     }
 

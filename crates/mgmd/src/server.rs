@@ -20,6 +20,8 @@ use crate::nodes::{LiveNode, NodeTable};
 
 /// How long a DDL may wait for the management nodes to commit it.
 const DDL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a DDL waits for connected SQL nodes to acknowledge the new catalog.
+const SCHEMA_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on a Raft message from a peer management node.
 const MAX_RAFT_MESSAGE: usize = 64 << 20;
 
@@ -30,6 +32,64 @@ pub struct Shared {
     pub nodes: NodeTable,
     /// A connection to the management leader, for forwarding DDL from a follower.
     pub forward: tokio::sync::Mutex<Option<(u32, cairn_proto::RpcClient)>>,
+}
+
+/// Decides an arbitration request: here if this node leads, else through the leader.
+pub async fn arbitrate(shared: &Shared, request: &cairn_proto::pb::ArbitrationRequest) -> Result<bool, String> {
+    let deadline = tokio::time::Instant::now() + DDL_TIMEOUT;
+    loop {
+        let leader = shared.control.leader_id();
+        if leader == shared.identity.node_id {
+            let command = cairn_control::ControlCommand::Arbitrate { group: request.group, epoch: request.epoch, node: request.node };
+            return match shared.control.propose_command(command, DDL_TIMEOUT).await {
+                Ok((cairn_control::ControlOutcome::Arbitration { granted }, _)) => {
+                    tracing::info!(group = request.group, epoch = request.epoch, node = request.node, granted, "arbitration");
+                    Ok(granted)
+                }
+                Ok(_) => Err("unexpected outcome".into()),
+                Err(e) => Err(e.message),
+            };
+        }
+        if leader != 0 {
+            if let Ok(client) = leader_client(shared, leader).await {
+                if let Ok(Body::ArbitrationReply(reply)) =
+                    client.call(Body::ArbitrationRequest(request.clone()), DDL_TIMEOUT).await
+                {
+                    return if reply.reason.is_empty() { Ok(reply.granted) } else { Err(reply.reason) };
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err("no management leader is reachable to arbitrate".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn leader_client(shared: &Shared, leader: u32) -> Result<cairn_proto::RpcClient, String> {
+    let mut forward = shared.forward.lock().await;
+    if let Some((id, client)) = forward.as_ref() {
+        if *id == leader && !client.is_closed() {
+            return Ok(client.clone());
+        }
+    }
+    let address = shared
+        .config
+        .mgmd(NodeId(leader))
+        .map(|m| format!("{}:{}", m.host_name, m.port))
+        .ok_or("the leader is not in the config")?;
+    let link = cairn_proto::connect(&address, &shared.identity).await.map_err(|e| e.to_string())?;
+    let (client, _) = cairn_proto::RpcClient::new(link);
+    *forward = Some((leader, client.clone()));
+    Ok(client)
+}
+
+async fn answer_arbitration(shared: &Shared, sender: &FrameSender, request_id: u64, request: &cairn_proto::pb::ArbitrationRequest) {
+    let reply = match arbitrate(shared, request).await {
+        Ok(granted) => cairn_proto::pb::ArbitrationReply { granted, reason: String::new() },
+        Err(reason) => cairn_proto::pb::ArbitrationReply { granted: false, reason },
+    };
+    let _ = sender.send(Frame { request_id, body: Some(Body::ArbitrationReply(reply)) }).await;
 }
 
 /// Commits a catalog op: here if this node leads, else through the leader. Returns the
@@ -55,23 +115,7 @@ pub async fn commit_ddl(shared: &Shared, op: CatalogOp) -> cairn_common::Result<
 }
 
 async fn forward_ddl(shared: &Shared, leader: u32, op: &CatalogOp) -> Result<cairn_common::Result<(CatalogOutcome, u64)>, String> {
-    let client = {
-        let mut forward = shared.forward.lock().await;
-        match forward.as_ref() {
-            Some((id, client)) if *id == leader && !client.is_closed() => client.clone(),
-            _ => {
-                let address = shared
-                    .config
-                    .mgmd(NodeId(leader))
-                    .map(|m| format!("{}:{}", m.host_name, m.port))
-                    .ok_or("the leader is not in the config")?;
-                let link = cairn_proto::connect(&address, &shared.identity).await.map_err(|e| e.to_string())?;
-                let (client, _) = cairn_proto::RpcClient::new(link);
-                *forward = Some((leader, client.clone()));
-                client
-            }
-        }
-    };
+    let client = leader_client(shared, leader).await?;
     let reply = client
         .call(Body::DdlRequest(cairn_proto::pb::DdlRequest { op: encode(op) }), DDL_TIMEOUT)
         .await
@@ -150,6 +194,11 @@ async fn peer_session(mut link: Link, shared: Arc<Shared>) {
                 let shared = shared.clone();
                 tokio::spawn(async move { answer_ddl(&shared, &sender, frame.request_id, &request.op).await });
             }
+            Some(Body::ArbitrationRequest(request)) => {
+                let sender = link.sender.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move { answer_arbitration(&shared, &sender, frame.request_id, &request).await });
+            }
             _ => {}
         }
     }
@@ -160,6 +209,18 @@ async fn answer_ddl(shared: &Shared, sender: &FrameSender, request_id: u64, op: 
         Ok(op) => commit_ddl(shared, op).await,
         Err(e) => Err(e),
     };
+    if let Ok((_, version)) = &result {
+        // Answer once every SQL node connected here runs with the new catalog, so that the
+        // next statement on any SQL node sees the change. A node that does not acknowledge in
+        // time (hung) does not hold DDL up for ever.
+        let deadline = tokio::time::Instant::now() + SCHEMA_ACK_TIMEOUT;
+        while !shared.nodes.sql_nodes_have(*version) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !shared.nodes.sql_nodes_have(*version) {
+            tracing::warn!(version, "some SQL nodes did not acknowledge the new catalog in time");
+        }
+    }
     let (outcome, version) = match result {
         Ok((outcome, version)) => (Ok(outcome), version),
         Err(e) => (Err(e), 0),
@@ -190,6 +251,7 @@ async fn node_session(mut link: Link, shared: Arc<Shared>) {
         connected_at: Instant::now(),
         last_heartbeat: Instant::now(),
         status: None,
+        catalog_version: 0,
     };
     if !shared.nodes.connect(node_id, live) {
         tracing::warn!(node = node_id, "refused a second registration of the same node id");
@@ -202,6 +264,12 @@ async fn node_session(mut link: Link, shared: Arc<Shared>) {
         while let Some(frame) = link.receiver.recv().await {
             match frame.body {
                 Some(Body::Heartbeat(hb)) => shared.nodes.heartbeat(node_id, hb.status),
+                Some(Body::CatalogAck(ack)) => shared.nodes.ack_catalog(node_id, ack.version),
+                Some(Body::ArbitrationRequest(request)) => {
+                    let sender = link.sender.clone();
+                    let shared = shared.clone();
+                    tokio::spawn(async move { answer_arbitration(&shared, &sender, frame.request_id, &request).await });
+                }
                 Some(Body::DdlRequest(request)) => {
                     let sender = link.sender.clone();
                     let shared = shared.clone();

@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use cairn_common::catalog::Catalog;
 use cairn_common::expr::EvalContext;
 use cairn_common::ids::{NodeGroupId, PartitionId, TableId};
-use cairn_common::ops::{LockMode, LogEntry, ReadOp, ReadResult, RowChange, TxnId, WriteOp, WriteOutcome, WriteSet};
+use cairn_common::ops::{LockMode, LogEntry, ReadOp, ReadResult, RowChange, TxnId, TxnStep, WriteOp, WriteOutcome, WriteSet};
 use cairn_common::{Error, ErrorKind, Result};
 
 use crate::evaluate::{Limits, evaluate_in};
@@ -185,17 +185,6 @@ pub struct PreparedTxn {
     pub prepared_at: u64,
 }
 
-/// One step of a transaction at this node group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TxnStep {
-    pub txn: TxnId,
-    /// The statement's sequence number in its transaction (for ROLLBACK TO SAVEPOINT).
-    pub seq: u64,
-    /// The coordinator already wrote or locked here in this transaction: state must exist, and
-    /// if this leader has none, the transaction lost it with a previous leader.
-    pub known_here: bool,
-}
-
 /// What a write request leads to.
 #[derive(Debug)]
 pub enum WriteAttempt {
@@ -330,20 +319,21 @@ impl TxnManager {
         if known_here && !self.active.contains_key(&id) {
             return Err(node_failure(id));
         }
-        let active = self.active.entry(id).or_insert_with(|| ActiveTxn {
-            term,
-            phase: Phase::Active,
-            writes: Pending::new(),
-            statements: Vec::new(),
-            bytes: 0,
-        });
-        if active.term != term {
-            return Err(node_failure(id));
+        if let Some(active) = self.active.get(&id) {
+            if active.term != term {
+                return Err(node_failure(id));
+            }
+            if active.phase != Phase::Active {
+                return Err(Error::internal(format!("transaction {id} is committing; no more statements")));
+            }
         }
-        if active.phase != Phase::Active {
-            return Err(Error::internal(format!("transaction {id} is committing; no more statements")));
+        let empty = Pending::new();
+        let own = self.active.get(&id).map_or(&empty, |a| &a.writes);
+        let (write_set, outcome) = evaluate_in(store, &[own, pending], catalog, ops, limits)?;
+        if write_set.is_empty() {
+            // Nothing changed: no locks, and no state here for a transaction that had none.
+            return Ok(WriteAttempt::Done(outcome));
         }
-        let (write_set, outcome) = evaluate_in(store, &[&active.writes, pending], catalog, ops, limits)?;
         let keys = self.touched(&write_set, catalog)?;
         if let Some(holder) = self.first_conflict(Some(id), &keys, LockMode::Exclusive) {
             return Ok(WriteAttempt::Wait { holder });
@@ -356,7 +346,13 @@ impl TxnManager {
             ));
         }
         let bytes: u64 = write_set_bytes(&write_set);
-        let active = self.active.get_mut(&id).expect("inserted above");
+        let active = self.active.entry(id).or_insert_with(|| ActiveTxn {
+            term,
+            phase: Phase::Active,
+            writes: Pending::new(),
+            statements: Vec::new(),
+            bytes: 0,
+        });
         if active.bytes + bytes > self.limits.max_bytes {
             return Err(Error::new(
                 ErrorKind::TransactionTooLarge,
@@ -366,11 +362,9 @@ impl TxnManager {
                 ),
             ));
         }
-        if !write_set.is_empty() {
-            active.writes.add(seq, &write_set, catalog)?;
-            active.bytes += bytes;
-            active.statements.push((seq, write_set));
-        }
+        active.writes.add(seq, &write_set, catalog)?;
+        active.bytes += bytes;
+        active.statements.push((seq, write_set));
         for key in keys {
             self.locks.acquire(id, key, LockMode::Exclusive);
         }
@@ -404,6 +398,9 @@ impl TxnManager {
             (None, None) => (store.read(op, catalog)?, Vec::new()),
         };
         if let (Some(mode), Some(id)) = (lock, txn) {
+            if rows.is_empty() {
+                return Ok(ReadAttempt::Done(result));
+            }
             if let Some(holder) = self.first_conflict(Some(id), &rows, mode) {
                 return Ok(ReadAttempt::Wait { holder });
             }
@@ -565,6 +562,13 @@ impl TxnManager {
                     applied.txn = Some((*txn, TxnOutcome::Prepared));
                 }
             }
+            LogEntry::Decide { txn, .. } if self.decided.contains_key(txn) => {
+                // Decided already (the coordinator's commit and a participant's question can
+                // both reach the log): the first decision stands and is what this one reports.
+                let committed = self.decided[txn];
+                applied.released = self.locks.release(*txn);
+                applied.txn = Some((*txn, if committed { TxnOutcome::Committed } else { TxnOutcome::Aborted }));
+            }
             LogEntry::Decide { txn, commit } => {
                 let prepared = self.prepared.remove(txn);
                 let committed = *commit && prepared.is_some();
@@ -573,13 +577,11 @@ impl TxnManager {
                         store.apply_write_set(&p.write_set, catalog)?;
                     }
                 }
-                if !self.decided.contains_key(txn) {
-                    self.decided.insert(*txn, committed);
-                    self.decided_order.push_back(*txn);
-                    while self.decided_order.len() > DECISIONS_KEPT {
-                        if let Some(old) = self.decided_order.pop_front() {
-                            self.decided.remove(&old);
-                        }
+                self.decided.insert(*txn, committed);
+                self.decided_order.push_back(*txn);
+                while self.decided_order.len() > DECISIONS_KEPT {
+                    if let Some(old) = self.decided_order.pop_front() {
+                        self.decided.remove(&old);
                     }
                 }
                 self.active.remove(txn);
@@ -588,6 +590,20 @@ impl TxnManager {
             }
         }
         Ok(applied)
+    }
+
+    /// Drops the changes of prepared transactions to tables the catalog no longer has (dropped
+    /// while they waited for their decision), so that a commit applies what still exists.
+    pub fn forget_tables(&mut self, keep: impl Fn(TableId) -> bool) {
+        for prepared in self.prepared.values_mut() {
+            prepared.write_set.changes.retain(|c| match c {
+                RowChange::Put { table, .. }
+                | RowChange::Delete { table, .. }
+                | RowChange::Truncate { table }
+                | RowChange::DropTable { table }
+                | RowChange::AutoIncrement { table, .. } => keep(*table),
+            });
+        }
     }
 
     /// Serializes the replicated part (prepared transactions and remembered decisions), for
@@ -755,5 +771,9 @@ fn read_through(
             }
             Ok((ReadResult::ScanBatch { rows, resume: None }, locked))
         }
+        // The SQL node does not send these inside a transaction (it scans and sorts or
+        // aggregates itself there, so that the transaction's own writes are seen): answered
+        // from the committed rows.
+        ReadOp::IndexScan { .. } | ReadOp::IndexStatus { .. } | ReadOp::Aggregate { .. } => Ok((store.read(op, catalog)?, locked)),
     }
 }

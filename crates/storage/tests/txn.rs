@@ -7,9 +7,9 @@ use cairn_common::Value;
 use cairn_common::catalog::Catalog;
 use cairn_common::expr::{CmpOp, Expr};
 use cairn_common::ids::{NodeGroupId, TableId};
-use cairn_common::ops::{LockMode, LogEntry, OnDuplicate, ReadOp, ReadResult, TableRef, TxnId, TxnOutcome, WriteOp};
+use cairn_common::ops::{LockMode, LogEntry, OnDuplicate, ReadOp, ReadResult, TableRef, TxnId, TxnOutcome, TxnStep, WriteOp};
 use cairn_storage::txn::{Applied, ControlAttempt};
-use cairn_storage::{Limits, Pending, ReadAttempt, Store, TxnLimits, TxnManager, TxnStep, WriteAttempt};
+use cairn_storage::{Limits, Pending, ReadAttempt, Store, TxnLimits, TxnManager, WriteAttempt};
 use support::*;
 
 const TERM: u64 = 3;
@@ -207,7 +207,8 @@ fn duplicate_keys_are_reported_at_statement_time() {
         .write(Some(step(t(1), 1)), TERM, &f.store, &f.pending, &f.catalog, &[f.insert(1, 2)], &Limits::default())
         .unwrap_err();
     assert_eq!(err.code(), 1062);
-    done(f.write(Some(step(t(1), 2)), vec![f.insert(2, 2)]));
+    // The failed statement left no state here (nothing changed), so the next is the first.
+    done(f.write(Some(TxnStep { txn: t(1), seq: 2, known_here: false }), vec![f.insert(2, 2)]));
     let err = f
         .txns
         .write(Some(step(t(1), 3)), TERM, &f.store, &f.pending, &f.catalog, &[f.insert(2, 3)], &Limits::default())
@@ -268,6 +269,10 @@ fn two_phase_commit_applies_at_the_decision_and_presumed_abort_wins_races() {
     f.apply(&decide);
     assert_eq!(f.balance(None, 1), Some(60));
     assert!(matches!(f.txns.decide(t(1), Some(true)), ControlAttempt::Answer(TxnOutcome::Committed)), "answers repeat");
+    // A second Decide already in the log when the first applied reports the first decision.
+    let late_abort = LogEntry::Decide { txn: t(1), commit: false };
+    assert_eq!(f.apply(&late_abort).txn, Some((t(1), TxnOutcome::Committed)));
+    assert_eq!(f.balance(None, 1), Some(60));
 
     // A participant asks before the coordinator decides: abort is logged first and wins.
     done(f.write(Some(step(t(2), 1)), vec![f.add(1, -60)]));

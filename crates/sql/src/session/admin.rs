@@ -1,5 +1,5 @@
 //! Administration statements that clients and dump tools send and that need no storage of
-//! their own: KILL, FLUSH, LOCK/UNLOCK TABLES, savepoints, `ALTER TABLE … DISABLE/ENABLE KEYS`,
+//! their own: KILL, FLUSH, LOCK/UNLOCK TABLES, `ALTER TABLE … DISABLE/ENABLE KEYS`,
 //! table maintenance (ANALYZE/OPTIMIZE/CHECK/REPAIR/CHECKSUM TABLE), and the SHOW forms that
 //! mysqldump and GUI tools ask for about features Cairn does not have (triggers, events,
 //! binary logs) or has implicitly (grants).
@@ -13,9 +13,6 @@
 //!   from `--single-transaction` once transactions are in.
 //! - **LOCK TABLES / UNLOCK TABLES** check that the tables exist, end an open transaction as
 //!   MySQL does, and take no lock: MySQL Cluster's table locks are local to one mysqld too.
-//! - **SAVEPOINT / ROLLBACK TO / RELEASE SAVEPOINT** keep the names of the open transaction's
-//!   savepoints. Until the transaction layer lands, writes are applied as they run, so a
-//!   ROLLBACK TO after writes warns 1196 as ROLLBACK does.
 //! - **ALTER TABLE t DISABLE/ENABLE KEYS** (mysqldump wraps every table's INSERTs in it) has
 //!   nothing to defer: indexes are maintained with every write. As MySQL says for InnoDB: note
 //!   1031.
@@ -49,9 +46,6 @@ pub(crate) enum AdminStatement {
     Flush,
     LockTables(Vec<TableName>),
     UnlockTables,
-    Savepoint(String),
-    RollbackToSavepoint(String),
-    ReleaseSavepoint(String),
     /// `ALTER TABLE t DISABLE KEYS` / `ENABLE KEYS`.
     Keys(TableName),
     /// ANALYZE / OPTIMIZE / CHECK / REPAIR / CHECKSUM TABLE.
@@ -68,8 +62,6 @@ pub(crate) enum AdminStatement {
 /// Per-session state of these statements.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct AdminState {
-    /// Savepoints of the open transaction, oldest first.
-    savepoints: Vec<String>,
     /// Whether LOCK TABLES is in effect (UNLOCK TABLES then ends the transaction).
     tables_locked: bool,
 }
@@ -91,9 +83,8 @@ pub(crate) fn claims(statement: &StatementText) -> bool {
     let w = significant_words(statement);
     let at = |i: usize| w.get(i).map_or("", String::as_str);
     match at(0) {
-        "KILL" | "FLUSH" | "LOCK" | "UNLOCK" | "SAVEPOINT" | "RELEASE" | "ANALYZE" | "OPTIMIZE" | "REPAIR" | "CHECKSUM" => true,
+        "KILL" | "FLUSH" | "LOCK" | "UNLOCK" | "ANALYZE" | "OPTIMIZE" | "REPAIR" | "CHECKSUM" => true,
         "CHECK" => at(1) == "TABLE" || at(1) == "TABLES",
-        "ROLLBACK" => at(1) == "TO" || (at(1) == "WORK" && at(2) == "TO"),
         // `ALTER TABLE t DISABLE KEYS`, `ALTER TABLE db.t ENABLE KEYS`, and nothing more.
         "ALTER" => {
             let keys_at = |i: usize| (at(i) == "DISABLE" || at(i) == "ENABLE") && at(i + 1) == "KEYS" && w.len() == i + 2;
@@ -151,17 +142,6 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
                 return Err(c.error());
             }
             AdminStatement::UnlockTables
-        }
-        "SAVEPOINT" => AdminStatement::Savepoint(c.ident()?),
-        "RELEASE" => {
-            c.expect("SAVEPOINT")?;
-            AdminStatement::ReleaseSavepoint(c.ident()?)
-        }
-        "ROLLBACK" => {
-            c.eat("WORK");
-            c.expect("TO")?;
-            c.eat("SAVEPOINT");
-            AdminStatement::RollbackToSavepoint(c.ident()?)
         }
         "ALTER" => {
             c.expect("TABLE")?;
@@ -244,45 +224,15 @@ impl<B: Backend> Session<B> {
                 for t in tables {
                     self.resolve(&catalog, t)?;
                 }
-                self.implicit_commit();
-                self.admin.savepoints.clear();
+                self.end_transaction(true).await?;
                 self.admin.tables_locked = true;
                 Ok(Outcome::ok())
             }
             AdminStatement::UnlockTables => {
                 if std::mem::take(&mut self.admin.tables_locked) {
-                    self.implicit_commit();
-                    self.admin.savepoints.clear();
-                }
-                Ok(Outcome::ok())
-            }
-            AdminStatement::Savepoint(name) => {
-                // Outside a transaction (autocommit) a savepoint lives until the statement ends,
-                // that is, not at all.
-                if self.in_transaction {
-                    self.admin.savepoints.retain(|s| !s.eq_ignore_ascii_case(name));
-                    self.admin.savepoints.push(name.clone());
-                }
-                Ok(Outcome::ok())
-            }
-            AdminStatement::ReleaseSavepoint(name) | AdminStatement::RollbackToSavepoint(name) => {
-                let at = self.admin.savepoints.iter().position(|s| s.eq_ignore_ascii_case(name)).filter(|_| self.in_transaction);
-                let Some(at) = at else {
-                    bail!(RoutineDoesNotExist, "SAVEPOINT {name} does not exist");
-                };
-                if matches!(statement, AdminStatement::ReleaseSavepoint(_)) {
-                    self.admin.savepoints.truncate(at);
-                } else {
-                    self.admin.savepoints.truncate(at + 1);
-                    if self.transaction_writes {
-                        self.lock_warnings().push(Warning {
-                            level: WarningLevel::Warning,
-                            code: 1196,
-                            message: "Some non-transactional changed tables couldn't be rolled back".into(),
-                        });
+                    self.end_transaction(true).await?;
                     }
-                }
-                Ok(self.ok_with_warnings(0))
+                Ok(Outcome::ok())
             }
             AdminStatement::Keys(table) => {
                 let t = self.resolve(&catalog, table)?;

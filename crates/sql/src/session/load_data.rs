@@ -674,7 +674,7 @@ impl<B: Backend> Session<B> {
     }
 
     /// An executor with the SET expressions' variables bound to their values now.
-    fn load_exec(&self, load: &PendingLoad) -> Result<Exec<B>, Error> {
+    fn load_exec(&mut self, load: &PendingLoad) -> Result<Exec<B>, Error> {
         let mut exec = self.new_exec(load.warnings.clone());
         let mut values = Vec::with_capacity(load.slots.len());
         for slot in &load.slots {
