@@ -1499,8 +1499,10 @@ fn function_type(func: Func, args: &[SqlType], exprs: &[Expr]) -> SqlType {
     };
     use Func::*;
     match func {
-        Concat => string(args.iter().map(SqlType::char_length).sum(), any_nullable),
-        ConcatWs => string(args.iter().map(SqlType::char_length).sum(), first.nullable),
+        // Lengths saturate: CONCAT of LONGTEXT columns (information_schema's, for one) would
+        // overflow a u32 sum.
+        Concat => string(args.iter().map(SqlType::char_length).fold(0, u32::saturating_add), any_nullable),
+        ConcatWs => string(args.iter().map(SqlType::char_length).fold(0, u32::saturating_add), first.nullable),
         Lower | Upper | Reverse | Trim | LTrim | RTrim | TrimChars => {
             let mut t = string(first.char_length(), any_nullable);
             t.collation = first.collation;
