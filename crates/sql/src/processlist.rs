@@ -44,7 +44,13 @@ pub(crate) struct Process {
     pub host: String,
     state: Mutex<ProcessState>,
     kill_switch: Mutex<Option<KillSwitch>>,
+    /// Told whether the running statement may be dropped half way (the daemon shields its
+    /// connection from KILL otherwise).
+    interrupt_hook: Mutex<Option<InterruptHook>>,
 }
+
+/// How the daemon learns whether the running statement may be interrupted.
+pub type InterruptHook = Arc<dyn Fn(bool) + Send + Sync>;
 
 struct ProcessState {
     database: Option<String>,
@@ -75,6 +81,7 @@ impl Process {
             host: host.to_string(),
             state: Mutex::new(ProcessState { database: None, command: "Sleep", since_micros: now_micros, info: None }),
             kill_switch: Mutex::new(None),
+            interrupt_hook: Mutex::new(None),
         }
     }
 
@@ -154,6 +161,19 @@ impl<B: Backend> Session<B> {
     /// Gives the session's process the daemon's way to interrupt or close its connection.
     pub fn set_kill_switch(&self, switch: impl Fn(KillKind) + Send + Sync + 'static) {
         *self.process.kill_switch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(switch));
+    }
+
+    /// Gives the session's process the daemon's way to learn whether the running statement may
+    /// be interrupted: `true` for a read outside a transaction, `false` for everything else.
+    pub fn set_interrupt_hook(&self, hook: impl Fn(bool) + Send + Sync + 'static) {
+        *self.process.interrupt_hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
+    }
+
+    pub(crate) fn set_interruptible(&self, interruptible: bool) {
+        let hook = self.process.interrupt_hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook(interruptible);
+        }
     }
 
     /// The connection started a command ("Query", "Execute", "Prepare", "Field List", ...);

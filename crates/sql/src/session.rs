@@ -698,6 +698,8 @@ impl<B: Backend> Session<B> {
         params: &[Value],
         cached: Option<CachedPlan>,
     ) -> Result<(Outcome, Option<CachedPlan>), Error> {
+        // Not interruptible until run_planned says it is a read outside a transaction.
+        self.set_interruptible(false);
         self.statements_run += 1;
         let diagnostic = matches!(statement, Statement::Show(Show::Warnings { .. }));
         let warnings = if diagnostic { self.warnings.clone() } else { Arc::new(Mutex::new(Vec::new())) };
@@ -749,6 +751,7 @@ impl<B: Backend> Session<B> {
 
     /// Runs a plannable statement with a plan at hand (from the plan cache).
     async fn run_with_plan(&mut self, plan: CachedPlan, params: &[Value]) -> Result<Outcome, Error> {
+        self.set_interruptible(false);
         self.statements_run += 1;
         let warnings = Arc::new(Mutex::new(Vec::new()));
         self.rotate_warnings(warnings.clone());
@@ -758,6 +761,9 @@ impl<B: Backend> Session<B> {
     }
 
     async fn run_planned(&mut self, plan: &CachedPlan, exec: &mut Exec<B>) -> Result<Outcome, Error> {
+        // Only a read outside a transaction may be dropped half way (KILL QUERY): a write or
+        // anything in a transaction could leave a request or a commit half done.
+        self.set_interruptible(matches!(plan.planned.as_ref(), Planned::Query(_)) && exec.access.txn.is_none());
         match plan.planned.as_ref() {
             Planned::Query(q) => {
                 Stats::bump(&self.engine.stats.com_select);

@@ -130,6 +130,11 @@ impl SqlHandler {
             KillKind::Query => kill.kill_query(),
             KillKind::Connection => kill.kill_connection(),
         });
+        // KILL drops the running statement only where the session says that is safe (a read
+        // outside a transaction); elsewhere it waits for the statement to end.
+        let shield = self.kill.clone();
+        shield.set_shielded(true);
+        session.set_interrupt_hook(move |interruptible| shield.set_shielded(!interruptible));
         if let Some(db) = request.database {
             session.use_database(db).await.map_err(|e| error_packet(&e))?;
         }

@@ -9,6 +9,12 @@
 //!
 //! The connection never stops in the middle of writing a packet: it is interrupted only where it
 //! waits for the handler or for rows, so the client always sees whole packets.
+//!
+//! Interrupting drops the handler's future, which is safe only where the handler has nothing
+//! half done. A handler marks the other stretches with [`KillHandle::set_shielded`]: while the
+//! handle is shielded a KILL waits (KILL QUERY fires once the shield is lifted, KILL CONNECTION
+//! closes the connection after the command). The SQL node shields everything but reads outside
+//! transactions, so a KILL never cuts a commit or a transactional write in half.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +38,8 @@ pub struct KillHandle {
 struct Inner {
     query: AtomicBool,
     connection: AtomicBool,
+    /// While set, the running command is not interrupted.
+    shielded: AtomicBool,
     notify: Notify,
 }
 
@@ -52,6 +60,15 @@ impl KillHandle {
         self.inner.notify.notify_waiters();
     }
 
+    /// Holds interruptions back (`true`) or lets them through again (`false`); a kill that
+    /// arrived meanwhile then takes effect.
+    pub fn set_shielded(&self, shielded: bool) {
+        let was = self.inner.shielded.swap(shielded, Ordering::SeqCst);
+        if was && !shielded {
+            self.inner.notify.notify_waiters();
+        }
+    }
+
     pub fn is_connection_killed(&self) -> bool {
         self.inner.connection.load(Ordering::SeqCst)
     }
@@ -62,7 +79,9 @@ impl KillHandle {
     }
 
     fn pending(&self, connection_only: bool) -> Option<Kill> {
-        if self.inner.connection.load(Ordering::SeqCst) {
+        if !connection_only && self.inner.shielded.load(Ordering::SeqCst) {
+            None
+        } else if self.inner.connection.load(Ordering::SeqCst) {
             Some(Kill::Connection)
         } else if !connection_only && self.inner.query.load(Ordering::SeqCst) {
             Some(Kill::Query)
@@ -115,5 +134,21 @@ mod tests {
         assert_eq!(handle.interrupted().await, Kill::Connection);
         handle.closed().await;
         assert!(handle.is_connection_killed());
+    }
+
+    #[tokio::test]
+    async fn a_shield_holds_a_kill_back_until_it_is_lifted() {
+        let handle = KillHandle::new();
+        handle.set_shielded(true);
+        handle.kill_query();
+        let waiter = {
+            let h = handle.clone();
+            tokio::spawn(async move { h.interrupted().await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "no interruption while shielded");
+        handle.set_shielded(false);
+        let kill = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+        assert_eq!(kill.expect("the kill fires once the shield is lifted").unwrap(), Kill::Query);
     }
 }
