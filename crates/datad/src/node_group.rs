@@ -5,6 +5,13 @@
 //! respect to every other write: the loop is the row lock. Everything else talks to it through
 //! its inbox. Each round it takes every queued event (so many requests share one Raft Ready and
 //! one fsync: group commit), ticks Raft on time, persists, sends, applies, and answers.
+//!
+//! Checkpoints, snapshots, log truncation, `DiskSync = Interval` flushes and backups live in
+//! [`durability`], called from a few hooks here.
+
+mod durability;
+
+pub use durability::{DurabilityEvent, DurabilitySetup};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -37,6 +44,8 @@ pub enum Event {
     LocalRead { op: ReadOp, reply: Reply },
     Catalog(Arc<Catalog>),
     Status(oneshot::Sender<NodeStatus>),
+    /// Checkpoint, snapshot and backup work finished off the loop thread, or a backup request.
+    Durability(DurabilityEvent),
     Shutdown,
 }
 
@@ -129,6 +138,7 @@ pub struct NodeGroupLoop {
     started: bool,
     /// Dropped tables whose rows this leader has proposed to free.
     drops_proposed: std::collections::HashSet<TableId>,
+    durability: Option<durability::Durability>,
 }
 
 impl NodeGroupLoop {
@@ -166,6 +176,7 @@ impl NodeGroupLoop {
             store_applied,
             started: false,
             drops_proposed: Default::default(),
+            durability: None,
         };
         (this, tx)
     }
@@ -173,16 +184,20 @@ impl NodeGroupLoop {
     pub fn run(mut self) -> anyhow::Result<()> {
         let mut next_tick = Instant::now() + self.tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(wait) {
+            let wake = self.durability_wakeup().map_or(next_tick, |at| at.min(next_tick));
+            let wait = wake.saturating_duration_since(Instant::now());
+            let waiting = Instant::now();
+            let received = self.inbox.recv_timeout(wait);
+            self.note_idle(waiting.elapsed());
+            match received {
                 Ok(event) => {
-                    if !self.handle(event) {
+                    if !self.handle(event)? {
                         return Ok(());
                     }
                     for _ in 0..MAX_EVENTS_PER_ROUND {
                         match self.inbox.try_recv() {
                             Ok(event) => {
-                                if !self.handle(event) {
+                                if !self.handle(event)? {
                                     return Ok(());
                                 }
                             }
@@ -205,8 +220,10 @@ impl NodeGroupLoop {
             self.free_dropped_tables();
             self.process_ready()?;
             self.serve_ready_reads();
+            self.durability_round()?;
             if !self.started && self.replica.leader_id().is_some() && self.apply_queue.is_empty()
                 && self.store_applied >= self.replica.commit_index()
+                && self.durability_caught_up()
             {
                 self.started = true;
                 tracing::info!(node = self.node_id, group = %self.group, "node started");
@@ -214,13 +231,16 @@ impl NodeGroupLoop {
         }
     }
 
-    fn handle(&mut self, event: Event) -> bool {
+    fn handle(&mut self, event: Event) -> anyhow::Result<bool> {
         match event {
             Event::Raft(message) => {
-                if let Err(e) = self.replica.step(message) {
+                if let Some(message) = self.filter_raft(message)
+                    && let Err(e) = self.replica.step(message)
+                {
                     tracing::debug!(error = %e, "dropped a raft message");
                 }
             }
+            Event::Durability(event) => self.on_durability_event(event)?,
             Event::Read { op, reply } => self.request(Request::Read { op, reply }),
             Event::Write { ops, reply } => self.request(Request::Write { ops, reply }),
             Event::LocalRead { op, reply } => {
@@ -246,9 +266,12 @@ impl NodeGroupLoop {
             Event::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Event::Shutdown => return false,
+            Event::Shutdown => {
+                self.durability_exit();
+                return Ok(false);
+            }
         }
-        true
+        Ok(true)
     }
 
     fn not_leader(&self) -> DataError {
@@ -287,6 +310,7 @@ impl NodeGroupLoop {
     }
 
     fn write(&mut self, ops: Vec<WriteOp>, reply: Reply) {
+        let Some((ops, reply)) = self.hold_write(ops, reply) else { return };
         let (write_set, outcome) = match evaluate(&self.store, &self.pending, &self.catalog, &ops, &self.limits) {
             Ok(result) => result,
             Err(e) => {
@@ -370,15 +394,21 @@ impl NodeGroupLoop {
     fn process_ready(&mut self) -> anyhow::Result<()> {
         while self.replica.has_ready() {
             let peers = &self.peers;
+            let mut snapshots_sent = Vec::new();
             let output = self
                 .replica
-                .handle_ready_with(|outbox| Self::send(peers, outbox.to, outbox.messages))
+                .handle_ready_with(|outbox| {
+                    note_snapshots(&outbox.messages, outbox.to, &mut snapshots_sent);
+                    Self::send(peers, outbox.to, outbox.messages)
+                })
                 .map_err(|e| anyhow::anyhow!("the Raft log of node group {} failed: {e}", self.group))?;
             for outbox in output.messages {
+                note_snapshots(&outbox.messages, outbox.to, &mut snapshots_sent);
                 Self::send(&self.peers, outbox.to, outbox.messages);
             }
-            if output.snapshot.is_some() {
-                anyhow::bail!("received a Raft snapshot, which this version cannot restore yet");
+            self.snapshots_sent(snapshots_sent);
+            if let Some(snapshot) = &output.snapshot {
+                self.install_snapshot(snapshot)?;
             }
             self.apply_queue.extend(output.committed);
             self.drain_apply_queue()?;
@@ -429,7 +459,26 @@ impl NodeGroupLoop {
     /// not have yet (the push is on its way); a table id below the catalog's next id that is
     /// missing was dropped, and its changes are skipped.
     fn drain_apply_queue(&mut self) -> anyhow::Result<()> {
-        while let Some(entry) = self.apply_queue.front() {
+        while let Some(front) = self.apply_queue.front() {
+            // Control entries (backup markers) are not write sets; `Bytes` clones share.
+            let data = match &front.payload {
+                EntryPayload::Data(data) => Some(data.clone()),
+                _ => None,
+            };
+            let (index, term) = (front.index, front.term);
+            if let Some(data) = data
+                && self.apply_control_entry(index, &data)
+            {
+                self.apply_queue.pop_front();
+                self.store_applied = index;
+                self.note_applied(term);
+                continue;
+            }
+            let Some(entry) = self.apply_queue.front() else { break };
+            let entry_bytes = match &entry.payload {
+                EntryPayload::Data(data) => data.len(),
+                _ => 0,
+            };
             let write_set = match &entry.payload {
                 EntryPayload::Data(data) => Some(
                     WriteSet::decode(data).map_err(|e| anyhow::anyhow!("committed entry {} is undecodable: {e}", entry.index))?,
@@ -444,8 +493,7 @@ impl NodeGroupLoop {
             let Some(entry) = self.apply_queue.pop_front() else { break };
             if let Some(ws) = write_set {
                 let ws = self.without_dropped_tables(ws);
-                self.store
-                    .apply_write_set(&ws, &self.catalog)
+                self.apply_committed(&ws, entry_bytes)
                     .map_err(|e| anyhow::anyhow!("applying committed entry {} failed: {e}", entry.index))?;
                 self.pending.applied(entry.index);
                 let id = ProposalId { index: entry.index, term: entry.term };
@@ -454,6 +502,7 @@ impl NodeGroupLoop {
                 }
             }
             self.store_applied = entry.index;
+            self.note_applied(entry.term);
         }
         Ok(())
     }
@@ -505,7 +554,7 @@ impl NodeGroupLoop {
         }
     }
 
-    fn status(&self) -> NodeStatus {
+    fn status(&mut self) -> NodeStatus {
         let mut rows = 0;
         let tables = self
             .store
@@ -519,7 +568,7 @@ impl NodeGroupLoop {
                 Some(TableRows { table_id: id.0, rows: table_rows, partitions: counts.len() as u32 })
             })
             .collect();
-        NodeStatus {
+        let mut status = NodeStatus {
             node_id: self.node_id,
             phase: if self.started { "started" } else { "starting" }.into(),
             node_group: self.group.0,
@@ -532,6 +581,16 @@ impl NodeGroupLoop {
             rows,
             tables,
             software_version: cairn_mgmd::admin::SOFTWARE_VERSION.into(),
-        }
+            ..Default::default()
+        };
+        self.durability_status(&mut status);
+        status
+    }
+}
+
+/// Collects the followers this round's messages send a Raft snapshot to.
+fn note_snapshots(messages: &[Message], to: u64, sent: &mut Vec<u64>) {
+    if messages.iter().any(|m| m.get_msg_type() == cairn_replication::eraftpb::MessageType::MsgSnapshot) {
+        sent.push(to);
     }
 }

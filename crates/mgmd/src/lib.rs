@@ -27,6 +27,7 @@ pub mod admin;
 pub mod client;
 pub mod control_loop;
 pub mod nodes;
+pub mod operations;
 pub mod server;
 
 use std::collections::HashMap;
@@ -122,11 +123,14 @@ pub async fn run(options: MgmdOptions) -> anyhow::Result<()> {
         .spawn(move || control.run())
         .context("cannot start the control thread")?;
 
-    let shared = Arc::new(server::Shared { config, identity, control: handle.clone(), nodes: Default::default() });
+    let shared = Arc::new(server::Shared::new(config, identity, handle.clone()));
     tracing::info!(node = me.node_id, port = me.port, data_dir = %data_dir.display(), "management node started");
-    let server = tokio::spawn(server::serve(listener, shared));
+    let server = tokio::spawn(server::serve(listener, shared.clone()));
 
-    shutdown_signal().await;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = shared.shutdown.notified() => tracing::info!("SHUTDOWN ordered by an administrator"),
+    }
     tracing::info!("management node shutting down");
     server.abort();
     handle.send(control_loop::ControlEvent::Shutdown);

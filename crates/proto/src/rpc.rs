@@ -37,6 +37,10 @@ pub struct RpcClient {
     sender: FrameSender,
     pending: PendingMap,
     next_id: Arc<AtomicU64>,
+    /// Set once the peer closed the connection (the reader saw its end). The writer only
+    /// notices when a write fails, which may be never: a request sent then would wait for an
+    /// answer that cannot come.
+    closed: Arc<std::sync::atomic::AtomicBool>,
     pub peer: Peer,
 }
 
@@ -55,6 +59,8 @@ impl RpcClient {
         let pending: PendingMap = Arc::default();
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let reader_pending = pending.clone();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader_closed = closed.clone();
         let peer_node = peer.node_id;
         tokio::spawn(async move {
             while let Some(frame) = receiver.recv().await {
@@ -76,26 +82,37 @@ impl RpcClient {
                 }
             }
             tracing::debug!(peer = peer_node, "link closed");
-            // Dropping the waiters tells every caller the connection is gone.
-            reader_pending.lock().expect("pending map lock").clear();
+            // Dropping the waiters tells every caller the connection is gone; callers that come
+            // later see `is_closed`.
+            let mut pending = reader_pending.lock().expect("pending map lock");
+            reader_closed.store(true, Ordering::SeqCst);
+            pending.clear();
         });
         let first_id = match space {
             IdSpace::Connector => 1,
             IdSpace::Acceptor => 1 << 63,
         };
-        (RpcClient { sender, pending, next_id: Arc::new(AtomicU64::new(first_id)), peer }, push_rx)
+        (RpcClient { sender, pending, next_id: Arc::new(AtomicU64::new(first_id)), closed, peer }, push_rx)
     }
 
     pub fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+        self.sender.is_closed() || self.closed.load(Ordering::SeqCst)
     }
 
     /// Sends a request and waits for its reply.
     pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("pending map lock").insert(id, tx);
         let node = self.peer.node_id;
+        {
+            // Checked under the lock the reader clears the map under: a request registered
+            // after the connection ended would never be answered.
+            let mut pending = self.pending.lock().expect("pending map lock");
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(RpcError::Closed(node));
+            }
+            pending.insert(id, tx);
+        }
         if self.sender.send(Frame { request_id: id, body: Some(body) }).await.is_err() {
             self.pending.lock().expect("pending map lock").remove(&id);
             return Err(RpcError::Closed(node));

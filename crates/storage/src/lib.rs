@@ -41,6 +41,7 @@
 //! files, and only through its `Disk` trait.
 
 pub mod arena;
+pub mod backup;
 pub mod checkpoint;
 pub mod coerce;
 pub mod evaluate;
