@@ -57,6 +57,8 @@ use node_group::{DurabilityEvent, DurabilitySetup, Event, NodeGroupLoop};
 use tokio::net::{TcpListener, TcpStream};
 
 const MAX_RAFT_MESSAGE: usize = 64 << 20;
+/// How long a node that stops at once waits for its ack to the management node to leave.
+const ACK_GRACE: Duration = Duration::from_millis(200);
 /// How long a port still held by a dying predecessor is waited for.
 const BIND_WAIT: Duration = Duration::from_secs(15);
 
@@ -161,8 +163,10 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
             while let Some((request_id, message)) = commands.recv().await {
                 let answer = match message {
                     RecoveryMessage::Node(action) => {
+                        // The ack leaves before the node starts to stop.
+                        management.answer(request_id, RecoveryMessage::Ack).await;
                         let _ = actions_tx.send(action);
-                        RecoveryMessage::Ack
+                        continue;
                     }
                     RecoveryMessage::Backup(request) => {
                         let inbox = loop_inbox.lock().expect("inbox lock").clone();
@@ -383,16 +387,17 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
 /// Waits in "not started" for the management node's word; None means "start now", Some is the
 /// exit code for the angel.
 async fn wait_for_start(actions: &mut tokio::sync::mpsc::UnboundedReceiver<NodeAction>) -> Option<i32> {
-    loop {
-        tokio::select! {
-            _ = cairn_mgmd::shutdown_signal() => return Some(0),
-            action = actions.recv() => match action {
-                Some(NodeAction::Start) => return None,
-                Some(NodeAction::Stop) | None => return Some(0),
-                Some(NodeAction::Restart { initial, no_start }) => return Some(angel::restart_code(initial, no_start)),
-            },
-        }
-    }
+    let code = tokio::select! {
+        _ = cairn_mgmd::shutdown_signal() => return Some(0),
+        action = actions.recv() => match action {
+            Some(NodeAction::Start) => return None,
+            Some(NodeAction::Stop) | None => 0,
+            Some(NodeAction::Restart { initial, no_start }) => angel::restart_code(initial, no_start),
+        },
+    };
+    // The process ends now: give the ack queued for the management node a moment to leave.
+    tokio::time::sleep(ACK_GRACE).await;
+    Some(code)
 }
 
 /// Binds the data node's port, waiting for a predecessor that is still exiting.

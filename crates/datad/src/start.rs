@@ -245,6 +245,7 @@ pub fn recover(params: &StartParams<'_>) -> Result<Recovered, StartError> {
                 tracing::error!(checkpoint = id, error = %e, "local checkpoint is damaged; not serving from it");
                 let moved = move_aside(params.data_dir, &root.join(id.to_string()), &format!("lcp-{id}"))?;
                 let notice = format!("local checkpoint {id} was damaged ({e}); moved it to {}", moved.display());
+                tracing::warn!("{notice}");
                 (params.progress)(1, Some(notice.clone()));
                 notices.push(notice);
             }
