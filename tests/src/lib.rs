@@ -273,6 +273,14 @@ impl Cluster {
         Ok(client.catalog_now())
     }
 
+    /// Commits a catalog change through the management node (as an SQL node would).
+    pub async fn ddl(&self, op: cairn_common::catalog::CatalogOp) -> anyhow::Result<()> {
+        self.catalog().await?;
+        let client = self.management.get().context("registered by catalog()")?;
+        client.ddl(op).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+
     /// Every row data node `node` holds of `database.table`, read from its own applied state
     /// (leader or not), decoded and sorted: what that replica would serve.
     pub async fn replica_rows(&self, node: u32, database: &str, table: &str) -> anyhow::Result<Vec<Vec<cairn_common::Value>>> {
