@@ -135,9 +135,7 @@ fn default_max_lcp_interval_ms() -> u64 {
 fn default_fragment_log_file_size() -> Bytes {
     Bytes(16 << 20)
 }
-fn default_true() -> bool {
-    true
-}
+
 fn default_hb_api_ms() -> u64 {
     1500
 }
@@ -204,10 +202,6 @@ pub struct ClusterSection {
     /// once a checkpoint makes them unnecessary.
     #[serde(rename = "FragmentLogFileSize", default = "default_fragment_log_file_size")]
     pub fragment_log_file_size: Bytes,
-    /// NDB's StopOnError: when true (the default) a data node process that fails stays down;
-    /// when false its angel process starts it again.
-    #[serde(rename = "StopOnError", default = "default_true")]
-    pub stop_on_error: bool,
     #[serde(rename = "HeartbeatIntervalDbDb", default = "default_hb_db_ms")]
     pub heartbeat_interval_db_db_ms: u64,
     #[serde(rename = "HeartbeatIntervalDbApi", default = "default_hb_api_ms")]
@@ -575,7 +569,6 @@ mod tests {
         assert_eq!(c.cluster.max_disk_write_speed, Bytes(20 << 20));
         assert_eq!(c.cluster.local_checkpoint_log_bytes(), 4 << 20, "TimeBetweenLocalCheckpoints = 20 is 4 MiB");
         assert_eq!(c.cluster.fragment_log_file_size, Bytes(16 << 20));
-        assert!(c.cluster.stop_on_error);
         let with = |line: &str| GOOD.replace("NoOfReplicas = 2", &format!("NoOfReplicas = 2\n{line}"));
         let c = ClusterConfig::parse(&with("DiskSync = \"Interval\"")).unwrap();
         assert_eq!(c.cluster.disk_sync, DiskSync::Interval);

@@ -12,7 +12,10 @@
 //! - tracks which nodes are connected and what their heartbeats say (soft state, not
 //!   replicated);
 //! - answers `cairn mgm` in ndb_mgm's words and format (`SHOW`, `N STATUS`,
-//!   `ALL REPORT MEMORY`).
+//!   `ALL REPORT MEMORY`);
+//! - stops and restarts data nodes (`N STOP`, `N RESTART [-n] [-i]`, `N START`, `ALL RESTART`,
+//!   `SHUTDOWN`) and coordinates consistent online backups (`START BACKUP`, `ABORT BACKUP`), see
+//!   [`operations`].
 //!
 //! It is not on the data path: reads and writes go from SQL nodes straight to data nodes and
 //! continue while every management node is down (no DDL meanwhile).
@@ -20,8 +23,7 @@
 //! The daemon is a thin shell: [`control_loop`] runs the sans-IO replica and control state on
 //! one thread; [`server`] is the tokio side.
 //!
-//! Not yet here: arbitration for two-replica node groups, node stop/restart commands, backups,
-//! the HTTP status page and /metrics.
+//! Not yet here: arbitration for two-replica node groups, the HTTP status page and /metrics.
 
 pub mod admin;
 pub mod client;

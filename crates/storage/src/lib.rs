@@ -37,8 +37,8 @@
 //! Ordered and unique indexes (the SQL node has no plans using them yet), and online ADD COLUMN
 //! (rows carry a layout version byte, but there is one layout per table).
 //!
-//! Local checkpoints (NDB's LCP) live in [`checkpoint`]: the one part of this crate that touches
-//! files, and only through its `Disk` trait.
+//! Local checkpoints (NDB's LCP) live in [`checkpoint`], online backups in [`backup`]: the parts
+//! of this crate that touch files, only through the checkpoint module's `Disk` trait.
 
 pub mod arena;
 pub mod backup;
