@@ -4,10 +4,9 @@
 //! logs are detected at start and recovered from a replica; a directory of another node is
 //! refused.
 //!
-//! The clusters use NoOfReplicas = 2: while one replica of a node group is down that group
-//! cannot commit (a Raft majority of two is both; NDB's arbitration, which lets the survivor go
-//! on, is built separately), so the writers see errors until the killed node is back. They count
-//! only what was acknowledged.
+//! The clusters use NoOfReplicas = 2: while one replica of a node group is down, that group
+//! commits nothing until the survivor has won arbitration (ArbitrationTimeout, 1 s in tests) and
+//! goes on alone; the writers see errors meanwhile. They count only what was acknowledged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -39,6 +39,8 @@ pub struct ClusterSpec {
     pub cluster_extra: String,
     /// Spare API slots (no SQL node runs in them) for tools such as `cairn restore`.
     pub spare_api_slots: u32,
+    /// ArbitrationTimeout: NDB's 7500 ms would make failover tests slow.
+    pub arbitration_ms: u64,
 }
 
 impl Default for ClusterSpec {
@@ -52,6 +54,7 @@ impl Default for ClusterSpec {
             data_memory: "128M".into(),
             cluster_extra: String::new(),
             spare_api_slots: 0,
+            arbitration_ms: 1000,
         }
     }
 }
@@ -96,12 +99,13 @@ impl Cluster {
         let dir = tempfile::Builder::new().prefix("cairn-e2e-").tempdir()?;
         let mut text = format!(
             "[cluster]\nName = \"e2e\"\nSecret = \"e2e-secret-{}\"\nNoOfReplicas = {}\nDataMemory = \"{}\"\n\
-             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nAllowPasswordlessRoot = true\n{}\n\n",
+             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nArbitrationTimeout = {arb}\nAllowPasswordlessRoot = true\n{}\n\n",
             std::process::id(),
             spec.replicas,
             spec.data_memory,
             spec.cluster_extra,
             hb = spec.heartbeat_ms,
+            arb = spec.arbitration_ms,
         );
         for k in 0..spec.mgmds {
             text.push_str(&format!("[[ndb_mgmd]]\nNodeId = {}\nPortNumber = {}\n\n", 49 + k * 10, free_port()));
@@ -150,7 +154,7 @@ impl Cluster {
 
     /// Starts (or restarts) one node's process.
     pub fn start_node(&mut self, id: u32) -> anyhow::Result<()> {
-        self.start_node_with(id, &[])
+        self.start_node_with(id, &[], &[])
     }
 
     /// The data directory of node `id`.
@@ -158,8 +162,14 @@ impl Cluster {
         self.dir.path().join(format!("node-{id}"))
     }
 
-    /// Starts one node's process with extra arguments (`--initial`, `--nostart` for a data node).
-    pub fn start_node_with(&mut self, id: u32, extra: &[&str]) -> anyhow::Result<()> {
+    /// Starts one node's process with extra environment (fault injection: `CAIRN_FAILPOINT`).
+    pub fn start_node_with_env(&mut self, id: u32, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.start_node_with(id, &[], env)
+    }
+
+    /// Starts one node's process with extra arguments (`--initial`, `--nostart` for a data node)
+    /// and environment.
+    pub fn start_node_with(&mut self, id: u32, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
         let node_dir = self.dir.path().join(format!("node-{id}"));
         std::fs::create_dir_all(&node_dir)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
@@ -180,6 +190,7 @@ impl Cluster {
             .args(&args)
             // Its own process group: kill -9 takes a data node's angel and worker together.
             .process_group(0)
+            .envs(env.iter().copied())
             .env("RUST_LOG", std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info,raft=warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))

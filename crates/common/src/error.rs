@@ -124,6 +124,12 @@ error_kinds! {
     LockWaitTimeout = (1205, "HY000", Abort),
     /// ER_WRONG_ARGUMENTS
     WrongArguments = (1210, "HY000", Report),
+    /// ER_LOCK_TABLE_FULL: a transaction holds more row locks than the limit.
+    LockTableFull = (1206, "HY000", Abort),
+    /// ER_TRANS_CACHE_FULL: a transaction's changes exceed the size limit.
+    TransactionTooLarge = (1197, "HY000", Abort),
+    /// ER_ERROR_DURING_COMMIT
+    ErrorDuringCommit = (1180, "HY000", Abort),
     /// ER_LOCK_DEADLOCK
     Deadlock = (1213, "40001", Abort),
     /// ER_SPECIFIC_ACCESS_DENIED_ERROR

@@ -23,12 +23,18 @@
 //! Thin shell: [`node_group::NodeGroupLoop`] runs the sans-IO replica and store on one thread;
 //! this module owns sockets, files and timers.
 //!
-//! Durability (see `node_group::durability`): local checkpoints written while serving, the Raft
-//! log truncated behind them, checkpoints sent as Raft snapshots ([`snapshot`]) over dedicated
-//! connections, `DiskSync = Interval`, and online backups, with file writes on their own thread
+//! Transactions: the loop also runs the transactions of its node group as their leader (row
+//! locks, each transaction's uncommitted writes, one- and two-phase commit entries, resolving
+//! prepared transactions whose coordinator died through their decision group), see
+//! `cairn_storage::txn` and [`node_group`].
+//!
+//! Durability (see `node_group::durability`): local checkpoints written while serving (with the
+//! node group's replicated transaction state at the cut), the Raft log truncated behind them,
+//! checkpoints sent as Raft snapshots ([`snapshot`]) over dedicated connections,
+//! `DiskSync = Interval`, and online backups, with file writes on their own thread
 //! ([`disk_writer`]).
 //!
-//! Not yet here: arbitration for two-replica node groups, follower reads.
+//! Not yet here: follower reads.
 
 pub mod angel;
 pub mod disk_writer;
@@ -254,7 +260,7 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
     let members = config.members_of(group);
     let voters: Vec<u64> = members.iter().map(|d| d.id.0 as u64).collect();
     let (tick, heartbeat_tick, election_tick) = cairn_mgmd::raft_timing(config.cluster.heartbeat_interval_db_db_ms);
-    let mut replica_config = ReplicaConfig::new(group_id, me.id.0 as u64, voters);
+    let mut replica_config = ReplicaConfig::new(group_id, me.id.0 as u64, voters.clone());
     replica_config.heartbeat_tick = heartbeat_tick;
     replica_config.election_tick = election_tick;
     replica_config.lease_ticks = election_tick - 2;
@@ -280,8 +286,49 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
             }
         });
     }
-    let (node_loop, inbox) =
-        NodeGroupLoop::new(me.id.0, group, replica, management.catalog_now(), me.data_memory, peers, tick);
+    let settings = node_group::LoopSettings {
+        tick,
+        data_memory: me.data_memory,
+        lock_wait: Duration::from_millis(config.cluster.transaction_deadlock_detection_timeout_ms),
+        txn_limits: cairn_storage::TxnLimits::default(),
+        arbitration_timeout: Duration::from_millis(config.cluster.arbitration_timeout_ms),
+    };
+    // The loop's inbox is created with it; the resolver needs it, so it reaches it through a cell.
+    let inbox_cell: Arc<std::sync::OnceLock<Inbox>> = Arc::new(std::sync::OnceLock::new());
+    let resolver = resolver(config.clone(), identity.clone(), inbox_cell.clone(), tokio::runtime::Handle::current());
+    let shared = Arc::new(node_group::SharedReads::new(group, management.catalog_now()));
+    let arbitrator: node_group::Arbitrator = {
+        let management = management.clone();
+        let inbox = inbox_cell.clone();
+        let runtime = tokio::runtime::Handle::current();
+        Box::new(move |epoch| {
+            let management = management.clone();
+            let inbox = inbox.clone();
+            runtime.spawn(async move {
+                match management.arbitrate(group.0, epoch).await {
+                    Ok(granted) => {
+                        if let Some(inbox) = inbox.get() {
+                            let _ = inbox.send(Event::Arbitrated { epoch, granted });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the arbitrator did not answer; will ask again"),
+                }
+            });
+        })
+    };
+    let (node_loop, inbox) = NodeGroupLoop::new(
+        me.id.0,
+        group,
+        replica,
+        management.catalog_now(),
+        settings,
+        peers,
+        resolver,
+        shared.clone(),
+        voters.clone(),
+        arbitrator,
+    );
+    let _ = inbox_cell.set(inbox.clone());
     let cluster = &config.cluster;
     let setup = DurabilitySetup {
         data_dir: data_dir.clone(),
@@ -317,7 +364,7 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
         replay_until,
     };
     let node_loop = node_loop
-        .with_store(recovered.store, recovered.applied_index)
+        .with_store(recovered.store, recovered.applied_index, &recovered.txn_state)?
         .with_durability(setup)
         .context("cannot start the checkpoint writer")?;
     let loop_thread = std::thread::Builder::new()
@@ -339,7 +386,15 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
     });
 
     tracing::info!(node = me.id.0, group = %group, port = me.port, data_dir = %data_dir.display(), "data node serving");
-    let serve = Arc::new(Serving { config: config.clone(), identity: identity.clone(), group, inbox: inbox.clone(), data_dir: data_dir.clone(), checkpoint_identity });
+    let serve = Arc::new(Serving {
+        config: config.clone(),
+        identity: identity.clone(),
+        group,
+        inbox: inbox.clone(),
+        shared: shared.clone(),
+        data_dir: data_dir.clone(),
+        checkpoint_identity,
+    });
     let server = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
@@ -420,6 +475,7 @@ struct Serving {
     identity: Identity,
     group: cairn_common::ids::NodeGroupId,
     inbox: Inbox,
+    shared: Arc<node_group::SharedReads>,
     data_dir: PathBuf,
     checkpoint_identity: CheckpointIdentity,
 }
@@ -427,10 +483,52 @@ struct Serving {
 fn admit(hello: &Hello, config: &cairn_control::ClusterConfig, group: cairn_common::ids::NodeGroupId) -> Result<(), String> {
     let id = NodeId(hello.node_id);
     match Role::try_from(hello.role) {
-        Ok(Role::Datad) if config.data_node(id).is_some_and(|d| d.node_group == group) => Ok(()),
+        // Peers of the node group (Raft), and data nodes of other groups resolving transactions.
+        Ok(Role::Datad) if config.data_node(id).is_some() => Ok(()),
         Ok(Role::Sqld) if config.sql_node(id).is_some() => Ok(()),
         _ => Err(format!("node {} may not connect to a data node of node group {group}", hello.node_id)),
     }
+}
+
+/// Asks the leader of `group` how transaction `txn` ended, trying its members in turn, and hands
+/// the answer to the loop. Gives up quietly after a while: the loop asks again.
+fn resolver(
+    config: cairn_control::ClusterConfig,
+    identity: Identity,
+    inbox: Arc<std::sync::OnceLock<Inbox>>,
+    runtime: tokio::runtime::Handle,
+) -> node_group::Resolver {
+    Box::new(move |group, txn| {
+        let config = config.clone();
+        let identity = identity.clone();
+        let inbox = inbox.clone();
+        runtime.spawn(async move {
+            let members: Vec<String> = config.members_of(group).iter().map(|d| d.address()).collect();
+            let request = encode(&DataRequestBody::Txn { txn, control: cairn_common::ops::TxnControl::Resolve });
+            for _round in 0..10 {
+                for address in &members {
+                    let Ok(link) = cairn_proto::connect(address, &identity).await else { continue };
+                    let (client, _) = cairn_proto::RpcClient::new(link);
+                    let body = Body::DataRequest(cairn_proto::pb::DataRequest { body: request.clone() });
+                    let Ok(Body::DataResponse(response)) = client.call(body, Duration::from_secs(5)).await else { continue };
+                    let Ok(answer) = decode::<cairn_proto::data::DataResponseBody>(&response.body) else { continue };
+                    if let Ok(cairn_proto::data::DataReply::Txn(outcome)) = answer {
+                        let commit = match outcome {
+                            cairn_common::ops::TxnOutcome::Committed => true,
+                            cairn_common::ops::TxnOutcome::Aborted => false,
+                            _ => continue,
+                        };
+                        if let Some(inbox) = inbox.get() {
+                            let _ = inbox.send(Event::Resolved { txn, commit });
+                        }
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            tracing::warn!(%txn, group = %group, "could not reach the decision group; will ask again");
+        });
+    })
 }
 
 async fn connection(stream: TcpStream, serve: Arc<Serving>) {
@@ -441,9 +539,18 @@ async fn connection(stream: TcpStream, serve: Arc<Serving>) {
             return;
         }
     };
+    let same_group = serve.config.data_node(NodeId(link.peer.node_id)).is_some_and(|d| d.node_group == serve.group);
     match link.peer.role {
-        Role::Datad => peer_inbound(link, &serve).await,
-        Role::Sqld => data_session(link, serve.inbox.clone()).await,
+        // Another replica of this node group: Raft messages and snapshot transfers.
+        Role::Datad if same_group => peer_inbound(link, &serve).await,
+        // A data node of another group resolving a transaction whose decision group this is.
+        Role::Datad => data_session(link, serve.inbox.clone(), serve.shared.clone()).await,
+        Role::Sqld => {
+            let sql_node = link.peer.node_id;
+            data_session(link, serve.inbox.clone(), serve.shared.clone()).await;
+            // Its connection is gone: transactions it was running here cannot finish.
+            let _ = serve.inbox.send(Event::CoordinatorGone { sql_node });
+        }
         _ => {}
     }
 }
@@ -479,17 +586,26 @@ async fn peer_inbound(mut link: Link, serve: &Serving) {
     }
 }
 
-
 /// Reads and writes from one SQL node; many in flight at once, each answered when the loop is
 /// done with it.
-async fn data_session(mut link: Link, inbox: Inbox) {
+async fn data_session(mut link: Link, inbox: Inbox, shared: Arc<node_group::SharedReads>) {
     while let Some(frame) = link.receiver.recv().await {
         let Some(Body::DataRequest(request)) = frame.body else { continue };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let event = match decode::<DataRequestBody>(&request.body) {
-            Ok(DataRequestBody::Read(op)) => Event::Read { op, reply: tx },
+            Ok(DataRequestBody::Read(op)) => {
+                // The hot path: under the leader's lease, answered right here.
+                if let Some(answer) = shared.try_read(&op) {
+                    respond(&link.sender, frame.request_id, answer).await;
+                    continue;
+                }
+                Event::Read { op, reply: tx }
+            }
             Ok(DataRequestBody::Write(ops)) => Event::Write { ops, reply: tx },
             Ok(DataRequestBody::LocalRead(op)) => Event::LocalRead { op, reply: tx },
+            Ok(DataRequestBody::TxnRead { step, lock, op }) => Event::TxnRead { step, lock, op, reply: tx },
+            Ok(DataRequestBody::TxnWrite { step, ops }) => Event::TxnWrite { step, ops, reply: tx },
+            Ok(DataRequestBody::Txn { txn, control }) => Event::Txn { txn, control, reply: tx },
             Err(e) => {
                 tracing::warn!(peer = link.peer.node_id, error = %e, "dropped an undecodable data request");
                 let body: cairn_proto::data::DataResponseBody = Err(cairn_proto::data::DataError::Failed(e));

@@ -57,6 +57,8 @@ pub struct Recovered {
     /// The Raft index and term of the last entry the store holds.
     pub applied_index: u64,
     pub applied_term: u64,
+    /// The replicated transaction state at the restored checkpoint's cut (empty: none).
+    pub txn_state: Vec<u8>,
     /// Complete checkpoints on disk, oldest first.
     pub kept: Vec<KeptCheckpoint>,
     /// What the operator must know (damage recovered from); shown by `N STATUS`.
@@ -271,7 +273,7 @@ pub fn recover(params: &StartParams<'_>) -> Result<Recovered, StartError> {
     }
 
     // 3. Reconcile the log with the checkpoint.
-    let (store, applied_index, applied_term, restored) = match chosen {
+    let (store, applied_index, applied_term, txn_state, restored) = match chosen {
         Some((id, restored, elapsed)) => {
             let manifest = &restored.manifest;
             reconcile(&mut log, manifest.applied_index, manifest.applied_term, &manifest.raft_membership)
@@ -285,9 +287,10 @@ pub fn recover(params: &StartParams<'_>) -> Result<Recovered, StartError> {
                 "local checkpoint restored"
             );
             let (index, term) = (manifest.applied_index, manifest.applied_term);
-            (restored.store, index, term, Some((id, restored.stats, elapsed)))
+            let txn_state = manifest.txn_state.clone();
+            (restored.store, index, term, txn_state, Some((id, restored.stats, elapsed)))
         }
-        None => (Store::new(params.identity.node_group), 0, 0, None),
+        None => (Store::new(params.identity.node_group), 0, 0, Vec::new(), None),
     };
     (params.progress)(2, None);
     Ok(Recovered {
@@ -295,6 +298,7 @@ pub fn recover(params: &StartParams<'_>) -> Result<Recovered, StartError> {
         store,
         applied_index,
         applied_term,
+        txn_state,
         kept: kept_checkpoints(params.data_dir),
         notices,
         vote_barrier,

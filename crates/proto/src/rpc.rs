@@ -36,11 +36,9 @@ type PendingMap = Arc<Mutex<HashMap<u64, oneshot::Sender<Body>>>>;
 pub struct RpcClient {
     sender: FrameSender,
     pending: PendingMap,
-    next_id: Arc<AtomicU64>,
-    /// Set once the peer closed the connection (the reader saw its end). The writer only
-    /// notices when a write fails, which may be never: a request sent then would wait for an
-    /// answer that cannot come.
+    /// Set when the connection's reader ends (the peer closed or died): no reply can come.
     closed: Arc<std::sync::atomic::AtomicBool>,
+    next_id: Arc<AtomicU64>,
     pub peer: Peer,
 }
 
@@ -82,36 +80,31 @@ impl RpcClient {
                 }
             }
             tracing::debug!(peer = peer_node, "link closed");
-            // Dropping the waiters tells every caller the connection is gone; callers that come
-            // later see `is_closed`.
-            let mut pending = reader_pending.lock().expect("pending map lock");
+            // Mark first, then drop the waiters: a caller registering after this sees the mark.
             reader_closed.store(true, Ordering::SeqCst);
-            pending.clear();
+            reader_pending.lock().expect("pending map lock").clear();
         });
         let first_id = match space {
             IdSpace::Connector => 1,
             IdSpace::Acceptor => 1 << 63,
         };
-        (RpcClient { sender, pending, next_id: Arc::new(AtomicU64::new(first_id)), closed, peer }, push_rx)
+        (RpcClient { sender, pending, closed, next_id: Arc::new(AtomicU64::new(first_id)), peer }, push_rx)
     }
 
     pub fn is_closed(&self) -> bool {
-        self.sender.is_closed() || self.closed.load(Ordering::SeqCst)
+        self.closed.load(Ordering::SeqCst) || self.sender.is_closed()
     }
 
     /// Sends a request and waits for its reply.
     pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending map lock").insert(id, tx);
         let node = self.peer.node_id;
-        {
-            // Checked under the lock the reader clears the map under: a request registered
-            // after the connection ended would never be answered.
-            let mut pending = self.pending.lock().expect("pending map lock");
-            if self.closed.load(Ordering::SeqCst) {
-                return Err(RpcError::Closed(node));
-            }
-            pending.insert(id, tx);
+        if self.closed.load(Ordering::SeqCst) {
+            // The reader ended (and may have cleared the waiters before we registered).
+            self.pending.lock().expect("pending map lock").remove(&id);
+            return Err(RpcError::Closed(node));
         }
         if self.sender.send(Frame { request_id: id, body: Some(body) }).await.is_err() {
             self.pending.lock().expect("pending map lock").remove(&id);

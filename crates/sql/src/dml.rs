@@ -37,13 +37,12 @@ use cairn_storage::coerce::{Coercion, coerce};
 use crate::backend::Backend;
 use crate::compile::{Compiler, PlanContext, Scope, ScopeColumn};
 use crate::exec::{Exec, KeyValue, bind, collect_query, key_value};
-use crate::join::join_all;
+
 use crate::plan::{JoinKind, Node, QueryPlan, SortKey, object_table_name, plan_access, plan_query, resolve_table};
 use crate::types::{ColumnOrigin, SqlType};
 
 /// Most write ops one `write()` call carries; bigger statements send several batches per node
 /// group (the data nodes refuse batches beyond 32,768 row changes).
-const MAX_OPS_PER_WRITE: usize = 8192;
 
 /// One value of an INSERT row.
 #[derive(Clone, Debug)]
@@ -411,44 +410,6 @@ fn table_groups(table: &TableDef) -> Vec<NodeGroupId> {
     groups
 }
 
-/// Sends each group's ops (in bounded batches), all groups at once; sums the outcomes. The
-/// first error (in group order) is the statement's error.
-pub(crate) async fn write_groups<B: Backend>(backend: &Arc<B>, ops: BTreeMap<NodeGroupId, Vec<WriteOp>>) -> Result<WriteOutcome, Error> {
-    let futures: Vec<_> = ops
-        .into_iter()
-        .map(|(group, ops)| {
-            let backend = backend.clone();
-            async move {
-                let mut total = WriteOutcome::default();
-                let mut ops = ops;
-                while !ops.is_empty() {
-                    let rest = if ops.len() > MAX_OPS_PER_WRITE { ops.split_off(MAX_OPS_PER_WRITE) } else { Vec::new() };
-                    let outcome = backend.write(group, ops).await?;
-                    total.merge(&outcome);
-                    ops = rest;
-                }
-                Ok::<_, Error>(total)
-            }
-        })
-        .collect();
-    let mut total = WriteOutcome::default();
-    let mut first_error = None;
-    for result in join_all(futures).await {
-        match result {
-            Ok(o) => total.merge(&o),
-            Err(e) => {
-                if first_error.is_none() {
-                    first_error = Some(e);
-                }
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(total),
-    }
-}
-
 /// The implicit default of a type (what a non-strict INSERT stores for a missing NOT NULL
 /// value): 0, '', the zero date.
 fn implicit_default(ty: &ColumnType) -> Value {
@@ -632,7 +593,7 @@ pub(crate) async fn execute_insert<B: Backend>(plan: &InsertPlan, exec: &mut Exe
             }
         }
     }
-    let outcome = write_groups(&exec.engine.backend, ops).await?;
+    let outcome = exec.access.write_groups(ops).await?;
     let insert_id = generated_id.or(if auto_column.is_some() { last_explicit_auto } else { None }).unwrap_or(0);
     Ok(WriteResult { outcome, insert_id, generated_id, rows: row_count })
 }
@@ -738,7 +699,7 @@ pub(crate) async fn execute_update<B: Backend>(plan: &UpdatePlan, exec: &mut Exe
             keyed(keys, filter, &mut ops)?;
         }
     }
-    let outcome = write_groups(&exec.engine.backend, ops).await?;
+    let outcome = exec.access.write_groups(ops).await?;
     Ok(WriteResult { outcome, ..Default::default() })
 }
 
@@ -794,8 +755,8 @@ async fn move_rows<B: Backend>(plan: &UpdatePlan, exec: &mut Exec<B>) -> Result<
     exec.add_warnings(coercion.warnings);
     // Deletes first within the same statement would lose rows if an insert then failed on
     // another group; inserts first can at worst leave a duplicate behind, which is visible.
-    write_groups(&exec.engine.backend, inserts).await?;
-    write_groups(&exec.engine.backend, deletes).await?;
+    exec.access.write_groups(inserts).await?;
+    exec.access.write_groups(deletes).await?;
     Ok(WriteResult { outcome, ..Default::default() })
 }
 
@@ -835,7 +796,7 @@ pub(crate) async fn execute_delete<B: Backend>(plan: &DeletePlan, exec: &mut Exe
             keyed(keys, filter, &mut ops)?;
         }
     }
-    let outcome = write_groups(&exec.engine.backend, ops).await?;
+    let outcome = exec.access.write_groups(ops).await?;
     Ok(WriteResult { outcome, ..Default::default() })
 }
 
@@ -843,7 +804,7 @@ pub(crate) async fn execute_delete<B: Backend>(plan: &DeletePlan, exec: &mut Exe
 pub(crate) async fn truncate<B: Backend>(exec: &Exec<B>, table: &TableDef) -> Result<(), Error> {
     let table_ref = TableRef { id: table.id, version: table.version };
     let ops = table_groups(table).into_iter().map(|g| (g, vec![WriteOp::Truncate { table: table_ref }])).collect();
-    write_groups(&exec.engine.backend, ops).await?;
+    exec.access.write_groups(ops).await?;
     exec.engine.forget_auto_increment(table.id);
     Ok(())
 }

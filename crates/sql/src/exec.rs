@@ -99,6 +99,8 @@ pub(crate) struct Bound {
 /// The running statement, shared by its operators.
 pub(crate) struct Exec<B: Backend> {
     pub engine: Arc<Engine<B>>,
+    /// How this statement reaches the data (inside its transaction, if any).
+    pub access: crate::txn::Access<B>,
     pub bound: Arc<Bound>,
     pub snapshot: Snapshot,
     pub warnings: Arc<Mutex<Vec<Warning>>>,
@@ -109,6 +111,7 @@ impl<B: Backend> Clone for Exec<B> {
     fn clone(&self) -> Self {
         Exec {
             engine: self.engine.clone(),
+            access: self.access.clone(),
             bound: self.bound.clone(),
             snapshot: self.snapshot.clone(),
             warnings: self.warnings.clone(),
@@ -1140,12 +1143,12 @@ pub(crate) async fn fetch_keys<B: Backend>(exec: &Exec<B>, table: &TableDef, key
     let table_ref = TableRef { id: table.id, version: table.version };
     let mut requests: Vec<(NodeGroupId, Vec<Vec<Value>>)> = by_group.into_iter().collect();
     requests.sort_by_key(|(g, _)| *g);
-    let backend = exec.engine.backend.clone();
+    let access = exec.access.clone();
     let futures: Vec<_> = requests
         .iter()
         .map(|(group, keys)| {
             Stats::bump(&exec.engine.stats.key_lookups);
-            backend.read(*group, ReadOp::Get { table: table_ref, keys: keys.clone() })
+            access.read(*group, ReadOp::Get { table: table_ref, keys: keys.clone() })
         })
         .collect();
     let answers = join_all(futures).await;
@@ -1284,8 +1287,8 @@ async fn count_rows<B: Backend>(exec: &Exec<B>, table: &TableDef) -> Result<u64,
     groups.sort();
     groups.dedup();
     let table_ref = TableRef { id: table.id, version: table.version };
-    let backend = exec.engine.backend.clone();
-    let futures: Vec<_> = groups.iter().map(|g| backend.read(*g, ReadOp::Count { table: table_ref })).collect();
+    let access = exec.access.clone();
+    let futures: Vec<_> = groups.iter().map(|g| access.read(*g, ReadOp::Count { table: table_ref })).collect();
     let mut total = 0u64;
     for answer in join_all(futures).await {
         match answer? {
@@ -1333,7 +1336,7 @@ async fn run_get<B: Backend>(exec: &Exec<B>, table: Arc<TableDef>, keys: &[Vec<E
         let group = table.node_group_of(partition).ok_or_else(|| Error::internal("partition without a node group"))?;
         Stats::bump(&exec.engine.stats.key_lookups);
         let op = ReadOp::Get { table: TableRef { id: table.id, version: table.version }, keys: wanted };
-        let rows = match exec.engine.backend.read(group, op).await? {
+        let rows = match exec.access.read(group, op).await? {
             ReadResult::Rows(rows) if rows.len() == 1 => rows,
             _ => return Err(Error::internal("a node group answered a one-key lookup with something else")),
         };
@@ -1373,7 +1376,7 @@ struct GroupScan {
 
 /// A parallel scan of every node group of a table, a batch from each at a time.
 pub(crate) struct ScanStream<B: Backend> {
-    backend: Arc<B>,
+    access: crate::txn::Access<B>,
     table: TableRef,
     width: usize,
     projection: Vec<u32>,
@@ -1391,7 +1394,7 @@ impl<B: Backend> ScanStream<B> {
         groups.dedup();
         let indexes: Vec<usize> = projection.iter().map(|&c| c as usize).collect();
         ScanStream {
-            backend: exec.engine.backend.clone(),
+            access: exec.access.clone(),
             table: TableRef { id: table.id, version: table.version },
             width: table.columns.len(),
             layout: exec.engine.layout(&table).project(&indexes),
@@ -1426,7 +1429,7 @@ impl<B: Backend> RowStream for ScanStream<B> {
                             max_rows: self.max_rows,
                             max_bytes: self.max_bytes,
                         };
-                        self.backend.read(g.group, op)
+                        self.access.read(g.group, op)
                     })
                     .collect();
                 let answers = join_all(futures).await;

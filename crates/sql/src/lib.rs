@@ -60,12 +60,15 @@
 //!
 //! ## Temporary limits, and what is left out
 //!
-//! - **No multi-statement transactions yet.** BEGIN/START TRANSACTION/COMMIT/ROLLBACK and
-//!   `autocommit = 0` are accepted and the IN_TRANS/AUTOCOMMIT status flags are exact, but
-//!   each write is applied when it runs. A ROLLBACK after writes answers OK with warning 1196
-//!   "Some non-transactional changed tables couldn't be rolled back", as MySQL does for a
-//!   non-transactional engine. A statement touching several node groups is atomic per group
-//!   only. `SELECT … FOR UPDATE / LOCK IN SHARE MODE` take no locks yet.
+//! - **Transactions** (`txn.rs`) are NDB's: READ COMMITTED, statements evaluated and row-locked
+//!   at each node group's leader when they run (errors such as 1062 come at statement time), a
+//!   transaction's own writes visible to its reads, `FOR UPDATE` / `LOCK IN SHARE MODE` locks,
+//!   lock waits ending with 1205 after TransactionDeadlockDetectionTimeout (which aborts the
+//!   transaction, as in NDB), savepoints, and COMMIT in one Raft entry for one node group or by
+//!   two-phase commit across several. An autocommit statement that spans node groups is an
+//!   implicit transaction, so every statement is atomic. Reads are READ COMMITTED per row: a
+//!   reader may see one node group's part of a multi-group commit a moment before another's
+//!   (NDB's committed reads behave the same).
 //! - **Indexes are recorded, not used or enforced**: UNIQUE, KEY/INDEX and FOREIGN KEY clauses
 //!   are kept in the table definition and shown by SHOW CREATE TABLE; UNIQUE is not enforced
 //!   and foreign keys are not checked (as NDB before 7.3). Only the primary key is unique.
@@ -92,6 +95,7 @@
 //! `testing` (feature `testing`: an in-process cluster over `cairn-storage`).
 
 pub mod backend;
+mod txn;
 mod cache;
 mod compile;
 mod ddl;
@@ -111,6 +115,7 @@ mod types;
 mod variables;
 
 pub use backend::Backend;
+pub use txn::Failpoint;
 pub use engine::{Clock, Engine, EngineConfig, ManualClock, SystemClock};
 pub use outcome::{ColumnMeta, Outcome, PreparedInfo, Row, RowSource, RowStream};
 pub use session::{STATUS_AUTOCOMMIT, STATUS_IN_TRANS, Session, SessionInfo};

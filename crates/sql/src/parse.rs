@@ -168,6 +168,9 @@ pub(crate) enum Statement {
     Begin,
     Commit,
     Rollback,
+    Savepoint(String),
+    RollbackToSavepoint(String),
+    ReleaseSavepoint(String),
     /// Parsed, but not something Cairn runs yet: answered with 1235 naming it.
     Unsupported(String),
 }
@@ -422,8 +425,11 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
         "COMMIT" | "ROLLBACK" => {
             c.next();
             c.eat("WORK");
-            if keyword == "ROLLBACK" && c.peek_is("TO") {
-                return Ok(Statement::Unsupported("ROLLBACK TO SAVEPOINT".into()));
+            if keyword == "ROLLBACK" && c.eat("TO") {
+                c.eat("SAVEPOINT");
+                let name = c.ident()?;
+                c.expect_end()?;
+                return Ok(Statement::RollbackToSavepoint(name));
             }
             if c.eat("AND") {
                 c.eat("NO");
@@ -437,7 +443,19 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
             c.expect_end()?;
             Ok(if keyword == "COMMIT" { Statement::Commit } else { Statement::Rollback })
         }
-        "SAVEPOINT" | "RELEASE" => Ok(Statement::Unsupported("SAVEPOINT".into())),
+        "SAVEPOINT" => {
+            c.next();
+            let name = c.ident()?;
+            c.expect_end()?;
+            Ok(Statement::Savepoint(name))
+        }
+        "RELEASE" => {
+            c.next();
+            c.expect("SAVEPOINT")?;
+            let name = c.ident()?;
+            c.expect_end()?;
+            Ok(Statement::ReleaseSavepoint(name))
+        }
         "ALTER" | "RENAME" | "GRANT" | "REVOKE" | "FLUSH" | "KILL" | "LOCK" | "UNLOCK" | "ANALYZE" | "OPTIMIZE"
         | "CHECK" | "REPAIR" | "CALL" | "PREPARE" | "EXECUTE" | "DEALLOCATE" | "LOAD" | "XA" | "HANDLER" | "DO"
         | "CHECKSUM" | "INSTALL" | "UNINSTALL" | "RESET" | "PURGE" | "CHANGE" | "SIGNAL" | "RESIGNAL" | "GET"
@@ -450,9 +468,9 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
     }
 }
 
-/// A SELECT: `LOCK IN SHARE MODE` is cut (row locks come with transactions), then sqlparser.
+/// A SELECT: `LOCK IN SHARE MODE` is rewritten to `FOR SHARE`, then sqlparser.
 fn parse_query(statement: &StatementText) -> Result<Statement, Error> {
-    let tokens = cut_lock_in_share_mode(&statement.tokens);
+    let tokens = rewrite_lock_in_share_mode(&statement.tokens);
     parse_with_sqlparser(statement, &rewrite_binary_operator(&tokens))
 }
 
@@ -538,7 +556,7 @@ fn rewrite_binary_operator(tokens: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
     out
 }
 
-fn cut_lock_in_share_mode(tokens: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
+fn rewrite_lock_in_share_mode(tokens: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
     let significant: Vec<usize> = (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
     let words = ["LOCK", "IN", "SHARE", "MODE"];
     for w in significant.windows(4) {
@@ -546,7 +564,12 @@ fn cut_lock_in_share_mode(tokens: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
             matches!(&tokens[i].token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(word))
         });
         if hit {
+            // MySQL's old spelling of FOR SHARE: rewrite it so the lock reaches the plan.
             let mut out = tokens[..w[0]].to_vec();
+            let span = tokens[w[0]].span;
+            out.push(TokenWithSpan { token: Token::make_keyword("FOR"), span });
+            out.push(TokenWithSpan { token: Token::Whitespace(sqlparser::tokenizer::Whitespace::Space), span });
+            out.push(TokenWithSpan { token: Token::make_keyword("SHARE"), span });
             out.extend_from_slice(&tokens[w[3] + 1..]);
             return out;
         }

@@ -50,6 +50,8 @@ pub(crate) struct OutputColumn {
 pub(crate) struct QueryPlan {
     pub root: Node,
     pub columns: Vec<OutputColumn>,
+    /// `FOR UPDATE` (exclusive) or `FOR SHARE` / `LOCK IN SHARE MODE` (shared) row locks.
+    pub lock: Option<cairn_common::ops::LockMode>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,9 +219,19 @@ pub(crate) fn plan_query(ctx: &mut PlanContext<'_>, q: &ast::Query) -> Result<Qu
             ast::OrderByKind::All(_) => return Err(Error::not_supported("ORDER BY ALL")),
         },
     };
+    // FOR UPDATE locks exclusively, FOR SHARE / LOCK IN SHARE MODE shared; the strongest wins.
+    let lock = q
+        .locks
+        .iter()
+        .map(|l| match l.lock_type {
+            ast::LockType::Update => cairn_common::ops::LockMode::Exclusive,
+            ast::LockType::Share => cairn_common::ops::LockMode::Shared,
+        })
+        .max_by_key(|m| matches!(m, cairn_common::ops::LockMode::Exclusive));
+    let with_lock = |plan: Result<QueryPlan, Error>| plan.map(|p| QueryPlan { lock: lock.or(p.lock), ..p });
     match q.body.as_ref() {
-        SetExpr::Select(select) => plan_select(ctx, select, order_by, limit, offset),
-        SetExpr::Query(inner) if order_by.is_empty() && limit.is_none() => plan_query(ctx, inner),
+        SetExpr::Select(select) => with_lock(plan_select(ctx, select, order_by, limit, offset)),
+        SetExpr::Query(inner) if order_by.is_empty() && limit.is_none() => with_lock(plan_query(ctx, inner)),
         SetExpr::Query(_) => Err(Error::not_supported("ORDER BY/LIMIT around a parenthesized query")),
         SetExpr::SetOperation { .. } => Err(Error::not_supported("UNION / INTERSECT / EXCEPT")),
         SetExpr::Values(_) => Err(Error::not_supported("VALUES statements")),
@@ -319,7 +331,7 @@ fn plan_select(
         let visible = columns.len();
         node = Node::Project { input: Box::new(node), exprs: (0..visible).map(Expr::column).collect() };
     }
-    let mut plan = QueryPlan { root: node, columns };
+    let mut plan = QueryPlan { root: node, columns, lock: None };
     count_from_partitions(&mut plan.root);
     push_limit(&mut plan.root);
     let needed: BTreeSet<usize> = (0..plan.columns.len()).collect();

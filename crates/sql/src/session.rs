@@ -116,8 +116,12 @@ pub struct Session<B: Backend> {
     found_rows: u64,
     row_count: i64,
     in_transaction: bool,
-    /// Writes happened in the open transaction (ROLLBACK then warns that they stay).
+    /// Writes happened in the open transaction.
     transaction_writes: bool,
+    /// The open transaction's coordinator state, created when a statement first needs it.
+    txn: Option<crate::txn::SharedTxn>,
+    /// `SET autocommit = 1` asked for the open transaction to be committed.
+    commit_requested: bool,
     prepared: HashMap<u32, PreparedStatement>,
     next_statement_id: u32,
     statements_run: u64,
@@ -194,6 +198,8 @@ impl<B: Backend> Session<B> {
             row_count: -1,
             in_transaction: false,
             transaction_writes: false,
+            txn: None,
+            commit_requested: false,
             prepared: HashMap::new(),
             next_statement_id: 1,
             statements_run: 0,
@@ -386,6 +392,17 @@ impl<B: Backend> Session<B> {
     }
 
     async fn run_text(&mut self, text: &StatementText) -> Outcome {
+        let outcome = self.run_text_inner(text).await;
+        if outcome.is_error() {
+            let aborts = matches!(&outcome, Outcome::Error(e) if crate::txn::aborts_transaction(e));
+            if aborts && self.txn.is_some() {
+                let _ = self.end_transaction(false).await;
+            }
+        }
+        outcome
+    }
+
+    async fn run_text_inner(&mut self, text: &StatementText) -> Outcome {
         Stats::bump(&self.engine.stats.questions);
         // Repeated statements with inlined values reuse a plan (cache.rs).
         if let Some(normalized) = crate::cache::normalize(text) {
@@ -546,8 +563,24 @@ impl<B: Backend> Session<B> {
         Ok(())
     }
 
-    fn new_exec(&self, warnings: Arc<Mutex<Vec<Warning>>>) -> Exec<B> {
+    fn new_exec(&mut self, warnings: Arc<Mutex<Vec<Warning>>>) -> Exec<B> {
+        // Inside a transaction (explicit, or autocommit off) statements run in it.
+        let txn = if self.in_transaction || !self.autocommit() {
+            let engine = &self.engine;
+            Some(self.txn.get_or_insert_with(|| Arc::new(Mutex::new(crate::txn::Transaction::new(engine.next_txn_id())))).clone())
+        } else {
+            None
+        };
+        let id_engine = self.engine.clone();
+        let access = crate::txn::Access {
+            backend: self.engine.backend.clone(),
+            txn,
+            lock: None,
+            failpoint: self.engine.config.failpoint.clone(),
+            next_id: Arc::new(move || id_engine.next_txn_id()),
+        };
         Exec {
+            access,
             engine: self.engine.clone(),
             bound: Arc::new(Bound::default()),
             snapshot: self.snapshot(),
@@ -566,10 +599,33 @@ impl<B: Backend> Session<B> {
         }
     }
 
-    /// Ends an open transaction implicitly (DDL, SET autocommit = 1, BEGIN).
-    fn implicit_commit(&mut self) {
+    /// The open transaction of this statement, if it runs in one.
+    fn current_txn(&self, exec: &Exec<B>) -> Option<crate::txn::SharedTxn> {
+        exec.access.txn.clone().filter(|_| self.in_transaction || !self.autocommit())
+    }
+
+    /// Ends the open transaction: commits (COMMIT, and implicitly before DDL, BEGIN and
+    /// `SET autocommit = 1`) or rolls back. A failed commit leaves no transaction open.
+    async fn end_transaction(&mut self, commit: bool) -> Result<(), Error> {
         self.in_transaction = false;
         self.transaction_writes = false;
+        self.commit_requested = false;
+        let Some(txn) = self.txn.take() else { return Ok(()) };
+        if commit {
+            crate::txn::commit(self.engine.backend.as_ref(), &txn, self.engine.config.failpoint.as_ref()).await
+        } else {
+            crate::txn::rollback(self.engine.backend.as_ref(), &txn).await;
+            Ok(())
+        }
+    }
+
+    /// The open transaction's rollback, for a connection that closes with one open (the
+    /// caller runs it: a session cannot await in drop).
+    pub fn abandon(&mut self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        let txn = self.txn.take()?;
+        self.in_transaction = false;
+        let engine = self.engine.clone();
+        Some(Box::pin(async move { crate::txn::rollback(engine.backend.as_ref(), &txn).await }))
     }
 
     /// Runs one parsed statement. Returns the outcome and, for plannable statements, the plan
@@ -636,6 +692,7 @@ impl<B: Backend> Session<B> {
                 }
                 let columns = self.metadata(plan, q);
                 let types: Vec<_> = columns.iter().map(|c| c.ty.clone()).collect();
+                exec.access.lock = q.lock;
                 let stream = exec::run_query(&q.root, exec).await?;
                 self.row_count = -1;
                 // Key lookups and table-less queries are small: answer them whole, so their
@@ -714,7 +771,7 @@ impl<B: Backend> Session<B> {
     }
 
     async fn ddl(&mut self, op: CatalogOp) -> Result<CatalogOutcome, Error> {
-        self.implicit_commit();
+        self.end_transaction(true).await?;
         let outcome = self.engine.backend.ddl(op).await?;
         if let CatalogOutcome::Unchanged { note: Some((kind, message)) } = &outcome {
             self.note(*kind, message.clone());
@@ -807,7 +864,8 @@ impl<B: Backend> Session<B> {
             Statement::Truncate(name) => {
                 let catalog = self.engine.backend.catalog();
                 let table = self.resolve(&catalog, name)?;
-                self.implicit_commit();
+                self.end_transaction(true).await?;
+                exec.access.txn = None;
                 dml::truncate(exec, &table).await?;
                 Ok(self.ok_with_warnings(0))
             }
@@ -819,32 +877,55 @@ impl<B: Backend> Session<B> {
                 for item in items {
                     self.run_set(item, text, params, exec)?;
                 }
+                if self.commit_requested {
+                    self.end_transaction(true).await?;
+                }
                 Ok(self.ok_with_warnings(0))
             }
             Statement::Show(show) => self.run_show(show, text, params).await,
             Statement::Begin => {
-                self.implicit_commit();
+                self.end_transaction(true).await?;
                 self.in_transaction = true;
                 Ok(Outcome::ok())
             }
             Statement::Commit => {
-                self.implicit_commit();
+                self.end_transaction(true).await?;
                 Ok(Outcome::ok())
             }
             Statement::Rollback => {
-                let writes = self.transaction_writes;
-                self.implicit_commit();
-                if writes {
-                    // Writes were applied as they ran (transactions are not in Cairn yet): say
-                    // so, as MySQL does for non-transactional tables.
-                    let mut w = self.lock_warnings();
-                    w.push(Warning {
-                        level: WarningLevel::Warning,
-                        code: 1196,
-                        message: "Some non-transactional changed tables couldn't be rolled back".into(),
-                    });
-                }
+                self.end_transaction(false).await?;
                 Ok(self.ok_with_warnings(0))
+            }
+            Statement::Savepoint(name) => {
+                // A savepoint outside a transaction is accepted and forgotten, as in MySQL.
+                if let Some(txn) = self.current_txn(exec) {
+                    let mut t = txn.lock().unwrap_or_else(|e| e.into_inner());
+                    let mark = t.mark();
+                    t.savepoints.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                    t.savepoints.push((name.clone(), mark));
+                }
+                Ok(Outcome::ok())
+            }
+            Statement::RollbackToSavepoint(name) => {
+                let missing = || err!(RoutineDoesNotExist, "SAVEPOINT {name} does not exist");
+                let txn = self.current_txn(exec).ok_or_else(missing)?;
+                let mark = {
+                    let mut t = txn.lock().unwrap_or_else(|e| e.into_inner());
+                    let at = t.savepoints.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)).ok_or_else(missing)?;
+                    let mark = t.savepoints[at].1;
+                    t.savepoints.truncate(at + 1);
+                    mark
+                };
+                crate::txn::rollback_to(self.engine.backend.as_ref(), &txn, mark).await?;
+                Ok(Outcome::ok())
+            }
+            Statement::ReleaseSavepoint(name) => {
+                let missing = || err!(RoutineDoesNotExist, "SAVEPOINT {name} does not exist");
+                let txn = self.current_txn(exec).ok_or_else(missing)?;
+                let mut t = txn.lock().unwrap_or_else(|e| e.into_inner());
+                let at = t.savepoints.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)).ok_or_else(missing)?;
+                t.savepoints.truncate(at);
+                Ok(Outcome::ok())
             }
             Statement::Unsupported(what) => Err(Error::not_supported(what)),
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
@@ -1007,8 +1088,8 @@ impl<B: Backend> Session<B> {
         match def.name {
             "autocommit"
                 if self.autocommit() => {
-                    // SET autocommit = 1 commits an open transaction.
-                    self.implicit_commit();
+                    // SET autocommit = 1 commits an open transaction (after the SET).
+                    self.commit_requested = true;
                 }
             "character_set_results" => {
                 self.result_collation = match self.read_var_value("character_set_results") {
@@ -1215,6 +1296,17 @@ impl<B: Backend> Session<B> {
 
     /// COM_STMT_EXECUTE with the bound parameters.
     pub async fn execute_prepared(&mut self, id: u32, params: Vec<Value>) -> Outcome {
+        let outcome = self.execute_prepared_inner(id, params).await;
+        if outcome.is_error() {
+            let aborts = matches!(&outcome, Outcome::Error(e) if crate::txn::aborts_transaction(e));
+            if aborts && self.txn.is_some() {
+                let _ = self.end_transaction(false).await;
+            }
+        }
+        outcome
+    }
+
+    async fn execute_prepared_inner(&mut self, id: u32, params: Vec<Value>) -> Outcome {
         Stats::bump(&self.engine.stats.com_stmt_execute);
         Stats::bump(&self.engine.stats.questions);
         let Some(prepared) = self.prepared.get(&id) else {
@@ -1246,11 +1338,11 @@ impl<B: Backend> Session<B> {
     /// COM_RESET_CONNECTION: session and user variables back to their defaults, prepared
     /// statements closed, transaction ended, warnings cleared. The current database stays,
     /// as in MySQL.
-    pub fn reset(&mut self) {
+    pub async fn reset(&mut self) {
+        let _ = self.end_transaction(false).await;
         self.vars.clear();
         self.user_vars.clear();
         self.prepared.clear();
-        self.implicit_commit();
         self.last_insert_id = 0;
         self.found_rows = 0;
         self.row_count = -1;

@@ -288,7 +288,7 @@ impl Runner {
                     out.push_str("closed\n");
                 }
                 Some("reset") => {
-                    self.session().reset();
+                    self.session().reset().await;
                     out.push_str("reset\n");
                 }
                 Some("use") => {

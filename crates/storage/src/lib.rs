@@ -49,7 +49,9 @@ pub mod partition;
 pub mod pending;
 pub mod schema;
 pub mod store;
+pub mod txn;
 
-pub use evaluate::{Limits, evaluate};
+pub use evaluate::{Limits, evaluate, evaluate_in};
 pub use pending::Pending;
+pub use txn::{ReadAttempt, TxnLimits, TxnManager, WriteAttempt};
 pub use store::{DataUsage, MemoryUsage, ScanBatch, ScanRequest, Store, TableMemory};

@@ -34,11 +34,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cairn_common::catalog::Catalog;
-use cairn_common::ops::{WriteOp, WriteSet};
+use cairn_common::ops::{LogEntry, TxnControl};
 use cairn_proto::data::DataError;
 use cairn_proto::pb::NodeStatus;
 use cairn_proto::recovery::{BackupEvent, BackupRequest, RecoveryMessage};
 use cairn_replication::eraftpb::{Message, MessageType, Snapshot};
+use cairn_storage::txn::Applied;
 use cairn_storage::backup::{BackupCapture, BackupControl, Touched, list_backups};
 use cairn_storage::checkpoint::{
     Capture, CheckpointConfig, Cut, DiskWriteSpeed, Identity, Throttle, checkpoint_dir, lcp_root,
@@ -47,7 +48,7 @@ use protobuf::Message as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::{Event, NodeGroupLoop, Reply, Request};
+use super::{Event, NodeGroupLoop, Request, Waiter};
 use crate::disk_writer::{DiskWriter, WriterDone, WriterJob};
 use crate::snapshot::{FetchContext, Fetched, OfferedSnapshot, SnapshotHandle};
 use crate::start::{KeptCheckpoint, kept_checkpoints};
@@ -112,10 +113,14 @@ struct CatchUp {
     blocks_votes: bool,
 }
 
+/// A backup barrier at this leader: requests that would log a change are held until release.
 struct Hold {
     backup_id: u32,
     until: Instant,
-    held: VecDeque<(Vec<WriteOp>, Reply)>,
+    held: VecDeque<Request>,
+    /// The marker waits for the node group's prepared transactions to be decided (see
+    /// [`NodeGroupLoop::place_waiting_marker`]); the management node waits for the answer.
+    waiting: Option<(Vec<u8>, oneshot::Sender<RecoveryMessage>)>,
 }
 
 struct RunningBackup {
@@ -127,9 +132,9 @@ struct RunningBackup {
     throttle: Throttle,
 }
 
-/// A backup marker in the Raft log. Entries the data node proposes are write sets, which are
-/// never empty, so their encoding never starts with a zero byte (an empty vector's length);
-/// control entries start with one, then a tag.
+/// A backup marker in the Raft log. Every other entry the data node proposes is a postcard
+/// `LogEntry`: its first byte is the variant (0 is `Write`) and, for `Write`, the second is an
+/// `Option` tag (0 or 1). A marker starts with 0 then `C`, which no `LogEntry` encoding does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct BackupMarker {
     backup_id: u32,
@@ -269,32 +274,43 @@ impl NodeGroupLoop {
         Ok(self)
     }
 
-    /// Installs a restored store before the loop starts.
-    pub fn with_store(mut self, store: cairn_storage::Store, applied_index: u64) -> NodeGroupLoop {
-        self.store = store;
+    /// Installs a restored store, and the transaction state of the same cut, before the loop
+    /// starts.
+    pub fn with_store(mut self, store: cairn_storage::Store, applied_index: u64, txn_state: &[u8]) -> anyhow::Result<NodeGroupLoop> {
+        *self.shared.store.write().unwrap_or_else(|e| e.into_inner()) = store;
+        if !txn_state.is_empty() {
+            self.txns
+                .restore_replicated_state(txn_state)
+                .map_err(|e| anyhow::anyhow!("the checkpoint's transaction state: {e}"))?;
+        }
         self.store_applied = applied_index;
-        self
+        Ok(self)
     }
 
     // ----- Applying -----
 
-    /// Applies a committed write set, through the checkpoint and backup captures when they
-    /// run. `entry_bytes` is the Raft entry's size, for the checkpoint trigger.
-    pub(super) fn apply_committed(&mut self, write_set: &WriteSet, entry_bytes: usize) -> cairn_common::Result<()> {
+    /// Applies a committed log entry, its write sets through the checkpoint and backup captures
+    /// when they run. `entry_bytes` is the Raft entry's size, for the checkpoint trigger.
+    pub(super) fn apply_committed(&mut self, entry: &LogEntry, index: u64, entry_bytes: usize) -> cairn_common::Result<Applied> {
+        let mut store = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
+        let catalog = &self.catalog;
         let Some(d) = self.durability.as_mut() else {
-            return self.store.apply_write_set(write_set, &self.catalog);
+            return self.txns.apply(entry, index, &mut store, catalog);
         };
         d.applied_bytes_since_start += entry_bytes as u64;
-        let touched: Option<Touched> =
-            d.backup.as_mut().map(|b| b.capture.before_apply(&self.store, &write_set.changes, &self.catalog));
-        match &mut d.lcp {
-            LcpState::Capturing { capture, .. } => capture.apply_write_set(&mut self.store, write_set, &self.catalog)?,
-            _ => self.store.apply_write_set(write_set, &self.catalog)?,
-        }
-        if let (Some(backup), Some(touched)) = (d.backup.as_mut(), touched) {
-            backup.capture.after_apply(&self.store, touched);
-        }
-        Ok(())
+        let (lcp, backup) = (&mut d.lcp, &mut d.backup);
+        self.txns.apply_with(entry, index, &mut store, |store, write_set| {
+            let touched: Option<Touched> =
+                backup.as_mut().map(|b| b.capture.before_apply(store, &write_set.changes, catalog));
+            match lcp {
+                LcpState::Capturing { capture, .. } => capture.apply_write_set(store, write_set, catalog)?,
+                _ => store.apply_write_set(write_set, catalog)?,
+            }
+            if let (Some(backup), Some(touched)) = (backup.as_mut(), touched) {
+                backup.capture.after_apply(store, touched);
+            }
+            Ok(())
+        })
     }
 
     /// Notes the term of the last applied entry (the checkpoint's cut needs it).
@@ -331,7 +347,10 @@ impl NodeGroupLoop {
                 return true;
             }
         };
-        let capture = BackupCapture::start(&self.store, &catalog, d.setup.checkpoint_config.block_bytes);
+        let capture = {
+            let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+            BackupCapture::start(&store, &catalog, d.setup.checkpoint_config.block_bytes)
+        };
         d.writer.send(WriterJob::BackupBegin {
             root: d.setup.backup_root.clone(),
             backup_id: marker.backup_id,
@@ -469,7 +488,16 @@ impl NodeGroupLoop {
             fail_backup(d, backup.backup_id, "the node's store was replaced by a snapshot".into());
         }
         let Fetched { store, manifest, bytes, elapsed, handle } = *fetched;
-        self.store = store;
+        // The transactions of the snapshot's cut replace this node's: a follower runs none of
+        // its own (only a leader has running transactions and locks), and the prepared ones and
+        // the remembered decisions are the cut's.
+        let mut txns = cairn_storage::TxnManager::new(self.settings.txn_limits);
+        if !manifest.txn_state.is_empty() {
+            txns.restore_replicated_state(&manifest.txn_state)
+                .map_err(|e| anyhow::anyhow!("the snapshot's transaction state: {e}"))?;
+        }
+        self.txns = txns;
+        *self.shared.store.write().unwrap_or_else(|e| e.into_inner()) = store;
         self.store_applied = meta.index;
         self.apply_queue.clear();
         self.pending.clear();
@@ -497,23 +525,70 @@ impl NodeGroupLoop {
         Ok(())
     }
 
-    // ----- Writes held by a backup barrier -----
+    // ----- Requests held by a backup barrier -----
 
-    /// Holds a write while a backup barrier is up; gives it back otherwise.
-    pub(super) fn hold_write(&mut self, ops: Vec<WriteOp>, reply: Reply) -> Option<(Vec<WriteOp>, Reply)> {
+    /// Holds a request that would put a change into the log (an autocommit write, a one-phase
+    /// commit, a prepare) while a backup barrier is up; gives it back otherwise. Decisions of
+    /// prepared transactions go through: the marker waits for them.
+    pub(super) fn hold_for_backup(&mut self, request: Request) -> Option<Request> {
+        let logs_a_change = match &request {
+            Request::Write { .. } => true,
+            Request::Txn { control, .. } => matches!(control, TxnControl::CommitOnePhase | TxnControl::Prepare { .. }),
+            _ => false,
+        };
         match self.durability.as_mut().and_then(|d| d.hold.as_mut()) {
-            Some(hold) => {
-                hold.held.push_back((ops, reply));
+            Some(hold) if logs_a_change => {
+                hold.held.push_back(request);
                 None
             }
-            None => Some((ops, reply)),
+            _ => Some(request),
         }
     }
 
     fn release_hold(&mut self) {
         let Some(hold) = self.durability.as_mut().and_then(|d| d.hold.take()) else { return };
-        for (ops, reply) in hold.held {
-            self.request(Request::Write { ops, reply });
+        if let Some((_, reply)) = hold.waiting {
+            let _ = reply.send(RecoveryMessage::Refused("the backup barrier was released before its marker was placed".into()));
+        }
+        for request in hold.held {
+            self.request(request);
+        }
+    }
+
+    /// Whether no transaction of this node group is prepared and undecided, or on its way into
+    /// the log: a marker placed now has every transaction wholly before or wholly after it (new
+    /// prepares and one-phase commits are held by the barrier).
+    fn no_transaction_in_doubt(&self) -> bool {
+        self.txns.prepared().is_empty() && !self.waiting.values().any(|w| matches!(w, Waiter::Txn(_)))
+    }
+
+    /// Proposes the marker of a barrier that waited for prepared transactions, once they are
+    /// decided, and answers the management node.
+    fn place_waiting_marker(&mut self) {
+        let waiting = self.durability.as_ref().and_then(|d| d.hold.as_ref()).is_some_and(|h| h.waiting.is_some());
+        if !waiting || !self.no_transaction_in_doubt() {
+            return;
+        }
+        let Some(hold) = self.durability.as_mut().and_then(|d| d.hold.as_mut()) else { return };
+        let backup_id = hold.backup_id;
+        let Some((catalog, reply)) = hold.waiting.take() else { return };
+        let answer = self.propose_marker(backup_id, catalog);
+        if matches!(answer, RecoveryMessage::Refused(_)) {
+            self.release_hold();
+        }
+        let _ = reply.send(answer);
+    }
+
+    fn propose_marker(&mut self, backup_id: u32, catalog: Vec<u8>) -> RecoveryMessage {
+        let node = self.node_id;
+        match self.replica.propose(encode_marker(&BackupMarker { backup_id, node })) {
+            Ok(id) => {
+                if let Some(d) = self.durability.as_mut() {
+                    d.backup_catalogs.insert(backup_id, catalog);
+                }
+                RecoveryMessage::BackupPlaced { node_group: self.group.0, index: id.index }
+            }
+            Err(e) => RecoveryMessage::Refused(format!("cannot order the backup marker: {e}")),
         }
     }
 
@@ -546,8 +621,7 @@ impl NodeGroupLoop {
                 }
             }
             DurabilityEvent::Backup { request, reply } => {
-                let answer = self.on_backup_request(request);
-                let _ = reply.send(answer);
+                self.on_backup_request(request, reply);
             }
         }
         Ok(())
@@ -644,43 +718,76 @@ impl NodeGroupLoop {
         self.replica.log_store().first_index()
     }
 
-    fn on_backup_request(&mut self, request: BackupRequest) -> RecoveryMessage {
+    fn on_backup_request(&mut self, request: BackupRequest, reply: oneshot::Sender<RecoveryMessage>) {
         match request {
-            BackupRequest::Barrier { backup_id, catalog, hold_ms } => {
-                if !self.serving() {
-                    return RecoveryMessage::Refused("not the leader".into());
-                }
-                let node_id = self.node_id;
-                let group = self.group.0;
-                let Some(d) = self.durability.as_mut() else {
-                    return RecoveryMessage::Refused("this node does not write backups".into());
-                };
-                if let Some(running) = &d.backup {
-                    return RecoveryMessage::Refused(format!("backup {} is still being written", running.backup_id));
-                }
-                if d.hold.is_some() {
-                    return RecoveryMessage::Refused("another backup is starting".into());
-                }
-                let control = cairn_storage::backup::backup_dir(&d.setup.backup_root, backup_id)
-                    .join(cairn_storage::backup::control_file_name(backup_id, d.setup.identity.node_id));
-                if control.exists() {
-                    return RecoveryMessage::Refused(format!("backup {backup_id} already exists on node {node_id}"));
-                }
-                d.aborted_backups.remove(&backup_id);
-                match self.replica.propose(encode_marker(&BackupMarker { backup_id, node: node_id })) {
-                    Ok(id) => {
-                        let Some(d) = self.durability.as_mut() else { unreachable!("checked above") };
-                        d.backup_catalogs.insert(backup_id, catalog);
-                        d.hold = Some(Hold {
-                            backup_id,
-                            until: Instant::now() + Duration::from_millis(hold_ms.min(60_000)),
-                            held: VecDeque::new(),
-                        });
-                        RecoveryMessage::BackupPlaced { node_group: group, index: id.index }
-                    }
-                    Err(e) => RecoveryMessage::Refused(format!("cannot order the backup marker: {e}")),
-                }
+            BackupRequest::Barrier { backup_id, catalog, hold_ms } => self.barrier(backup_id, catalog, hold_ms, reply),
+            other => {
+                let answer = self.backup_control(other);
+                let _ = reply.send(answer);
             }
+        }
+    }
+
+    /// Raises a backup barrier: holds requests that would log a change and proposes the marker,
+    /// at once or, while a transaction of the group is in doubt, once none is (see
+    /// [`NodeGroupLoop::place_waiting_marker`]); answers the management node with the marker's
+    /// index.
+    fn barrier(&mut self, backup_id: u32, catalog: Vec<u8>, hold_ms: u64, reply: oneshot::Sender<RecoveryMessage>) {
+        if let Err(refusal) = self.may_raise_barrier(backup_id) {
+            let _ = reply.send(RecoveryMessage::Refused(refusal));
+            return;
+        }
+        let in_doubt = !self.no_transaction_in_doubt();
+        let Some(d) = self.durability.as_mut() else { return };
+        d.aborted_backups.remove(&backup_id);
+        let mut hold = Hold {
+            backup_id,
+            until: Instant::now() + Duration::from_millis(hold_ms.min(60_000)),
+            held: VecDeque::new(),
+            waiting: None,
+        };
+        if in_doubt {
+            hold.waiting = Some((catalog, reply));
+            d.hold = Some(hold);
+            return;
+        }
+        d.hold = Some(hold);
+        let answer = self.propose_marker(backup_id, catalog);
+        if matches!(answer, RecoveryMessage::Refused(_)) {
+            if let Some(d) = self.durability.as_mut() {
+                d.hold = None;
+            }
+        }
+        let _ = reply.send(answer);
+    }
+
+    /// Why this node cannot raise a barrier for `backup_id` now, if it cannot.
+    fn may_raise_barrier(&self, backup_id: u32) -> Result<(), String> {
+        if !self.serving() {
+            return Err("not the leader".into());
+        }
+        let node_id = self.node_id;
+        let Some(d) = self.durability.as_ref() else {
+            return Err("this node does not write backups".into());
+        };
+        if let Some(running) = &d.backup {
+            return Err(format!("backup {} is still being written", running.backup_id));
+        }
+        if d.hold.is_some() {
+            return Err("another backup is starting".into());
+        }
+        let control = cairn_storage::backup::backup_dir(&d.setup.backup_root, backup_id)
+            .join(cairn_storage::backup::control_file_name(backup_id, d.setup.identity.node_id));
+        if control.exists() {
+            return Err(format!("backup {backup_id} already exists on node {node_id}"));
+        }
+        Ok(())
+    }
+
+    /// Release and abort of a backup.
+    fn backup_control(&mut self, request: BackupRequest) -> RecoveryMessage {
+        match request {
+            BackupRequest::Barrier { .. } => RecoveryMessage::Refused("a barrier is not a control request".into()),
             BackupRequest::Release { backup_id } => {
                 if self.durability.as_ref().and_then(|d| d.hold.as_ref()).is_some_and(|h| h.backup_id == backup_id) {
                     self.release_hold();
@@ -712,6 +819,7 @@ impl NodeGroupLoop {
             return Ok(());
         }
         self.release_expired_hold();
+        self.place_waiting_marker();
         self.discard_unaccepted_snapshot();
         self.flush_if_due()?;
         self.update_write_speed();
@@ -791,7 +899,15 @@ impl NodeGroupLoop {
     fn maybe_start_checkpoint(&mut self) {
         let applied = self.store_applied;
         let Some(d) = self.durability.as_mut() else { return };
-        if !matches!(d.lcp, LcpState::Idle) || d.fetching.is_some() || d.prepared.is_some() || applied <= d.last_cut {
+        if !matches!(d.lcp, LcpState::Idle) || d.fetching.is_some() || d.prepared.is_some() {
+            return;
+        }
+        if applied <= d.last_cut {
+            // Nothing to write: the time trigger starts counting again (the loop's wakeup
+            // follows it, and must not stay in the past).
+            if d.setup.lcp_max_interval.is_some_and(|interval| d.last_start.elapsed() >= interval) {
+                d.last_start = Instant::now();
+            }
             return;
         }
         let by_log = d.applied_bytes_since_start >= d.setup.lcp_log_bytes;
@@ -824,6 +940,7 @@ impl NodeGroupLoop {
             applied_term: self.durability.as_ref().map_or(0, |d| d.applied_term),
             catalog_version: self.catalog.version,
             raft_membership: self.replica.conf_state().write_to_bytes().unwrap_or_default(),
+            txn_state: self.txns.replicated_state(),
         };
         let Some(d) = self.durability.as_mut() else { return };
         let now = d.now();
@@ -836,7 +953,8 @@ impl NodeGroupLoop {
             d.writer.send(WriterJob::LcpBlock(block));
         }
         if !capture.is_captured() && d.throttle.is_ready(now) && d.writer.in_flight() < MAX_IN_FLIGHT_BYTES {
-            capture.capture(&self.store, d.setup.checkpoint_config.slice_bytes);
+            let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+            capture.capture(&store, d.setup.checkpoint_config.slice_bytes);
             for block in capture.take_blocks() {
                 written += block.bytes.len() as u64;
                 d.writer.send(WriterJob::LcpBlock(block));
@@ -851,7 +969,11 @@ impl NodeGroupLoop {
             let started = *started;
             let LcpState::Capturing { capture, .. } = std::mem::replace(&mut d.lcp, LcpState::Idle) else { return };
             let cut_index = cut.applied_index;
-            match capture.finish(&self.store, cut) {
+            let finished = {
+                let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+                capture.finish(&store, cut)
+            };
+            match finished {
                 Ok(captured) => {
                     d.writer.send(WriterJob::LcpComplete(Box::new(captured)));
                     d.last_cut = cut_index;
@@ -877,7 +999,8 @@ impl NodeGroupLoop {
             d.writer.send(WriterJob::BackupBlock(block));
         }
         if !backup.capture.is_captured() && backup.throttle.is_ready(now) && d.writer.in_flight() < MAX_IN_FLIGHT_BYTES {
-            backup.capture.capture(&self.store, d.setup.checkpoint_config.slice_bytes);
+            let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+            backup.capture.capture(&store, d.setup.checkpoint_config.slice_bytes);
             for block in backup.capture.take_blocks() {
                 written += block.len() as u64;
                 d.writer.send(WriterJob::BackupBlock(block));
@@ -970,8 +1093,11 @@ impl NodeGroupLoop {
         }
         let error = DataError::Unavailable("the data node is shutting down".into());
         if let Some(hold) = d.hold.take() {
-            for (_, reply) in hold.held {
-                let _ = reply.send(Err(error.clone()));
+            if let Some((_, reply)) = hold.waiting {
+                let _ = reply.send(RecoveryMessage::Refused("the data node is shutting down".into()));
+            }
+            for request in hold.held {
+                request.fail(error.clone());
             }
         }
     }
@@ -1013,12 +1139,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn markers_are_never_write_sets_and_round_trip() {
+    fn markers_are_never_log_entries_and_round_trip() {
+        use cairn_common::ids::{NodeGroupId, TableId};
+        use cairn_common::ops::{RowChange, TxnId, WriteSet};
         let marker = BackupMarker { backup_id: 7, node: 2 };
         let bytes = encode_marker(&marker);
         assert_eq!(decode_marker(&bytes), Some(marker));
-        assert!(WriteSet::decode(&bytes).map_or(true, |ws| ws.changes.is_empty()));
-        let write_set = WriteSet { changes: vec![cairn_common::ops::RowChange::Truncate { table: cairn_common::ids::TableId(3) }] };
-        assert_eq!(decode_marker(&write_set.encode()), None);
+        assert!(LogEntry::decode(&bytes).is_err());
+        let write_set = WriteSet { changes: vec![RowChange::Truncate { table: TableId(3) }] };
+        let txn = TxnId(0x4342_4b50);
+        for entry in [
+            LogEntry::Write { txn: None, write_set: write_set.clone() },
+            LogEntry::Write { txn: Some(txn), write_set: write_set.clone() },
+            LogEntry::Prepare { txn, write_set, participants: vec![NodeGroupId(0)], decision_group: NodeGroupId(0) },
+            LogEntry::Decide { txn, commit: true },
+        ] {
+            assert_eq!(decode_marker(&entry.encode()), None, "{entry:?}");
+        }
     }
 }
