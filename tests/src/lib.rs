@@ -13,6 +13,7 @@
 //! command does); set `CAIRN_BIN` to use another one.
 
 pub mod raw;
+pub mod sqltest;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -12,6 +12,7 @@
 //! - [`key`]: order-preserving key encoding and the partition hash (an on-disk contract).
 //! - [`catalog`]: databases, tables, users; deterministic catalog ops.
 //! - [`expr`], [`functions`]: expressions evaluated on SQL and data nodes alike.
+//! - [`group`]: grouping keys shared by SQL and data nodes.
 //! - [`ops`]: requests from SQL nodes to node groups, and the write sets of the Raft log.
 //! - [`error`]: the one registry of MySQL error numbers and SQLSTATEs.
 //!
@@ -24,6 +25,7 @@ pub mod decimal;
 pub mod error;
 pub mod expr;
 pub mod functions;
+pub mod group;
 pub mod ids;
 pub mod key;
 pub mod ops;

@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::collation::Collation;
 use crate::expr::Expr;
 use crate::ids::{PartitionId, TableId};
 use crate::value::Value;
@@ -133,6 +134,53 @@ pub struct ScanPosition {
     pub slot: u64,
 }
 
+/// One end of an index range: the key encoding ([`crate::key`]) of the first n index columns,
+/// and whether entries whose first n columns equal it are inside the range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyBound {
+    pub key: Vec<u8>,
+    pub inclusive: bool,
+}
+
+/// Entries of an ordered index between two bounds (None: unbounded on that side).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRange {
+    pub low: Option<KeyBound>,
+    pub high: Option<KeyBound>,
+}
+
+impl KeyRange {
+    /// Entries whose first columns encode exactly `prefix`.
+    pub fn prefix(prefix: Vec<u8>) -> KeyRange {
+        KeyRange { low: Some(KeyBound { key: prefix.clone(), inclusive: true }), high: Some(KeyBound { key: prefix, inclusive: true }) }
+    }
+}
+
+/// Where an index scan resumes: after this entry (index key and slot) of this partition, in
+/// range `range` of the request; an empty entry means from the start of that range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPosition {
+    pub range: u32,
+    pub entry: Vec<u8>,
+    pub partition: PartitionId,
+}
+
+/// What a data node computes per group of an aggregating scan ([`ReadOp::Aggregate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartialAggregate {
+    /// COUNT(*): rows.
+    CountRows,
+    /// COUNT(expr): rows where expr is not NULL.
+    Count,
+    /// SUM(expr) of exact values (integers, decimals): a DECIMAL, NULL if no value.
+    SumExact,
+    /// SUM(expr) as a DOUBLE (floating-point and string arguments), NULL if no value.
+    SumDouble,
+    /// MIN/MAX(expr) under a collation; NULL if no value.
+    Min,
+    Max,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ReadOp {
     /// Rows by primary key (values in primary-key order, already coerced to the column types).
@@ -154,6 +202,38 @@ pub enum ReadOp {
     },
     /// Row counts per partition of a table, for admin output and planning.
     Count { table: TableRef },
+    /// Rows of the listed partitions (all of this node group's if empty) whose entries in
+    /// ordered index `index` fall in `ranges` (the whole index if empty), in index order:
+    /// ascending (or descending) by the index key, then slot, then partition, the ranges taken
+    /// in the order given (reversed when descending). Then as [`ReadOp::Scan`]: `filter`,
+    /// `projection`, `limit`, bounded answers resumed from `resume`.
+    IndexScan {
+        table: TableRef,
+        index: u32,
+        partitions: Vec<PartitionId>,
+        ranges: Vec<KeyRange>,
+        descending: bool,
+        filter: Option<Expr>,
+        projection: Option<Vec<u32>>,
+        limit: Option<u64>,
+        resume: Option<IndexPosition>,
+        max_rows: u32,
+        max_bytes: u32,
+    },
+    /// Whether ordered index `index` is complete (backfilled) on this replica.
+    IndexStatus { table: TableRef, index: u32 },
+    /// Partial aggregation: the rows of this node group's partitions that pass `filter`,
+    /// grouped by the values of `group_by`, with `aggregates` computed per group. Answered in
+    /// slices (resumed like a scan); every slice holds partial results that the SQL node merges.
+    Aggregate {
+        table: TableRef,
+        filter: Option<Expr>,
+        group_by: Vec<(Expr, Collation)>,
+        /// What to compute, over which expression (ignored for CountRows), compared under
+        /// which collation (MIN/MAX).
+        aggregates: Vec<(PartialAggregate, Expr, Collation)>,
+        resume: Option<ScanPosition>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +241,11 @@ pub enum ReadResult {
     Rows(Vec<Option<Vec<u8>>>),
     ScanBatch { rows: Vec<Vec<u8>>, resume: Option<ScanPosition> },
     Counts(Vec<(PartitionId, u64)>),
+    IndexBatch { rows: Vec<Vec<u8>>, resume: Option<IndexPosition> },
+    IndexBuilt(bool),
+    /// Partial groups: the group-by values then one value per aggregate (COUNTs as BIGINT,
+    /// SUM as DECIMAL or DOUBLE, MIN/MAX as the value), and where to resume.
+    Groups { groups: Vec<Vec<Value>>, resume: Option<ScanPosition> },
 }
 
 /// What an INSERT does when the key already exists.

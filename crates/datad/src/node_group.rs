@@ -40,6 +40,9 @@ use cairn_storage::{Limits, Pending, ReadAttempt, Store, TxnLimits, TxnManager, 
 use tokio::sync::oneshot;
 
 const MAX_EVENTS_PER_ROUND: usize = 4096;
+/// Existing rows one round walks into ordered indexes being built (CREATE INDEX online): small
+/// enough that requests queued meanwhile wait at most a few milliseconds.
+const INDEX_BACKFILL_ROWS_PER_ROUND: usize = 10_000;
 /// How long a request for a table this node does not know yet waits for the catalog push.
 const CATALOG_WAIT: Duration = Duration::from_secs(5);
 /// How long a prepared transaction waits for its decision before this leader asks the decision
@@ -166,7 +169,12 @@ impl Request {
 
 fn read_table(op: &ReadOp) -> TableRef {
     match op {
-        ReadOp::Get { table, .. } | ReadOp::Scan { table, .. } | ReadOp::Count { table } => *table,
+        ReadOp::Get { table, .. }
+        | ReadOp::Scan { table, .. }
+        | ReadOp::Count { table }
+        | ReadOp::IndexScan { table, .. }
+        | ReadOp::IndexStatus { table, .. }
+        | ReadOp::Aggregate { table, .. } => *table,
     }
 }
 
@@ -330,8 +338,10 @@ impl NodeGroupLoop {
     pub fn run(mut self) -> anyhow::Result<()> {
         let mut next_tick = Instant::now() + self.settings.tick;
         loop {
+            // While an index is being built, rounds follow each other without waiting.
+            let indexing = self.shared.store.read().unwrap_or_else(|e| e.into_inner()).indexes_pending();
             let wake = self.durability_wakeup().map_or(next_tick, |at| at.min(next_tick));
-            let wait = wake.saturating_duration_since(Instant::now());
+            let wait = if indexing { Duration::ZERO } else { wake.saturating_duration_since(Instant::now()) };
             let waiting = Instant::now();
             let received = self.inbox.recv_timeout(wait);
             self.note_idle(waiting.elapsed());
@@ -369,6 +379,14 @@ impl NodeGroupLoop {
             self.start_read_batch();
             self.free_dropped_tables();
             self.process_ready()?;
+            {
+                // Under the store's write lock: lease reads on the network thread wait at most
+                // one slice.
+                let mut store = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
+                if store.indexes_pending() {
+                    store.backfill_indexes(INDEX_BACKFILL_ROWS_PER_ROUND);
+                }
+            }
             self.take_over_transactions();
             self.publish_lease();
             self.serve_ready_reads();
@@ -430,6 +448,8 @@ impl NodeGroupLoop {
             Event::Catalog(catalog) => {
                 if catalog.version >= self.catalog.version {
                     self.catalog = catalog;
+                    // New or dropped ordered indexes: derived state, kept in step here.
+                    self.shared.store.write().unwrap_or_else(|e| e.into_inner()).sync_catalog(&self.catalog);
                     *self.shared.catalog.write().unwrap_or_else(|e| e.into_inner()) = self.catalog.clone();
                     let current = self.catalog.clone();
                     self.txns.forget_tables(|t| current.table(t).is_some() || t.0 >= current.next_table_id);

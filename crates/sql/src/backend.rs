@@ -52,4 +52,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Commit, prepare, decide or roll back a transaction at one node group.
     fn txn_control(&self, group: NodeGroupId, txn: TxnId, control: TxnControl) -> impl Future<Output = Result<TxnOutcome>> + Send;
+
+    /// Waits about `millis` milliseconds (the engine owns no clock): between checks of an index
+    /// being built, and before a statement planned with a table definition that changed is
+    /// planned again. The default does not wait, for backends whose work is done at once.
+    fn pause(&self, millis: u64) -> impl Future<Output = ()> + Send {
+        let _ = millis;
+        std::future::ready(())
+    }
 }

@@ -132,7 +132,13 @@ pub(crate) struct Stats {
     pub threads_connected: AtomicU64,
     pub key_lookups: AtomicU64,
     pub scans: AtomicU64,
+    /// Ordered-index range scans started.
+    pub index_scans: AtomicU64,
+    /// Aggregations pushed to the data nodes.
+    pub pushed_aggregates: AtomicU64,
     pub plan_cache_hits: AtomicU64,
+    /// Text statements that could use the plan cache but found no plan.
+    pub plan_cache_misses: AtomicU64,
 }
 
 impl Stats {

@@ -37,6 +37,9 @@
 //! - A WHERE that gives every primary-key column a value (`id = ?`, `(a, b) = (1, 2)`,
 //!   `id IN (…)`) becomes `ReadOp::Get`: one request per node group that holds a key, and only
 //!   those. The prepared hot path `SELECT … WHERE pk = ?` is bind → one Get → decode → rows.
+//! - A WHERE that pins a unique index reads its entry then the row; one with equalities or
+//!   ranges on an ordered index's leading columns scans the index (`ReadOp::IndexScan`).
+//!   Whole-table aggregations are computed per node group (`ReadOp::Aggregate`) and merged.
 //! - Other reads scan every node group in parallel (`ReadOp::Scan`), with the WHERE conjuncts
 //!   pushed as a filter (session functions and parameters folded to constants first), only the
 //!   needed columns returned, and LIMIT pushed when no ORDER BY, GROUP BY or DISTINCT is
@@ -69,14 +72,16 @@
 //!   implicit transaction, so every statement is atomic. Reads are READ COMMITTED per row: a
 //!   reader may see one node group's part of a multi-group commit a moment before another's
 //!   (NDB's committed reads behave the same).
-//! - **Indexes are recorded, not used or enforced**: UNIQUE, KEY/INDEX and FOREIGN KEY clauses
-//!   are kept in the table definition and shown by SHOW CREATE TABLE; UNIQUE is not enforced
-//!   and foreign keys are not checked (as NDB before 7.3). Only the primary key is unique.
-//! - Not yet: UNION, derived tables, WITH, correlated subqueries in HAVING/ORDER BY/ON, in
-//!   aggregated queries' select lists, in UPDATE/DELETE, or two levels deep, window functions, REGEXP,
-//!   JSON, ALTER TABLE, CREATE INDEX, views, stored routines, users and grants,
-//!   information_schema, EXPLAIN, multiple-table UPDATE/DELETE. They answer 1235 naming what
-//!   is missing.
+//! - **Indexes** (see `docs/sql.md`): unique indexes are hidden tables partitioned by the key,
+//!   written in the statement's batches (`unique`); ordered indexes live in each partition on
+//!   the data nodes. The planner (`access`, `plan`, `optimize`) uses them for lookups, lookup
+//!   joins, ranges, ORDER BY and MIN/MAX; `alter` builds them online; `explain` shows the plan.
+//!   Foreign keys are recorded, not checked (as NDB before 7.3).
+//! - Not yet: INTERSECT/EXCEPT, WITH, correlated subqueries in HAVING/ORDER BY/ON, in
+//!   aggregated queries' select lists, in UPDATE/DELETE, or two levels deep, window functions,
+//!   REGEXP, JSON, column changes by ALTER TABLE, views, stored routines, users and grants,
+//!   information_schema, multiple-table UPDATE/DELETE, GET_LOCK and friends. They answer
+//!   1235 naming what is missing.
 //! - `SET GLOBAL` is refused (cluster-wide settings belong to the cluster config).
 //!   `time_zone` accepts `SYSTEM`/`UTC` and `±HH:MM` offsets; TIMESTAMP values are stored as
 //!   given (no conversion between session time zones).
@@ -94,6 +99,8 @@
 //! metadata), `show` and `ddl` (SHOW, DESCRIBE, CREATE TABLE and its SHOW CREATE TABLE form),
 //! `testing` (feature `testing`: an in-process cluster over `cairn-storage`).
 
+mod access;
+mod alter;
 pub mod backend;
 mod txn;
 mod cache;
@@ -102,8 +109,11 @@ mod ddl;
 mod dml;
 mod engine;
 mod exec;
+mod exec_index;
+mod explain;
 mod join;
 mod lexer;
+mod optimize;
 mod outcome;
 mod parse;
 mod plan;
@@ -112,6 +122,7 @@ mod show;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
+mod unique;
 mod variables;
 
 pub use backend::Backend;

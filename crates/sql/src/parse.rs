@@ -162,6 +162,18 @@ pub(crate) enum Statement {
     DropDatabase { name: String, if_exists: bool },
     DropTable { tables: Vec<TableName>, if_exists: bool },
     Truncate(TableName),
+    /// `CREATE [UNIQUE] INDEX name ON t (cols)`.
+    CreateIndex(Box<ast::CreateIndex>),
+    /// `DROP INDEX name ON t`.
+    DropIndex { name: String, table: TableName },
+    /// `ALTER TABLE t op, op…`.
+    AlterTable(Box<ast::AlterTable>),
+    /// `RENAME TABLE a TO b [, c TO d…]`.
+    RenameTable(Vec<(TableName, TableName)>),
+    /// `DO expr [, expr…]`: evaluated, results discarded.
+    Do(Vec<ast::Expr>),
+    /// `EXPLAIN` of a query or a write: the plan, in MySQL's tabular form.
+    Explain(Box<Statement>),
     Use(String),
     Set(Vec<SetItem>),
     Show(Show),
@@ -456,8 +468,36 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
             c.expect_end()?;
             Ok(Statement::ReleaseSavepoint(name))
         }
+        "ALTER" if c.peek_nth(1).is_some_and(|t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("TABLE"))) => {
+            parse_with_sqlparser(statement, &statement.tokens)
+        }
+        "RENAME" if c.peek_nth(1).is_some_and(|t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("TABLE"))) => {
+            c.next();
+            c.next();
+            let mut pairs = Vec::new();
+            loop {
+                let from = c.table_name()?;
+                c.expect("TO")?;
+                let to = c.table_name()?;
+                pairs.push((from, to));
+                if !c.eat_token(&Token::Comma) {
+                    break;
+                }
+            }
+            c.expect_end()?;
+            Ok(Statement::RenameTable(pairs))
+        }
+        "DO" => {
+            c.next();
+            let mut exprs = vec![c.expr()?];
+            while c.eat_token(&Token::Comma) {
+                exprs.push(c.expr()?);
+            }
+            c.expect_end()?;
+            Ok(Statement::Do(exprs))
+        }
         "ALTER" | "RENAME" | "GRANT" | "REVOKE" | "FLUSH" | "KILL" | "LOCK" | "UNLOCK" | "ANALYZE" | "OPTIMIZE"
-        | "CHECK" | "REPAIR" | "CALL" | "PREPARE" | "EXECUTE" | "DEALLOCATE" | "LOAD" | "XA" | "HANDLER" | "DO"
+        | "CHECK" | "REPAIR" | "CALL" | "PREPARE" | "EXECUTE" | "DEALLOCATE" | "LOAD" | "XA" | "HANDLER"
         | "CHECKSUM" | "INSTALL" | "UNINSTALL" | "RESET" | "PURGE" | "CHANGE" | "SIGNAL" | "RESIGNAL" | "GET"
         | "IMPORT" | "CLONE" | "RESTART" | "SHUTDOWN" | "HELP" | "BINLOG" | "CACHE" | "TABLE_STATS" => {
             let words: Vec<String> =
@@ -590,6 +630,8 @@ fn parse_with_sqlparser(statement: &StatementText, tokens: &[TokenWithSpan]) -> 
         ast::Statement::Update(u) => Statement::Update(Box::new(u)),
         ast::Statement::Delete(d) => Statement::Delete(Box::new(d)),
         ast::Statement::CreateTable(t) => Statement::CreateTable { table: Box::new(t), partitioning: None },
+        ast::Statement::CreateIndex(ix) => Statement::CreateIndex(Box::new(ix)),
+        ast::Statement::AlterTable(at) => Statement::AlterTable(Box::new(at)),
         _ => {
             // Named by its first words (the parsed form may be deep; printing it is not needed).
             let head: Vec<String> = statement.significant().iter().take(2).map(|t| t.token.to_string().to_ascii_uppercase()).collect();
@@ -656,6 +698,9 @@ fn parse_create(statement: &StatementText, c: &mut Cursor<'_>) -> Result<Stateme
         look += 1;
     }
     let words: Vec<String> = statement.significant().iter().take(3).map(|t| t.token.to_string().to_ascii_uppercase()).collect();
+    if matches!(words.get(1).map(String::as_str), Some("INDEX")) || (words.get(1).map(String::as_str) == Some("UNIQUE") && words.get(2).map(String::as_str) == Some("INDEX")) {
+        return parse_with_sqlparser(statement, &statement.tokens);
+    }
     let what = match words.get(1).map(String::as_str) {
         Some("UNIQUE" | "INDEX" | "FULLTEXT" | "SPATIAL") => "CREATE INDEX".to_string(),
         Some("DEFINER") | Some("FUNCTION") | Some("PROCEDURE") | Some("TRIGGER") | Some("EVENT") | Some("AGGREGATE") => {
@@ -755,6 +800,18 @@ fn parse_drop(c: &mut Cursor<'_>) -> Result<Statement, Error> {
         }
         c.expect_end()?;
         return Ok(Statement::DropTable { tables, if_exists });
+    }
+    if c.eat("INDEX") {
+        let name = c.ident()?;
+        c.expect("ON")?;
+        let table = c.table_name()?;
+        // ALGORITHM / LOCK options: every index change is online here.
+        while c.eat("ALGORITHM") || c.eat("LOCK") {
+            c.eat_token(&Token::Eq);
+            c.ident()?;
+        }
+        c.expect_end()?;
+        return Ok(Statement::DropIndex { name, table });
     }
     let what = c.peek().map(|t| t.token.to_string().to_ascii_uppercase()).unwrap_or_default();
     if what.is_empty() {
@@ -1054,8 +1111,24 @@ fn parse_describe(statement: &StatementText, c: &mut Cursor<'_>) -> Result<State
     });
     if let Some(word) = next_word
         && matches!(word.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "WITH" | "TABLE" | "FORMAT" | "ANALYZE" | "EXTENDED" | "PARTITIONS" | "FOR") {
-            let _ = statement;
-            return Ok(Statement::Unsupported("EXPLAIN".into()));
+            // EXPLAIN [EXTENDED | PARTITIONS | FORMAT = TRADITIONAL] statement.
+            if c.eat("EXTENDED") || c.eat("PARTITIONS") {
+            } else if c.eat("FORMAT") {
+                c.expect_token(&Token::Eq)?;
+                let format = c.ident()?;
+                if !format.eq_ignore_ascii_case("TRADITIONAL") {
+                    return Ok(Statement::Unsupported(format!("EXPLAIN FORMAT={}", format.to_ascii_uppercase())));
+                }
+            } else if c.peek_is("ANALYZE") || c.peek_is("FOR") {
+                return Ok(Statement::Unsupported("EXPLAIN ANALYZE / EXPLAIN FOR CONNECTION".into()));
+            }
+            c.skip_trivia();
+            let inner = StatementText { tokens: statement.tokens[c.pos..].to_vec(), text: statement.text.clone() };
+            let explained = parse(&inner)?;
+            return match explained {
+                Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => Ok(Statement::Explain(Box::new(explained))),
+                _ => Err(c.error()),
+            };
         }
     let table = c.table_name()?;
     let mut filter = ShowFilter::default();
@@ -1113,7 +1186,8 @@ mod tests {
         assert!(matches!(one("SHOW CHARACTER SET LIKE 'utf8%'").unwrap(), Statement::Show(Show::CharacterSet(_))));
         assert!(matches!(one("SHOW GRANTS FOR 'x'@'%'").unwrap(), Statement::Unsupported(_)));
         assert!(matches!(one("DESCRIBE `db`.`t`").unwrap(), Statement::Show(Show::Columns { .. })));
-        assert!(matches!(one("EXPLAIN SELECT 1").unwrap(), Statement::Unsupported(_)));
+        assert!(matches!(one("EXPLAIN SELECT 1").unwrap(), Statement::Explain(_)));
+        assert!(matches!(one("EXPLAIN FORMAT=JSON SELECT 1").unwrap(), Statement::Unsupported(_)));
     }
 
     #[test]
@@ -1140,7 +1214,12 @@ mod tests {
         assert!(matches!(one("rollback").unwrap(), Statement::Rollback));
         assert!(matches!(one("COMMIT AND NO CHAIN NO RELEASE").unwrap(), Statement::Commit));
         assert!(matches!(one("USE `calmail`").unwrap(), Statement::Use(db) if db == "calmail"));
-        assert!(matches!(one("CREATE INDEX ix ON t (a)").unwrap(), Statement::Unsupported(w) if w == "CREATE INDEX"));
+        assert!(matches!(one("CREATE INDEX ix ON t (a)").unwrap(), Statement::CreateIndex(_)));
+        assert!(matches!(one("CREATE UNIQUE INDEX ix ON t (a, b)").unwrap(), Statement::CreateIndex(ix) if ix.unique));
+        assert!(matches!(one("DROP INDEX ix ON db.t").unwrap(), Statement::DropIndex { .. }));
+        assert!(matches!(one("ALTER TABLE t ADD INDEX (a), DROP INDEX b").unwrap(), Statement::AlterTable(_)));
+        assert!(matches!(one("RENAME TABLE a TO b, c TO d").unwrap(), Statement::RenameTable(p) if p.len() == 2));
+        assert!(matches!(one("DO RELEASE_LOCK('x'), 1").unwrap(), Statement::Do(e) if e.len() == 2));
         assert!(matches!(one("SELECT * FROM t WHERE id = 1 LOCK IN SHARE MODE").unwrap(), Statement::Query(_)));
         assert!(matches!(one("TRUNCATE TABLE t").unwrap(), Statement::Truncate(_)));
     }

@@ -27,6 +27,9 @@ use crate::show::{self, ShowResult};
 use crate::types::{self, ColumnOrigin, SqlType, column_meta, conform};
 use crate::variables::{self, DefaultValue, SessionVariables, VarDef};
 
+/// Times a statement refused because a table's definition changed is planned again.
+const MAX_REPLANS: u32 = 3;
+
 /// MySQL's SERVER_STATUS_IN_TRANS.
 pub const STATUS_IN_TRANS: u16 = 1;
 /// MySQL's SERVER_STATUS_AUTOCOMMIT.
@@ -404,8 +407,10 @@ impl<B: Backend> Session<B> {
 
     async fn run_text_inner(&mut self, text: &StatementText) -> Outcome {
         Stats::bump(&self.engine.stats.questions);
-        // Repeated statements with inlined values reuse a plan (cache.rs).
-        if let Some(normalized) = crate::cache::normalize(text) {
+        // Repeated statements with inlined values reuse a plan (cache.rs), unless the session
+        // turned the cache off (`SET cairn_plan_cache = OFF`).
+        let cache_on = !matches!(self.read_var_value("cairn_plan_cache"), Some(Value::Int(0)));
+        if let Some(normalized) = crate::cache::normalize(text).filter(|_| cache_on) {
             let key = crate::cache::PlanKey { text: normalized.key.clone(), database: self.database.clone(), modes: self.planning_modes() };
             let catalog = self.engine.backend.catalog();
             let plan = match self.engine.plans.get(&key) {
@@ -414,6 +419,7 @@ impl<B: Backend> Session<B> {
                     Some(p)
                 }
                 stale => {
+                    Stats::bump(&self.engine.stats.plan_cache_misses);
                     if stale.is_some() {
                         self.engine.plans.remove(&key);
                     }
@@ -421,7 +427,7 @@ impl<B: Backend> Session<B> {
                     // which reports its errors as written.
                     match parse::parse(&normalized.text).ok().map(|s| self.plan_statement(&s, &normalized.text)) {
                         Some(Ok(Some(plan))) => {
-                            self.engine.plans.insert(key, plan.clone());
+                            self.engine.plans.insert(key.clone(), plan.clone());
                             Some(plan)
                         }
                         _ => None,
@@ -430,10 +436,13 @@ impl<B: Backend> Session<B> {
             };
             if let Some(plan) = plan {
                 self.current_text = text.text.clone();
-                return match self.run_with_plan(plan, &normalized.params).await {
-                    Ok(outcome) => outcome,
-                    Err(e) => self.fail(e),
-                };
+                match self.run_with_plan(plan, &normalized.params).await {
+                    Ok(outcome) => return outcome,
+                    // A schema change ran meanwhile: plan the text afresh (below), which waits
+                    // for the new definition and retries.
+                    Err(e) if e.kind == ErrorKind::TableDefinitionChanged => self.engine.plans.remove(&key),
+                    Err(e) => return self.fail(e),
+                }
             }
         }
         let statement = match parse::parse(text) {
@@ -515,6 +524,16 @@ impl<B: Backend> Session<B> {
         }))
     }
 
+    /// Waits (briefly) until this node's catalog no longer matches the plan's table versions.
+    async fn wait_for_new_definitions(&self, plan: &CachedPlan) {
+        for _ in 0..100 {
+            if !self.plan_is_current(plan, &self.engine.backend.catalog()) {
+                return;
+            }
+            self.engine.backend.pause(20).await;
+        }
+    }
+
     /// The sql_mode flags a plan depends on, as bits of the plan cache key.
     fn planning_modes(&self) -> u8 {
         u8::from(self.has_mode("ONLY_FULL_GROUP_BY")) | (u8::from(self.has_mode("PIPES_AS_CONCAT")) << 1)
@@ -586,6 +605,7 @@ impl<B: Backend> Session<B> {
             snapshot: self.snapshot(),
             warnings,
             group_concat_max_len: self.group_concat_max_len(),
+            strict: false,
         }
     }
 
@@ -646,14 +666,27 @@ impl<B: Backend> Session<B> {
         let mut exec = self.new_exec(warnings.clone());
         match statement {
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                let catalog = self.engine.backend.catalog();
-                let plan = match cached {
-                    Some(c) if self.plan_is_current(&c, &catalog) => c,
-                    _ => self.plan_statement(statement, text)?.ok_or_else(|| Error::internal("statement without a plan"))?,
-                };
-                self.bind(&plan.slots, params, &mut exec).await?;
-                let outcome = self.run_planned(&plan, &mut exec).await?;
-                Ok((outcome, Some(plan)))
+                let mut cached = cached;
+                let mut attempt = 0;
+                loop {
+                    let catalog = self.engine.backend.catalog();
+                    let plan = match cached.take() {
+                        Some(c) if self.plan_is_current(&c, &catalog) => c,
+                        _ => self.plan_statement(statement, text)?.ok_or_else(|| Error::internal("statement without a plan"))?,
+                    };
+                    self.bind(&plan.slots, params, &mut exec).await?;
+                    match self.run_planned(&plan, &mut exec).await {
+                        // Planned with a definition a schema change replaced, and refused
+                        // before anything was applied (alter.rs): plan again and retry.
+                        Err(e) if e.kind == ErrorKind::TableDefinitionChanged && attempt < MAX_REPLANS => {
+                            attempt += 1;
+                            self.wait_for_new_definitions(&plan).await;
+                            exec = self.new_exec(warnings.clone());
+                        }
+                        Err(e) => return Err(e),
+                        Ok(outcome) => return Ok((outcome, Some(plan))),
+                    }
+                }
             }
             other => Ok((self.run_other(other, text, &mut exec, params).await?, None)),
         }
@@ -895,6 +928,27 @@ impl<B: Backend> Session<B> {
             Statement::Rollback => {
                 self.end_transaction(false).await?;
                 Ok(self.ok_with_warnings(0))
+            }
+            Statement::CreateIndex(_) | Statement::DropIndex { .. } | Statement::AlterTable(_) | Statement::RenameTable(_) => {
+                // Online schema changes (alter.rs); DDL commits an open transaction first.
+                self.end_transaction(true).await?;
+                let catalog = self.engine.backend.catalog();
+                for plan in crate::alter::plan_statement(&catalog, statement, self.database.as_deref())? {
+                    crate::alter::run(exec, plan).await?;
+                }
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::Do(exprs) => {
+                for e in exprs {
+                    self.eval_set_value(e, text, params, exec, false)?;
+                }
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::Explain(inner) => {
+                // Planned, not run: subqueries stay unevaluated, parameters print as `?`.
+                let plan = self.plan_statement(inner, text)?.ok_or_else(|| Error::internal("EXPLAIN of a statement without a plan"))?;
+                let result = crate::explain::explain(&plan.planned, &plan.slots, exec).await?;
+                Ok(self.rows_outcome(result))
             }
             Statement::Savepoint(name) => {
                 // A savepoint outside a transaction is accepted and forgotten, as in MySQL.
@@ -1155,7 +1209,11 @@ impl<B: Backend> Session<B> {
                 let get = |c: &std::sync::atomic::AtomicU64| Value::UInt(c.load(std::sync::atomic::Ordering::Relaxed));
                 let uptime = (self.engine.config.clock.now_micros() - self.engine.started_micros).max(0) / 1_000_000;
                 let values = vec![
+                    ("Cairn_index_scans".to_string(), get(&s.index_scans)),
                     ("Cairn_key_lookups".to_string(), get(&s.key_lookups)),
+                    ("Cairn_plan_cache_hits".to_string(), get(&s.plan_cache_hits)),
+                    ("Cairn_plan_cache_misses".to_string(), get(&s.plan_cache_misses)),
+                    ("Cairn_pushed_aggregates".to_string(), get(&s.pushed_aggregates)),
                     ("Cairn_scans".to_string(), get(&s.scans)),
                     ("Com_delete".to_string(), get(&s.com_delete)),
                     ("Com_insert".to_string(), get(&s.com_insert)),
@@ -1413,7 +1471,9 @@ fn is_tableless(node: &plan::Node) -> bool {
     use plan::Node::*;
     match node {
         Single => true,
-        Get { .. } | Scan { .. } | HashJoin { .. } | LookupJoin { .. } | CountAll { .. } => false,
+        Get { .. } | Scan { .. } | HashJoin { .. } | LookupJoin { .. } | CountAll { .. } | UniqueGet { .. } | IndexScan { .. } | PushedAggregate { .. } => false,
+        Union { inputs, .. } => inputs.iter().all(is_tableless),
+        Derived { plan, .. } => is_tableless(&plan.root),
         Apply { input, .. } => is_tableless(input),
         Filter { input, .. } | Project { input, .. } | Aggregate { input, .. } | Distinct { input, .. } | Sort { input, .. } | Limit { input, .. } => {
             is_tableless(input)
@@ -1425,8 +1485,11 @@ fn is_tableless(node: &plan::Node) -> bool {
 fn is_small(node: &plan::Node) -> bool {
     use plan::Node::*;
     match node {
-        Single | Get { .. } | CountAll { .. } => true,
-        Scan { .. } | HashJoin { .. } => false,
+        Single | Get { .. } | CountAll { .. } | UniqueGet { .. } => true,
+        Scan { .. } | HashJoin { .. } | IndexScan { .. } => false,
+        PushedAggregate { keys, .. } => keys.is_empty(),
+        Union { inputs, .. } => inputs.iter().all(is_small),
+        Derived { plan, .. } => is_small(&plan.root),
         Aggregate { keys, .. } if keys.is_empty() => true,
         LookupJoin { left, .. } => is_small(left),
         Apply { input, .. } => is_small(input),

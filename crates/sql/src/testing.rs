@@ -55,6 +55,10 @@ pub struct GroupRequests {
     pub gets: u64,
     pub scans: u64,
     pub counts: u64,
+    /// Ordered-index range scans.
+    pub index_scans: u64,
+    /// Partial aggregations.
+    pub aggregates: u64,
     pub writes: u64,
     /// Write ops across all write batches.
     pub write_ops: u64,
@@ -133,15 +137,22 @@ impl Backend for MemoryCluster {
         let mut guard = self.catalog.write().unwrap_or_else(|e| e.into_inner());
         let mut next = (**guard).clone();
         let outcome = next.apply(op, &self.groups)?;
-        let dropped = match &outcome {
-            CatalogOutcome::TableDropped { id } => vec![*id],
-            CatalogOutcome::DatabaseDropped { tables } => tables.clone(),
-            _ => Vec::new(),
-        };
-        for id in dropped {
-            for group in self.stores.values() {
-                lock(group).store.apply(&RowChange::DropTable { table: id }, &next)?;
+        // Rows of tables the catalog no longer has (dropped tables, the hidden tables of
+        // dropped unique indexes) are freed, as data nodes free them through their logs.
+        for group in self.stores.values() {
+            let mut group = lock(group);
+            for id in group.store.tables() {
+                if next.table(id).is_none() {
+                    group.store.apply(&RowChange::DropTable { table: id }, &next)?;
+                }
             }
+        }
+        // Ordered indexes follow the catalog and are built at once here (a data node builds
+        // them a slice per round of its loop).
+        for group in self.stores.values() {
+            let mut group = lock(group);
+            group.store.sync_catalog(&next);
+            while group.store.backfill_indexes(usize::MAX) {}
         }
         *guard = Arc::new(next);
         Ok(outcome)
@@ -151,7 +162,9 @@ impl Backend for MemoryCluster {
         self.count(group, |r| match op {
             ReadOp::Get { .. } => r.gets += 1,
             ReadOp::Scan { .. } => r.scans += 1,
-            ReadOp::Count { .. } => r.counts += 1,
+            ReadOp::Count { .. } | ReadOp::IndexStatus { .. } => r.counts += 1,
+            ReadOp::IndexScan { .. } => r.index_scans += 1,
+            ReadOp::Aggregate { .. } => r.aggregates += 1,
         });
         let catalog = self.catalog();
         let group = lock(self.store(group)?);
@@ -189,7 +202,9 @@ impl Backend for MemoryCluster {
         self.count(group, |r| match op {
             ReadOp::Get { .. } => r.gets += 1,
             ReadOp::Scan { .. } => r.scans += 1,
-            ReadOp::Count { .. } => r.counts += 1,
+            ReadOp::Count { .. } | ReadOp::IndexStatus { .. } => r.counts += 1,
+            ReadOp::IndexScan { .. } => r.index_scans += 1,
+            ReadOp::Aggregate { .. } => r.aggregates += 1,
         });
         let catalog = self.catalog();
         let deadline = std::time::Instant::now() + LOCK_WAIT;

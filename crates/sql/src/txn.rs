@@ -114,7 +114,8 @@ impl<B: Backend> Access<B> {
             let any = match &result {
                 ReadResult::Rows(rows) => rows.iter().any(Option::is_some),
                 ReadResult::ScanBatch { rows, .. } => !rows.is_empty(),
-                ReadResult::Counts(_) => false,
+                ReadResult::IndexBatch { rows, .. } => !rows.is_empty(),
+                ReadResult::Counts(_) | ReadResult::IndexBuilt(_) | ReadResult::Groups { .. } => false,
             };
             if any {
                 locked(txn).touched.insert(group);

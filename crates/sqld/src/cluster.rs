@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use cairn_common::catalog::{Catalog, CatalogOp, CatalogOutcome};
 use cairn_common::ids::{NodeGroupId, NodeId};
 use cairn_common::ops::{LockMode, ReadOp, ReadResult, TxnControl, TxnId, TxnOutcome, TxnStep, WriteOp, WriteOutcome};
-use cairn_common::{Error, Result};
+use cairn_common::{Error, ErrorKind, Result};
 use cairn_control::ClusterConfig;
 use cairn_mgmd::client::ManagementClient;
 use cairn_proto::data::{DataError, DataReply, DataRequestBody, DataResponseBody, decode, encode};
@@ -138,10 +138,13 @@ impl ClusterClient {
                     pause = (pause * 2).min(Duration::from_millis(200));
                 }
                 Err(DataError::Unavailable(why)) => return Err(Error::temporary(why)),
-                Err(DataError::SchemaMismatch { table, .. }) => {
-                    return Err(Error::temporary(format!(
-                        "the definition of table {table} changed while the statement ran; retry"
-                    )));
+                Err(DataError::SchemaMismatch { table, have, wanted }) => {
+                    return Err(Error::new(
+                        ErrorKind::TableDefinitionChanged,
+                        format!(
+                            "Table definition has changed, please retry transaction (table {table} is at definition {have}, the statement planned with {wanted})"
+                        ),
+                    ));
                 }
                 Err(DataError::Failed(e)) => return Err(e),
             }
@@ -168,6 +171,10 @@ impl Backend for ClusterClient {
             DataReply::Read(result) => Ok(result),
             _ => Err(Error::internal("a read was answered as something else")),
         }
+    }
+
+    async fn pause(&self, millis: u64) {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
     }
 
     async fn write(&self, group: NodeGroupId, ops: Vec<WriteOp>) -> Result<WriteOutcome> {

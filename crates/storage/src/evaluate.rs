@@ -142,6 +142,12 @@ pub fn cross_group_move(def: &TableDef, from: PartitionId, to: PartitionId) -> E
 
 /// MySQL's 1062 for a primary key given by the full row `values`.
 pub fn duplicate_entry(def: &TableDef, values: &[Value]) -> Error {
+    duplicate_entry_for(def, values, "PRIMARY")
+}
+
+/// MySQL's 1062 for the primary key of `def` given by the full row `values`, reported under
+/// `key_name` (`PRIMARY`, or the unique index whose hidden table `def` is).
+pub fn duplicate_entry_for(def: &TableDef, values: &[Value], key_name: &str) -> Error {
     let parts: Vec<String> = def
         .primary_key
         .iter()
@@ -151,7 +157,7 @@ pub fn duplicate_entry(def: &TableDef, values: &[Value]) -> Error {
         })
         .collect();
     let entry: String = parts.join("-").chars().take(192).collect();
-    Error::new(ErrorKind::DuplicateKey, format!("Duplicate entry '{entry}' for key 'PRIMARY'"))
+    Error::new(ErrorKind::DuplicateKey, format!("Duplicate entry '{entry}' for key '{key_name}'"))
 }
 
 fn key_part_text(value: &Value, ty: &ColumnType) -> String {
@@ -446,7 +452,7 @@ impl<'a> Evaluator<'a> {
             return Ok(());
         };
         match on_duplicate {
-            OnDuplicate::Error => Err(duplicate_entry(def, &values)),
+            OnDuplicate::Error => Err(duplicate_entry_for(def, &values, &self.catalog.key_name(def.id))),
             OnDuplicate::Ignore => {
                 self.outcome.ignored += 1;
                 Ok(())
@@ -518,7 +524,7 @@ impl<'a> Evaluator<'a> {
             return Err(cross_group_move(def, current.partition, new_partition));
         }
         if self.lookup(def.id, new_partition, &new_key).is_some() {
-            return Err(duplicate_entry(def, &new_values));
+            return Err(duplicate_entry_for(def, &new_values, &self.catalog.key_name(def.id)));
         }
         self.record_delete(def.id, current.partition, &current.key, current.row.len())?;
         self.record_put(def.id, new_partition, &new_key, new_row, None)?;

@@ -783,5 +783,9 @@ fn read_through(
             }
             Ok((ReadResult::ScanBatch { rows, resume: None }, locked))
         }
+        // The SQL node does not send these inside a transaction (it scans and sorts or
+        // aggregates itself there, so that the transaction's own writes are seen): answered
+        // from the committed rows.
+        ReadOp::IndexScan { .. } | ReadOp::IndexStatus { .. } | ReadOp::Aggregate { .. } => Ok((store.read(op, catalog)?, locked)),
     }
 }

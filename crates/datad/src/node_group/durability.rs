@@ -276,7 +276,10 @@ impl NodeGroupLoop {
 
     /// Installs a restored store, and the transaction state of the same cut, before the loop
     /// starts.
-    pub fn with_store(mut self, store: cairn_storage::Store, applied_index: u64, txn_state: &[u8]) -> anyhow::Result<NodeGroupLoop> {
+    pub fn with_store(mut self, mut store: cairn_storage::Store, applied_index: u64, txn_state: &[u8]) -> anyhow::Result<NodeGroupLoop> {
+        // Ordered indexes are not in checkpoints: the restored partitions rebuild theirs by the
+        // online backfill, for the indexes the current catalog has.
+        store.sync_catalog(&self.catalog);
         *self.shared.store.write().unwrap_or_else(|e| e.into_inner()) = store;
         if !txn_state.is_empty() {
             self.txns
@@ -487,7 +490,8 @@ impl NodeGroupLoop {
         if let Some(backup) = d.backup.take() {
             fail_backup(d, backup.backup_id, "the node's store was replaced by a snapshot".into());
         }
-        let Fetched { store, manifest, bytes, elapsed, handle } = *fetched;
+        let Fetched { mut store, manifest, bytes, elapsed, handle } = *fetched;
+        store.sync_catalog(&self.catalog);
         // The transactions of the snapshot's cut replace this node's: a follower runs none of
         // its own (only a leader has running transactions and locks), and the prepared ones and
         // the remembered decisions are the cut's.
