@@ -41,7 +41,13 @@ async fn a_backup_taken_during_writes_restores_into_a_cluster_with_another_node_
     let mut conn = pools[0].get_conn().await.unwrap();
     conn.query_drop("CREATE DATABASE bk").await.unwrap();
     conn.query_drop("CREATE TABLE bk.t (id BIGINT UNSIGNED PRIMARY KEY, v VARCHAR(100) NOT NULL)").await.unwrap();
-    conn.query_drop("CREATE TABLE bk.seq (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(20))").await.unwrap();
+    // A unique and an ordered index: backups hold neither; the restore writes the unique
+    // index's entries and the target's data nodes build the ordered one.
+    conn.query_drop(
+        "CREATE TABLE bk.seq (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(20), UNIQUE KEY u_note (note), KEY k_id_note (note, id))",
+    )
+    .await
+    .unwrap();
     for k in 0..30 {
         conn.exec_drop("INSERT INTO bk.seq (note) VALUES (?)", (format!("n{k}"),)).await.unwrap();
     }
@@ -127,6 +133,18 @@ async fn a_backup_taken_during_writes_restores_into_a_cluster_with_another_node_
         assert!(v.is_some_and(|v| v.starts_with('v')));
     }
     println!("{} rows restored of {total_acked} acknowledged by the end", ids.len());
+    // The unique index works in the target: a lookup by its key, and a duplicate refused.
+    let found: Option<u64> = conn.query_first("SELECT id FROM bk.seq WHERE note = 'n7'").await.unwrap();
+    assert_eq!(found, Some(8), "a unique-key lookup after the restore");
+    let duplicate = conn.query_drop("INSERT INTO bk.seq (note) VALUES ('n5')").await;
+    assert!(
+        matches!(&duplicate, Err(mysql_async::Error::Server(e)) if e.code == 1062),
+        "a duplicate of a restored unique key is refused: {duplicate:?}"
+    );
+    let ordered: Vec<String> = conn.query("SELECT note FROM bk.seq WHERE note >= 'n2' AND note < 'n3' ORDER BY note").await.unwrap();
+    let mut expected: Vec<String> = (0..30).map(|k| format!("n{k}")).filter(|n| n.as_str() >= "n2" && n.as_str() < "n3").collect();
+    expected.sort();
+    assert_eq!(ordered, expected, "a range over the ordered index after the restore");
     // AUTO_INCREMENT goes on above the restored rows; the user came along.
     conn.query_drop("INSERT INTO bk.seq (note) VALUES ('after')").await.unwrap();
     let last: u64 = conn.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();

@@ -96,6 +96,10 @@ async fn wait_writes_flow(pool: &mysql_async::Pool, table: &str, timeout: Durati
     }
 }
 
+async fn conn_query<T: FromRow + Send + 'static>(pool: &mysql_async::Pool, query: &str) -> Vec<T> {
+    pool.get_conn().await.unwrap().query(query).await.unwrap()
+}
+
 async fn create_table(pool: &mysql_async::Pool, database: &str, table: &str) {
     let mut conn = pool.get_conn().await.unwrap();
     conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS {database}")).await.unwrap();
@@ -112,6 +116,8 @@ async fn crash_everything_while_writing(disk_sync: &str) -> (usize, usize) {
     let mut cluster = Cluster::start(spec).await.unwrap();
     let pools = [cluster.pool(0, None), cluster.pool(1, None)];
     create_table(&pools[0], "crash", "t").await;
+    // An ordered index: not in checkpoints, rebuilt from the rows of every restored partition.
+    pools[0].get_conn().await.unwrap().query_drop("CREATE INDEX kv ON crash.t (v)").await.unwrap();
     let writers = Writers::start(&pools, "crash.t");
     wait_writes_flow(&pools[0], "crash.t", Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -140,6 +146,13 @@ async fn crash_everything_while_writing(disk_sync: &str) -> (usize, usize) {
     drop(conn);
     let present: BTreeMap<u64, String> = rows.into_iter().collect();
     let lost = acked.iter().filter(|id| !present.contains_key(id)).count();
+    // A range over the ordered index gives the rows in index order, once the restored
+    // partitions have rebuilt it (until then the query scans).
+    let mut by_value: Vec<(String, u64)> = present.iter().map(|(id, v)| (v.clone(), *id)).collect();
+    by_value.sort();
+    let ranged: Vec<(String, u64)> =
+        conn_query(&pools[0], "SELECT v, id FROM crash.t WHERE v >= 'row-' ORDER BY v, id").await;
+    assert_eq!(ranged, by_value, "the ordered index after the restarts");
     for (id, v) in &present {
         assert!(acked.contains(id) || failed.contains(id), "row {id} was never written");
         assert_eq!(v, &payload(*id), "row {id} is not whole");
@@ -368,8 +381,14 @@ async fn node_and_system_restarts_follow_ndb_commands() {
 
     // N RESTART -i: wipes its files and copies everything from the live replica. The leader has
     // truncated its log behind its checkpoints, so that copy is a snapshot.
+    let before = checkpoints(&cluster.data_dir(1)).last().copied().unwrap_or(0);
     insert_rows(&pool, "rs.t", 3500..6000).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Two checkpoints of node 1 after the inserts: its log is truncated behind the older one.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while checkpoints(&cluster.data_dir(1)).iter().filter(|id| **id > before).count() < 2 {
+        assert!(Instant::now() < deadline, "node 1 wrote no checkpoints after the inserts");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let out = cluster.admin("2 RESTART -i").await.unwrap();
     assert!(out.contains("restarting, initial"), "{out}");
     wait_status(&cluster, 2, "Node 2: started", Duration::from_secs(90)).await;

@@ -15,7 +15,10 @@
 //!    decoded with the backed-up table's layout, encoded for the target table, hashed to its
 //!    partition in the target cluster and sent in batches to the leader of that partition's
 //!    node group, several batches at once. Inserts replace an existing row with the same key,
-//!    so that a batch whose answer was lost can be sent again;
+//!    so that a batch whose answer was lost can be sent again. Each row's unique-index entries
+//!    (rows of the target's hidden index tables: the key, then the row's primary key) are
+//!    inserted the same way; backups hold no index tables, and ordered indexes are built by the
+//!    data nodes as rows arrive;
 //! 3. sets each table's AUTO_INCREMENT counter to where it was at the backup;
 //! 4. counts the rows of every restored table in the target cluster and compares them with the
 //!    backup.
@@ -37,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cairn_common::catalog::{Catalog, CatalogOp, TableDef};
+use cairn_common::catalog::{Catalog, CatalogOp, IndexKind, TableDef};
 use cairn_common::ids::{NodeGroupId, TableId};
 use cairn_common::key::partition_of_row;
 use cairn_common::ops::{OnDuplicate, ReadOp, ReadResult, TableRef, WriteOp};
@@ -177,9 +180,10 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<i32> {
     if data {
         let catalog = client.catalog();
         let mapping = map_tables(&backup_catalog, &catalog)?;
+        let unique = unique_targets(&catalog, &mapping)?;
         let mut inserted = 0u64;
         for part in &parts {
-            inserted += restore_part(&client, &args, part, &backup_catalog, &mapping).await?;
+            inserted += restore_part(&client, &args, part, &backup_catalog, &mapping, &unique).await?;
         }
         restore_auto_increment(client.as_ref(), &parts, &mapping).await?;
         verify_counts(client.as_ref(), &parts, &backup_catalog, &mapping).await?;
@@ -210,6 +214,10 @@ async fn restore_meta(client: &ClusterClient, catalog: &Catalog) -> anyhow::Resu
             // The target cluster places the table on its own node groups.
             table.partitions.clear();
         }
+        // The hidden tables of unique indexes are the target's own: it creates them.
+        for index in &mut table.indexes {
+            index.table = None;
+        }
         client
             .ddl(CatalogOp::CreateTable { table, if_not_exists: true })
             .await
@@ -228,6 +236,54 @@ async fn restore_meta(client: &ClusterClient, catalog: &Catalog) -> anyhow::Resu
         catalog.users.len()
     );
     Ok(())
+}
+
+/// A unique index of a target table: its columns and its hidden table in the target.
+#[derive(Clone, Debug)]
+struct UniqueTarget {
+    columns: Vec<usize>,
+    hidden: TableDef,
+}
+
+/// The unique indexes of every mapped target table, by backed-up table id.
+fn unique_targets(target: &Catalog, mapping: &HashMap<TableId, TableDef>) -> anyhow::Result<HashMap<TableId, Vec<UniqueTarget>>> {
+    let mut out = HashMap::new();
+    for (&backup_id, def) in mapping {
+        let mut indexes = Vec::new();
+        for index in def.indexes.iter().filter(|ix| ix.kind == IndexKind::Unique) {
+            let hidden = index.table.and_then(|id| target.table(id)).with_context(|| {
+                format!("unique index {} of {}.{} has no index table in the target cluster", index.name, def.database, def.name)
+            })?;
+            indexes.push(UniqueTarget { columns: index.columns.clone(), hidden: hidden.clone() });
+        }
+        if !indexes.is_empty() {
+            out.insert(backup_id, indexes);
+        }
+    }
+    Ok(out)
+}
+
+/// The inserts of a row's unique-index entries, by node group: the key then the primary key,
+/// none for an index whose key holds a NULL (as the SQL nodes write them).
+fn entry_inserts(
+    target: &TableDef,
+    indexes: &[UniqueTarget],
+    values: &[cairn_common::Value],
+) -> cairn_common::Result<Vec<(NodeGroupId, WriteOp)>> {
+    let mut out = Vec::with_capacity(indexes.len());
+    for index in indexes {
+        let mut entry: Vec<cairn_common::Value> = index.columns.iter().map(|&c| values[c].clone()).collect();
+        if entry.iter().any(cairn_common::Value::is_null) {
+            continue;
+        }
+        entry.extend(target.primary_key.iter().map(|&c| values[c].clone()));
+        let partition = partition_of_row(&index.hidden, &entry)?;
+        let group = index.hidden.partitions[partition.0 as usize];
+        let row = index.hidden.layout().encode_to_vec(&entry)?;
+        let table = TableRef { id: index.hidden.id, version: index.hidden.version };
+        out.push((group, WriteOp::Insert { table, row, on_duplicate: OnDuplicate::Replace }));
+    }
+    Ok(out)
 }
 
 /// Backed-up table id → the target's table of the same name.
@@ -259,11 +315,12 @@ async fn restore_part(
     part: &Part,
     backup_catalog: &Catalog,
     mapping: &HashMap<TableId, TableDef>,
+    unique: &HashMap<TableId, Vec<UniqueTarget>>,
 ) -> anyhow::Result<u64> {
     let (sender, mut batches) = tokio::sync::mpsc::channel::<Batch>(args.parallelism * 2);
     let reader = {
         let (dir, control) = (part.dir.clone(), part.control.clone());
-        let (backup_catalog, mapping) = (backup_catalog.clone(), mapping.clone());
+        let (backup_catalog, mapping, unique) = (backup_catalog.clone(), mapping.clone(), unique.clone());
         let batch_rows = args.batch_rows.max(1);
         tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
             let mut pending: HashMap<NodeGroupId, Vec<WriteOp>> = HashMap::new();
@@ -272,28 +329,35 @@ async fn restore_part(
                     // A table dropped before the backup's cut: not restored.
                     return Ok(());
                 };
-                let converted = (|| -> cairn_common::Result<(NodeGroupId, Vec<u8>)> {
+                let converted = (|| -> cairn_common::Result<(NodeGroupId, Vec<u8>, Vec<(NodeGroupId, WriteOp)>)> {
                     let values = source.layout().decode(row)?;
                     let partition = partition_of_row(target, &values)?;
                     let group = target.partitions[partition.0 as usize];
-                    Ok((group, target.layout().encode_to_vec(&values)?))
+                    let entries = match unique.get(&table) {
+                        Some(indexes) => entry_inserts(target, indexes, &values)?,
+                        None => Vec::new(),
+                    };
+                    Ok((group, target.layout().encode_to_vec(&values)?, entries))
                 })();
-                let (group, row) = converted.map_err(|e| {
+                let (group, row, entries) = converted.map_err(|e| {
                     cairn_storage::checkpoint::CheckpointError::Inconsistent(format!(
                         "a row of {}.{} cannot be converted: {}",
                         source.database, source.name, e.message
                     ))
                 })?;
-                let ops = pending.entry(group).or_default();
-                ops.push(WriteOp::Insert {
+                let insert = WriteOp::Insert {
                     table: TableRef { id: target.id, version: target.version },
                     row,
                     on_duplicate: OnDuplicate::Replace,
-                });
-                if ops.len() >= batch_rows {
-                    let full = std::mem::take(ops);
-                    if sender.blocking_send((group, full)).is_err() {
-                        return Err(cairn_storage::checkpoint::CheckpointError::Invalid("the restore stopped".into()));
+                };
+                for (group, op) in std::iter::once((group, insert)).chain(entries) {
+                    let ops = pending.entry(group).or_default();
+                    ops.push(op);
+                    if ops.len() >= batch_rows {
+                        let full = std::mem::take(ops);
+                        if sender.blocking_send((group, full)).is_err() {
+                            return Err(cairn_storage::checkpoint::CheckpointError::Invalid("the restore stopped".into()));
+                        }
                     }
                 }
                 Ok(())
