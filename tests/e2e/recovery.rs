@@ -423,9 +423,20 @@ async fn node_and_system_restarts_follow_ndb_commands() {
     for node in [49, 1, 2] {
         cluster.start_node(node).unwrap();
     }
+    let system_restart = Instant::now();
     cluster.wait_ready(Duration::from_secs(90)).await.unwrap();
+    println!("system restart (SHUTDOWN, start every process) took {:?} until every node started", system_restart.elapsed());
     assert_eq!(count(&pool, "rs.t").await, 6000);
     assert_eq!(replicas_agree(&cluster, (1, 2), "rs", "t").await, 6000);
+    // What the restarts took, as the data nodes logged it (for the operator's notes).
+    for node in [1, 2] {
+        let log = std::fs::read_to_string(cluster.log_path(node)).unwrap_or_default();
+        for line in log.lines().filter(|l| {
+            l.contains("local checkpoint restored") || l.contains("installed a snapshot") || l.contains("node started")
+        }) {
+            println!("node {node}: {line}");
+        }
+    }
     pool.disconnect().await.unwrap();
 }
 
