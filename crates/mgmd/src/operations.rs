@@ -25,9 +25,10 @@
 //!    `BACKUP/BACKUP-<id>/` of its backup directory, throttled like a local checkpoint, and
 //!    reports Started and Completed.
 //!
-//! With the two-phase commit that spans node groups, step 1 must also wait until no prepared
-//! transaction of the group is undecided (holding new prepares, letting decisions through),
-//! so that no transaction straddles the cut; today every write is one entry in one group.
+//! With the two-phase commit that spans node groups, step 1 also waits until no prepared
+//! transaction of the group is undecided (holding new prepares and one-phase commits, letting
+//! decisions through; see `cairn-datad`'s `node_group::durability`), so that no transaction
+//! straddles the cut.
 //!
 //! Left out: several backups at once (a second START BACKUP while one runs is refused by the
 //! data nodes), and NDB's SNAPSHOTSTART/SNAPSHOTEND options (the cut is the start).
