@@ -116,8 +116,13 @@ impl NodeTable {
         self.nodes.lock().expect("node table lock").get(&id).and_then(|n| n.channel.clone())
     }
 
-    pub fn mark_stopping(&self, id: u32) {
-        if let Some(node) = self.nodes.lock().expect("node table lock").get_mut(&id) {
+    /// Marks the registration of node `id` that connected at `connected_at` as stopping. A node
+    /// that has already stopped and registered again (a fast restart) is a new registration and
+    /// is left alone: it would otherwise show "stopping" until it disconnects again.
+    pub fn mark_stopping(&self, id: u32, connected_at: Instant) {
+        if let Some(node) = self.nodes.lock().expect("node table lock").get_mut(&id)
+            && node.connected_at == connected_at
+        {
             node.stopping = true;
         }
     }

@@ -135,13 +135,21 @@ async fn stop_nodes(shared: &Shared, ids: &[u32], action: NodeAction) -> (Vec<u3
     let mut errors = Vec::new();
     let before: BTreeMap<u32, std::time::Instant> =
         shared.nodes.snapshot().into_iter().map(|(id, node)| (id, node.connected_at)).collect();
-    let results = futures_join(ids.iter().map(|&id| async move { (id, order(shared, id, action).await) })).await;
+    let before = &before;
+    let results = futures_join(ids.iter().map(|&id| async move {
+        let result = order(shared, id, action).await;
+        // Marked as soon as it acknowledged, and only the registration that was ordered.
+        if result.is_ok()
+            && let Some(connected_at) = before.get(&id)
+        {
+            shared.nodes.mark_stopping(id, *connected_at);
+        }
+        (id, result)
+    }))
+    .await;
     for (id, result) in results {
         match result {
-            Ok(()) => {
-                shared.nodes.mark_stopping(id);
-                ordered.push(id);
-            }
+            Ok(()) => ordered.push(id),
             Err(e) => errors.push(e),
         }
     }
