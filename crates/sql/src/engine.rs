@@ -156,6 +156,8 @@ pub struct Engine<B: Backend> {
     pub(crate) stats: Stats,
     /// Plans of text-protocol statements by normalized text (cache.rs).
     pub(crate) plans: crate::cache::PlanCache<crate::session::CachedPlan>,
+    /// Parsed stored routines by catalog version (routine/cache.rs).
+    pub(crate) routines: crate::routine::cache::RoutineCache,
     /// Started at, for SHOW STATUS Uptime.
     pub(crate) started_micros: i64,
 }
@@ -176,6 +178,7 @@ impl<B: Backend> Engine<B> {
             layouts: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             plans: crate::cache::PlanCache::new(),
+            routines: crate::routine::cache::RoutineCache::new(),
             started_micros,
         })
     }

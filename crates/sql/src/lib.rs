@@ -103,6 +103,7 @@ mod lexer;
 mod outcome;
 mod parse;
 mod plan;
+mod routine;
 mod session;
 mod show;
 #[cfg(feature = "testing")]
