@@ -535,6 +535,14 @@ impl<B: Backend> Session<B> {
 
     /// Binds a plan's slots: parameters, variables, and the results of its subqueries.
     async fn bind(&mut self, slots: &[Slot], params: &[Value], exec: &mut Exec<B>) -> Result<(), Error> {
+        self.bind_slots(slots, params, exec, false).await.map(|_| ())
+    }
+
+    /// Binds slots; with `lazy`, stored function calls are left unbound (their indexes are
+    /// returned) for an evaluation that computes them only when it reaches them
+    /// (routines::eval_lazily).
+    async fn bind_slots(&mut self, slots: &[Slot], params: &[Value], exec: &mut Exec<B>, lazy: bool) -> Result<Vec<u32>, Error> {
+        let mut unbound = Vec::new();
         let mut bound = Bound { values: Vec::with_capacity(slots.len()), lists: HashMap::new() };
         for (i, slot) in slots.iter().enumerate() {
             let value = match slot {
@@ -548,6 +556,10 @@ impl<B: Backend> Session<B> {
                 Slot::UnixNow => Value::Int(exec.snapshot.utc_now.to_unix_seconds().unwrap_or(0)),
                 // Bound per row by the Apply operator that runs the correlated subquery.
                 Slot::Outer { .. } | Slot::Correlated { .. } => Value::Null,
+                Slot::Routine(_) if lazy => {
+                    unbound.push(i as u32);
+                    Value::Null
+                }
                 Slot::Routine(call) => {
                     // The arguments read earlier slots only (compile::stored_function).
                     exec.bound = Arc::new(bound.clone());
@@ -579,7 +591,7 @@ impl<B: Backend> Session<B> {
             bound.values.push(value);
         }
         exec.bound = Arc::new(bound);
-        Ok(())
+        Ok(unbound)
     }
 
     fn new_exec(&self, warnings: Arc<Mutex<Vec<Warning>>>) -> Exec<B> {

@@ -302,8 +302,54 @@ impl<B: Backend> Session<B> {
     /// in scope, `?` bound from `params`.
     pub(super) async fn eval_standalone(&mut self, e: &sqlparser::ast::Expr, text: &StatementText, params: &[Value], exec: &mut Exec<B>) -> Result<Value, Error> {
         let compiled = self.compile_expression(e, text, None)?;
-        self.bind(&compiled.slots, params, exec).await?;
-        exec.eval(&compiled.expr, &[])
+        self.eval_lazily(&compiled, params, exec).await
+    }
+
+    /// Evaluates a compiled expression, calling the stored functions in it only when the
+    /// evaluation reaches them, as MySQL does (`IF(x IS NULL, 0, f(x))` never calls f with
+    /// NULL). Each call found missing is made, then the evaluation starts again with its
+    /// value. An expression with subqueries has its calls made first: a subquery runs before
+    /// the expression and may need them.
+    async fn eval_lazily(&mut self, compiled: &CompiledExpr, params: &[Value], exec: &mut Exec<B>) -> Result<Value, Error> {
+        let lazy = !compiled.slots.iter().any(|s| matches!(s, crate::compile::Slot::Subquery { .. }));
+        let mut unbound = self.bind_slots(&compiled.slots, params, exec, lazy).await?;
+        loop {
+            let (result, missing) = exec.eval_partly(&compiled.expr, &[], &unbound);
+            let Some(slot) = missing else {
+                return result;
+            };
+            self.force_slot(&compiled.slots, slot, &mut unbound, exec).await?;
+        }
+    }
+
+    /// Makes the stored function call of slot `slot` (its arguments evaluated lazily in turn)
+    /// and binds its value.
+    fn force_slot<'a>(&'a mut self, slots: &'a [crate::compile::Slot], slot: u32, unbound: &'a mut Vec<u32>, exec: &'a mut Exec<B>) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let Some(crate::compile::Slot::Routine(call)) = slots.get(slot as usize) else {
+                return Err(Error::internal(format!("slot {slot} is not a stored function call")));
+            };
+            let mut args = Vec::with_capacity(call.args.len());
+            for a in &call.args {
+                let value = loop {
+                    let (result, missing) = exec.eval_partly(a, &[], unbound);
+                    match missing {
+                        Some(inner) => self.force_slot(slots, inner, unbound, exec).await?,
+                        None => break result?,
+                    }
+                };
+                args.push(value);
+            }
+            let now = (exec.snapshot.now, exec.snapshot.utc_now);
+            let value = self.call_function(call, args, now).await?;
+            let mut bound = (*exec.bound).clone();
+            if let Some(place) = bound.values.get_mut(slot as usize) {
+                *place = value;
+            }
+            exec.bound = Arc::new(bound);
+            unbound.retain(|s| *s != slot);
+            Ok(())
+        })
     }
 
     /// Compiles one expression with no table in scope; `locals` makes a routine's variables
@@ -529,8 +575,7 @@ impl<B: Backend> Session<B> {
     async fn eval(&mut self, call: &Call<'_>, e: &RoutineExpr) -> Result<Value, Error> {
         let compiled = self.compiled(e)?;
         let mut exec = self.routine_exec(call);
-        self.bind(&compiled.slots, &call.frame, &mut exec).await?;
-        exec.eval(&compiled.expr, &[])
+        self.eval_lazily(&compiled, &call.frame, &mut exec).await
     }
 
     /// A leaf statement's plan: kept with the program, re-planned when a table (or a stored
