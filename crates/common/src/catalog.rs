@@ -258,6 +258,11 @@ pub enum CatalogOp {
     /// ALTER FUNCTION/PROCEDURE: characteristics only (the body changes by CREATE OR REPLACE).
     AlterRoutine { database: String, kind: RoutineKind, name: String, changes: RoutineChanges },
     DropRoutine { database: String, kind: RoutineKind, name: String, if_exists: bool },
+    /// Changes nothing: a node proposes it to learn the newest catalog version (everything
+    /// committed before it), then waits until its own copy is that new. An SQL node does this
+    /// before saying a routine does not exist, so that a routine created through another SQL
+    /// node a moment ago is found.
+    Barrier,
 }
 
 /// What applying an op did, for the caller's reply.
@@ -322,6 +327,8 @@ impl Catalog {
     /// On error the catalog is unchanged.
     pub fn apply(&mut self, op: CatalogOp, node_groups: &[NodeGroupId]) -> Result<CatalogOutcome> {
         let outcome = match op {
+            // No new version: the barrier's reply carries the current one.
+            CatalogOp::Barrier => return Ok(CatalogOutcome::Unchanged { note: None }),
             CatalogOp::CreateDatabase { name, charset, collation, if_not_exists } => {
                 if self.databases.contains_key(&name) {
                     let message = format!("Can't create database '{name}'; database exists");

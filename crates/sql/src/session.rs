@@ -641,7 +641,7 @@ impl<B: Backend> Session<B> {
                 let catalog = self.engine.backend.catalog();
                 let plan = match cached {
                     Some(c) if self.plan_is_current(&c, &catalog) => c,
-                    _ => self.plan_statement(statement, text)?.ok_or_else(|| Error::internal("statement without a plan"))?,
+                    _ => self.plan_statement_synced(statement, text).await?.ok_or_else(|| Error::internal("statement without a plan"))?,
                 };
                 self.bind(&plan.slots, params, &mut exec).await?;
                 let outcome = self.run_planned(&plan, &mut exec).await?;
@@ -1224,7 +1224,7 @@ impl<B: Backend> Session<B> {
         let param_count = u16::try_from(param_count).map_err(|_| err!(TooManyRows, "Prepared statement contains too many placeholders"))?;
         // Plannable statements are planned now: errors (1146, 1054…) come at prepare time, as
         // in MySQL, and the plan is kept for every execution.
-        let cached = self.plan_statement(&statement, &text)?;
+        let cached = self.plan_statement_synced(&statement, &text).await?;
         let columns = match cached.as_ref().map(|c| c.planned.as_ref()) {
             Some(Planned::Query(q)) => q.columns.iter().map(|c| column_meta(&c.name, &c.ty, c.origin.as_ref(), self.result_collation)).collect(),
             _ => Vec::new(),

@@ -163,6 +163,12 @@ impl Backend for ClusterClient {
         self.management.ddl(op).await
     }
 
+    async fn sync_catalog(&self) -> Result<()> {
+        // The barrier is ordered after every committed change, and `ddl` returns once this
+        // node's catalog includes it.
+        self.management.ddl(CatalogOp::Barrier).await.map(|_| ())
+    }
+
     async fn read(&self, group: NodeGroupId, op: ReadOp) -> Result<ReadResult> {
         match self.call(group, DataRequestBody::Read(op), Idempotence::Read).await? {
             DataReply::Read(result) => Ok(result),

@@ -114,6 +114,20 @@ struct Call<'p> {
     now: (DateTime, DateTime),
 }
 
+/// A routine found in a catalog: the catalog is held, so the definition is borrowed from it
+/// rather than copied for every call.
+struct Found {
+    catalog: Arc<cairn_common::catalog::Catalog>,
+    key: RoutineKey,
+}
+
+impl Found {
+    fn def(&self) -> &RoutineDef {
+        // find_routine only builds a Found whose key is in its catalog.
+        &self.catalog.routines[&self.key]
+    }
+}
+
 /// The class of a SQLSTATE: '01' warning, '02' not found, anything else an exception.
 fn sqlstate_class(state: &str) -> &str {
     state.get(..2).unwrap_or("HY")
@@ -254,12 +268,9 @@ impl<B: Backend> Session<B> {
         params: &[Value],
     ) -> Result<Outcome, Error> {
         let database = self.env_database(&name.database)?;
-        let catalog = self.engine.backend.catalog();
-        let def = catalog
-            .routine(&database, RoutineKind::Procedure, &name.name)
-            .cloned()
-            .ok_or_else(|| catalog_routine::does_not_exist(RoutineKind::Procedure, &database, &name.name))?;
-        check_argument_count(&def, args.len())?;
+        let found = self.find_routine(&database, RoutineKind::Procedure, &name.name).await?;
+        let def = found.def();
+        check_argument_count(def, args.len())?;
         let mut values = Vec::with_capacity(args.len());
         let mut outputs = Vec::new();
         for (i, (param, arg)) in def.params.iter().zip(args).enumerate() {
@@ -289,7 +300,7 @@ impl<B: Backend> Session<B> {
         }
         let now = (exec.snapshot.now, exec.snapshot.utc_now);
         self.routines.last_affected = 0;
-        let (_, finals) = self.invoke(Arc::new(def), values, now, "").await?;
+        let (_, finals) = self.invoke(found, values, now, "").await?;
         for (i, var) in outputs {
             let value = finals.get(i).cloned().unwrap_or(Value::Null);
             self.user_vars.insert(var, value);
@@ -382,13 +393,9 @@ impl<B: Backend> Session<B> {
     /// A stored function's value for a statement being bound (`Slot::Routine`).
     pub(super) fn call_function<'a>(&'a mut self, call: &'a RoutineCall, args: Vec<Value>, now: (DateTime, DateTime)) -> BoxFuture<'a, Result<Value, Error>> {
         Box::pin(async move {
-            let catalog = self.engine.backend.catalog();
-            let def = catalog
-                .routine(&call.database, RoutineKind::Function, &call.name)
-                .cloned()
-                .ok_or_else(|| catalog_routine::does_not_exist(RoutineKind::Function, &call.database, &call.name))?;
-            check_argument_count(&def, args.len())?;
-            let (value, _) = self.invoke(Arc::new(def), args, now, &call.display).await?;
+            let found = self.find_routine(&call.database, RoutineKind::Function, &call.name).await?;
+            check_argument_count(found.def(), args.len())?;
+            let (value, _) = self.invoke(found, args, now, &call.display).await?;
             Ok(value.unwrap_or(Value::Null))
         })
     }
@@ -398,14 +405,15 @@ impl<B: Backend> Session<B> {
     /// `display` names a function's value in conversion messages (the call as written).
     fn invoke<'a>(
         &'a mut self,
-        def: Arc<RoutineDef>,
+        found: Found,
         args: Vec<Value>,
         now: (DateTime, DateTime),
         display: &'a str,
     ) -> BoxFuture<'a, Result<(Option<Value>, Vec<Value>), Error>> {
         Box::pin(async move {
+            let def = found.def();
             routine::check_privilege(&self.info.user, Privilege::Execute, &def.database, &def.name)?;
-            let key = RoutineKey::new(&def.database, def.kind, &def.name);
+            let key = found.key.clone();
             if self.routines.stack.len() >= MAX_CALL_DEPTH {
                 bail!(StackOverrun, "Thread stack overrun: stored routines nest deeper than {MAX_CALL_DEPTH} calls");
             }
@@ -427,7 +435,7 @@ impl<B: Backend> Session<B> {
                     }
                 }
             }
-            let program = self.engine.routines.program(&def)?;
+            let program = self.engine.routines.program(def)?;
             // The routine runs in its own database and with its own sql_mode.
             let saved_database = std::mem::replace(&mut self.database, Some(def.database.clone()));
             let sql_mode_def = variables::lookup("sql_mode");
@@ -438,7 +446,7 @@ impl<B: Backend> Session<B> {
                 self.vars.set(d, Value::text(&def.sql_mode));
             }
             self.routines.stack.push((key, def.kind));
-            let result = self.run_program(&def, &program, args, now, display).await;
+            let result = self.run_program(def, &program, args, now, display).await;
             self.routines.stack.pop();
             self.database = saved_database;
             if let Some(d) = sql_mode_def {
@@ -934,12 +942,9 @@ impl<B: Backend> Session<B> {
             }
             Stmt::Call(c) => {
                 let database = c.name.database.clone().or_else(|| self.database.clone()).unwrap_or_default();
-                let catalog = self.engine.backend.catalog();
-                let def = catalog
-                    .routine(&database, RoutineKind::Procedure, &c.name.name)
-                    .cloned()
-                    .ok_or_else(|| catalog_routine::does_not_exist(RoutineKind::Procedure, &database, &c.name.name))?;
-                check_argument_count(&def, c.args.len())?;
+                let found = self.find_routine(&database, RoutineKind::Procedure, &c.name.name).await?;
+                let def = found.def();
+                check_argument_count(def, c.args.len())?;
                 let mut values = Vec::with_capacity(c.args.len());
                 for (i, (param, arg)) in def.params.iter().zip(&c.args).enumerate() {
                     if param.mode != ParamMode::In && c.targets[i].is_none() {
@@ -954,7 +959,7 @@ impl<B: Backend> Session<B> {
                     values.push(if param.mode == ParamMode::Out { Value::Null } else { self.eval(call, arg).await? });
                 }
                 let modes: Vec<ParamMode> = def.params.iter().map(|p| p.mode).collect();
-                let (_, finals) = self.invoke(Arc::new(def), values, call.now, "").await?;
+                let (_, finals) = self.invoke(found, values, call.now, "").await?;
                 for (i, mode) in modes.iter().enumerate() {
                     if *mode != ParamMode::In
                         && let Some(target) = &c.targets[i]
@@ -1170,6 +1175,57 @@ impl<B: Backend> Session<B> {
     pub(super) fn dependencies_current(&self, tables: &[(cairn_common::ids::TableId, u64)], routines: &[(RoutineKey, u64)], catalog: &cairn_common::catalog::Catalog) -> bool {
         tables.iter().all(|(id, version)| catalog.table(*id).is_some_and(|t| t.version == *version))
             && routines.iter().all(|(key, version)| catalog.routines.get(key).is_some_and(|r| r.version == *version))
+    }
+
+    // ----- Routines created through other SQL nodes -----
+
+    /// Plans a statement; if it names a stored routine this node does not know, the catalog
+    /// is synchronized first and the statement planned again (the routine may have been
+    /// created through another SQL node a moment ago).
+    pub(super) async fn plan_statement_synced(&mut self, statement: &crate::parse::Statement, text: &StatementText) -> Result<Option<CachedPlan>, Error> {
+        match self.plan_statement(statement, text) {
+            Err(e) if e.kind == ErrorKind::RoutineDoesNotExist && self.catalog_caught_up().await => self.plan_statement(statement, text),
+            other => other,
+        }
+    }
+
+    /// A routine looked up by name: when this node does not know it, the catalog is
+    /// synchronized once and the name looked up again.
+    async fn find_routine(&self, database: &str, kind: RoutineKind, name: &str) -> Result<Found, Error> {
+        let key = RoutineKey::new(database, kind, name);
+        let catalog = self.engine.backend.catalog();
+        if catalog.routines.contains_key(&key) {
+            return Ok(Found { catalog, key });
+        }
+        if self.catalog_caught_up().await {
+            let catalog = self.engine.backend.catalog();
+            if catalog.routines.contains_key(&key) {
+                return Ok(Found { catalog, key });
+            }
+        }
+        Err(catalog_routine::does_not_exist(kind, database, name))
+    }
+
+    /// After a routine was not found: synchronizes the catalog with the management nodes and
+    /// says whether that brought a newer one. One synchronization at a time per node, at most
+    /// one per `CATALOG_SYNC_INTERVAL_MICROS`, so that calls of a routine that really does not
+    /// exist cannot flood the management nodes.
+    async fn catalog_caught_up(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        const CATALOG_SYNC_INTERVAL_MICROS: i64 = 10_000;
+        let engine = &self.engine;
+        let now = engine.config.clock.now_micros();
+        if now.saturating_sub(engine.last_catalog_sync_micros.load(Ordering::Relaxed)) < CATALOG_SYNC_INTERVAL_MICROS {
+            return false;
+        }
+        if engine.catalog_sync_running.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        engine.last_catalog_sync_micros.store(now, Ordering::Relaxed);
+        let before = engine.backend.catalog().version;
+        let synced = engine.backend.sync_catalog().await;
+        engine.catalog_sync_running.store(false, Ordering::Release);
+        synced.is_ok() && engine.backend.catalog().version > before
     }
 
     // ----- SHOW -----
