@@ -295,3 +295,126 @@ async fn a_full_cluster_restart_keeps_every_row() {
     drop(conn);
     pool.disconnect().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_management_nodes_and_none_on_the_data_path() {
+    let mut cluster = Cluster::start(ClusterSpec { mgmds: 3, ..Default::default() }).await.unwrap();
+    let pool = cluster.pool(0, None);
+    let mut conn = pool.get_conn().await.unwrap();
+    conn.query_drop("CREATE DATABASE m").await.unwrap();
+    conn.query_drop("CREATE TABLE m.t (id INT PRIMARY KEY, v INT)").await.unwrap();
+    conn.query_drop("INSERT INTO m.t VALUES (1, 1)").await.unwrap();
+    drop(conn);
+
+    // Losing any one management node leaves a majority: DDL goes on, through whichever
+    // management node the SQL node reaches (a follower forwards it to the leader).
+    for (down, back) in [(49, None), (59, Some(49)), (69, Some(59))] {
+        if let Some(id) = back {
+            cluster.start_node(id).unwrap();
+        }
+        cluster.kill9(down);
+        let mut conn = pool.get_conn().await.unwrap();
+        let table = format!("m.after_{down}");
+        let started = Instant::now();
+        loop {
+            match conn.query_drop(format!("CREATE TABLE {table} (id INT PRIMARY KEY)")).await {
+                Ok(()) => break,
+                Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                    println!("DDL while management node {down} is down: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("DDL failed with management node {down} down: {e}"),
+            }
+        }
+        conn.query_drop(format!("INSERT INTO {table} VALUES (7)")).await.unwrap();
+    }
+
+    // With every management node down, reads and writes go on.
+    for id in [49, 59, 69] {
+        cluster.kill9(id);
+    }
+    let mut conn = pool.get_conn().await.unwrap();
+    conn.query_drop("INSERT INTO m.t VALUES (2, 2)").await.unwrap();
+    conn.query_drop("UPDATE m.t SET v = v + 10 WHERE id = 1").await.unwrap();
+    let rows: Vec<(i32, i32)> = conn.query("SELECT id, v FROM m.t ORDER BY id").await.unwrap();
+    assert_eq!(rows, vec![(1, 11), (2, 2)]);
+    drop(conn);
+    pool.disconnect().await.unwrap();
+}
+
+/// Inserts rows `ids` one at a time, retrying each until `deadline`; returns the acknowledged ones.
+async fn insert_until_acked(pool: &mysql_async::Pool, ids: std::ops::Range<i32>, deadline: Instant) -> Vec<i32> {
+    let mut acked = Vec::new();
+    for id in ids {
+        loop {
+            let attempt = async {
+                let mut conn = pool.get_conn().await?;
+                conn.exec_drop("INSERT INTO d.t VALUES (?, 'x')", (id,)).await
+            };
+            match tokio::time::timeout(Duration::from_secs(15), attempt).await {
+                Ok(Ok(())) => {
+                    acked.push(id);
+                    break;
+                }
+                Ok(Err(mysql_async::Error::Server(e))) if e.code == 1062 => {
+                    // An earlier attempt whose answer was lost did insert it.
+                    acked.push(id);
+                    break;
+                }
+                _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+                other => panic!("insert {id} did not go through before the deadline: {other:?}"),
+            }
+        }
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_lose_either_one_and_go_on_after_arbitration() {
+    let mut cluster = Cluster::start(ClusterSpec::default()).await.unwrap();
+    let pool = cluster.pool(0, None);
+    let mut conn = pool.get_conn().await.unwrap();
+    conn.query_drop("CREATE DATABASE d").await.unwrap();
+    conn.query_drop("CREATE TABLE d.t (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    drop(conn);
+    let mut acked = insert_until_acked(&pool, 0..20, Instant::now() + Duration::from_secs(10)).await;
+
+    // Lose the primary: the survivor asks the arbitrator, wins, and goes on alone.
+    let first_victim = cluster.leaders().await.unwrap()[0];
+    let survivor = 3 - first_victim;
+    cluster.kill9(first_victim);
+    let lost_at = Instant::now();
+    while cluster.leaders().await.unwrap_or_default() != vec![survivor] && lost_at.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("node {survivor} leads alone {:?} after losing node {first_victim}", lost_at.elapsed());
+    acked.extend(insert_until_acked(&pool, 20..40, Instant::now() + Duration::from_secs(30)).await);
+    println!("writes went on {:?} after losing node {first_victim}", lost_at.elapsed());
+    assert_eq!(cluster.leaders().await.unwrap(), vec![survivor]);
+
+    // The lost replica comes back, catches up as a learner, and becomes a voter again.
+    cluster.start_node(first_victim).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let back = cluster.replica_rows(first_victim, "d", "t").await.unwrap_or_default();
+        if back.len() == 40 && back == cluster.replica_rows(survivor, "d", "t").await.unwrap() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted replica did not catch up ({} rows)", back.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Give the promotion to voter a moment, then lose the other replica: the restarted one
+    // must go on (it can only if it became a voter holding every committed write).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    acked.extend(insert_until_acked(&pool, 40..50, Instant::now() + Duration::from_secs(10)).await);
+    cluster.kill9(survivor);
+    acked.extend(insert_until_acked(&pool, 50..60, Instant::now() + Duration::from_secs(30)).await);
+
+    let mut conn = pool.get_conn().await.unwrap();
+    let present: std::collections::BTreeSet<i32> = conn.query("SELECT id FROM d.t").await.unwrap().into_iter().collect();
+    let lost: Vec<&i32> = acked.iter().filter(|id| !present.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert_eq!(present.len(), 60);
+    drop(conn);
+    pool.disconnect().await.unwrap();
+}

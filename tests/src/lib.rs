@@ -13,6 +13,7 @@
 //! command does); set `CAIRN_BIN` to use another one.
 
 pub mod raw;
+pub mod sqltest;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,11 +35,21 @@ pub struct ClusterSpec {
     /// HeartbeatIntervalDbDb: tests fail over much faster than NDB's 5 s default.
     pub heartbeat_ms: u64,
     pub data_memory: String,
+    /// ArbitrationTimeout: NDB's 7500 ms would make failover tests slow.
+    pub arbitration_ms: u64,
 }
 
 impl Default for ClusterSpec {
     fn default() -> ClusterSpec {
-        ClusterSpec { data_nodes: 2, replicas: 2, sql_nodes: 1, mgmds: 1, heartbeat_ms: 100, data_memory: "128M".into() }
+        ClusterSpec {
+            data_nodes: 2,
+            replicas: 2,
+            sql_nodes: 1,
+            mgmds: 1,
+            heartbeat_ms: 100,
+            data_memory: "128M".into(),
+            arbitration_ms: 1000,
+        }
     }
 }
 
@@ -79,11 +90,12 @@ impl Cluster {
         let dir = tempfile::Builder::new().prefix("cairn-e2e-").tempdir()?;
         let mut text = format!(
             "[cluster]\nName = \"e2e\"\nSecret = \"e2e-secret-{}\"\nNoOfReplicas = {}\nDataMemory = \"{}\"\n\
-             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nAllowPasswordlessRoot = true\n\n",
+             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nArbitrationTimeout = {arb}\nAllowPasswordlessRoot = true\n\n",
             std::process::id(),
             spec.replicas,
             spec.data_memory,
             hb = spec.heartbeat_ms,
+            arb = spec.arbitration_ms,
         );
         for k in 0..spec.mgmds {
             text.push_str(&format!("[[ndb_mgmd]]\nNodeId = {}\nPortNumber = {}\n\n", 49 + k * 10, free_port()));
@@ -122,6 +134,11 @@ impl Cluster {
 
     /// Starts (or restarts) one node's process.
     pub fn start_node(&mut self, id: u32) -> anyhow::Result<()> {
+        self.start_node_with_env(id, &[])
+    }
+
+    /// Starts one node's process with extra environment (fault injection: `CAIRN_FAILPOINT`).
+    pub fn start_node_with_env(&mut self, id: u32, env: &[(&str, &str)]) -> anyhow::Result<()> {
         let node_dir = self.dir.path().join(format!("node-{id}"));
         std::fs::create_dir_all(&node_dir)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
@@ -138,6 +155,7 @@ impl Cluster {
         };
         let child = Command::new(cairn_binary())
             .args(&args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info,raft=warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
@@ -177,6 +195,21 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Waits for a node's process to exit on its own (a failpoint); true if it did in time.
+    pub fn wait_exit(&mut self, id: u32, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.children.get_mut(&id).map(|c| c.try_wait()) {
+                Some(Ok(Some(_))) | None => {
+                    self.children.remove(&id);
+                    return true;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        false
     }
 
     pub fn is_running(&mut self, id: u32) -> bool {

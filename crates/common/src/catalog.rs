@@ -98,6 +98,18 @@ pub struct IndexDef {
     pub columns: Vec<usize>,
     pub kind: IndexKind,
     pub state: IndexState,
+    /// A unique index's hidden index table (in [`Catalog::index_tables`]): one row per base
+    /// row whose key has no NULL, holding the key columns then the base table's primary-key
+    /// columns, partitioned by the key. None for ordered indexes, and for a unique index in a
+    /// definition not yet applied to the catalog (apply creates the table).
+    pub table: Option<TableId>,
+}
+
+impl IndexDef {
+    /// Whether queries may use the index (writes maintain it in every state).
+    pub fn is_ready(&self) -> bool {
+        self.state == IndexState::Ready
+    }
 }
 
 /// A FOREIGN KEY clause: accepted and shown by SHOW CREATE TABLE, not enforced (as NDB before
@@ -190,6 +202,11 @@ impl TableDef {
                 return Err(Error::internal("key column index out of range"));
             }
         }
+        for ix in &self.indexes {
+            if ix.columns.is_empty() || ix.columns.iter().any(|&c| c >= self.columns.len()) {
+                return Err(Error::internal(format!("index {} names a column out of range", ix.name)));
+            }
+        }
         for &k in &self.partition_key {
             if !self.primary_key.contains(&k) {
                 bail!(
@@ -235,6 +252,10 @@ pub struct Catalog {
     pub version: u64,
     pub databases: BTreeMap<String, DatabaseDef>,
     pub tables: BTreeMap<TableId, TableDef>,
+    /// The hidden tables of unique indexes, by id. They are tables to the data nodes (reads
+    /// and writes name them like any table) but not to SQL users: `table_by_name` and
+    /// `tables_in` do not see them; [`Catalog::table`] does.
+    pub index_tables: BTreeMap<TableId, TableDef>,
     pub users: Vec<UserDef>,
     pub next_table_id: u32,
     /// Stored functions and procedures (`crate::routine`).
@@ -252,6 +273,12 @@ pub enum CatalogOp {
     /// The definition's id, version and (unless explicit) partitions are filled in on apply.
     CreateTable { table: TableDef, if_not_exists: bool },
     DropTable { database: String, name: String, if_exists: bool },
+    /// Replaces a table's definition (ALTER TABLE, CREATE/DROP INDEX, RENAME TABLE, an index
+    /// turning Ready) if it is still at `expected_version`: the SQL node computes the new
+    /// definition from the one it read, and a concurrent change makes it start over. The id,
+    /// partitions and the hidden tables of unchanged unique indexes are kept; unique indexes
+    /// without a table get one; the tables of dropped unique indexes are dropped.
+    AlterTable { database: String, name: String, expected_version: u64, table: TableDef },
     CreateUser { user: UserDef, if_not_exists: bool },
     /// CREATE [OR REPLACE] FUNCTION/PROCEDURE [IF NOT EXISTS]; the version is set on apply.
     CreateRoutine { routine: RoutineDef, or_replace: bool, if_not_exists: bool },
@@ -274,6 +301,7 @@ pub enum CatalogOutcome {
     DatabaseDropped { tables: Vec<TableId> },
     TableCreated { id: TableId },
     TableDropped { id: TableId },
+    TableAltered { id: TableId, version: u64 },
     UserCreated,
     RoutineCreated,
     RoutineAltered,
@@ -298,8 +326,54 @@ impl Catalog {
         self.databases.get(name)
     }
 
+    /// A table by id: a user table or the hidden table of a unique index.
     pub fn table(&self, id: TableId) -> Option<&TableDef> {
-        self.tables.get(&id)
+        self.tables.get(&id).or_else(|| self.index_tables.get(&id))
+    }
+
+    /// The base table and unique index whose hidden table is `index_table`.
+    pub fn unique_index_of(&self, index_table: TableId) -> Option<(&TableDef, &IndexDef)> {
+        if !self.index_tables.contains_key(&index_table) {
+            return None;
+        }
+        self.tables.values().find_map(|t| t.indexes.iter().find(|ix| ix.table == Some(index_table)).map(|ix| (t, ix)))
+    }
+
+    /// The key name a duplicate in `table`'s primary key is reported under: `PRIMARY` for a
+    /// user table, the index name for the hidden table of a unique index.
+    pub fn key_name(&self, table: TableId) -> String {
+        match self.unique_index_of(table) {
+            Some((_, ix)) => ix.name.clone(),
+            None => "PRIMARY".to_string(),
+        }
+    }
+
+    /// Creates the hidden tables of `table`'s unique indexes that have none, placing their
+    /// partitions like the base table's count over `node_groups`.
+    fn create_index_tables(&mut self, table: &mut TableDef, node_groups: &[NodeGroupId]) -> Result<()> {
+        for i in 0..table.indexes.len() {
+            if table.indexes[i].kind != IndexKind::Unique || table.indexes[i].table.is_some() {
+                continue;
+            }
+            let mut hidden = index_table_def(table, &table.indexes[i])?;
+            let count = table.partitions.len().max(1);
+            hidden.partitions = (0..count).map(|p| node_groups[p % node_groups.len()]).collect();
+            hidden.id = TableId(self.next_table_id);
+            hidden.version = self.version + 1;
+            self.next_table_id += 1;
+            table.indexes[i].table = Some(hidden.id);
+            self.index_tables.insert(hidden.id, hidden);
+        }
+        Ok(())
+    }
+
+    /// Forgets the hidden tables of a table's unique indexes.
+    fn drop_index_tables(&mut self, table: &TableDef) {
+        for ix in &table.indexes {
+            if let Some(id) = ix.table {
+                self.index_tables.remove(&id);
+            }
+        }
     }
 
     /// Table by name; database and table names are case-sensitive (lower_case_table_names=0).
@@ -351,6 +425,7 @@ impl Catalog {
                 let doomed: Vec<TableId> = self.tables_in(&name).map(|t| t.id).collect();
                 for id in &doomed {
                     if let Some(t) = self.tables.remove(id) {
+                        self.drop_index_tables(&t);
                         self.names.remove(&(t.database, t.name));
                     }
                 }
@@ -385,6 +460,10 @@ impl Catalog {
                 table.id = TableId(self.next_table_id);
                 table.version = self.version + 1;
                 self.next_table_id += 1;
+                for ix in &mut table.indexes {
+                    ix.table = None;
+                }
+                self.create_index_tables(&mut table, node_groups)?;
                 let id = table.id;
                 self.names.insert((table.database.clone(), table.name.clone()), id);
                 self.tables.insert(id, table);
@@ -399,8 +478,13 @@ impl Catalog {
                     return Err(Error::new(ErrorKind::UnknownTableDrop, message));
                 };
                 self.names.remove(&(database, name));
-                self.tables.remove(&id);
+                if let Some(t) = self.tables.remove(&id) {
+                    self.drop_index_tables(&t);
+                }
                 CatalogOutcome::TableDropped { id }
+            }
+            CatalogOp::AlterTable { database, name, expected_version, table } => {
+                return self.alter_table(database, name, expected_version, table, node_groups);
             }
             CatalogOp::CreateUser { user, if_not_exists } => {
                 let exists = self.users.iter().any(|u| u.user == user.user && u.host == user.host);
@@ -461,6 +545,117 @@ impl Catalog {
         self.version += 1;
         Ok(outcome)
     }
+}
+
+
+impl Catalog {
+    fn alter_table(
+        &mut self,
+        database: String,
+        name: String,
+        expected_version: u64,
+        mut table: TableDef,
+        node_groups: &[NodeGroupId],
+    ) -> Result<CatalogOutcome> {
+        let Some(id) = self.names.get(&(database.clone(), name.clone())).copied() else {
+            bail!(NoSuchTable, "Table '{database}.{name}' doesn't exist");
+        };
+        let current = self.tables.get(&id).cloned().ok_or_else(|| Error::internal("a named table is missing"))?;
+        if current.version != expected_version {
+            return Err(Error::new(
+                ErrorKind::ClusterTemporary,
+                format!("table {database}.{name} changed while the statement ran (definition {} is now {}); retry", expected_version, current.version),
+            ));
+        }
+        if !self.databases.contains_key(&table.database) {
+            bail!(UnknownDatabase, "Unknown database '{}'", table.database);
+        }
+        let renamed = (table.database.clone(), table.name.clone()) != (database.clone(), name.clone());
+        if renamed && self.names.contains_key(&(table.database.clone(), table.name.clone())) {
+            bail!(TableExists, "Table '{}' already exists", table.name);
+        }
+        table.validate()?;
+        // What the data nodes rely on stays: the id and the placement of the partitions.
+        table.id = id;
+        table.partitions = current.partitions.clone();
+        // A unique index keeps its hidden table only if it is the same index (same id and columns).
+        for ix in &mut table.indexes {
+            let same = current.indexes.iter().any(|old| old.id == ix.id && old.columns == ix.columns && old.kind == ix.kind && old.table == ix.table);
+            if !same || ix.kind != IndexKind::Unique {
+                ix.table = None;
+            }
+        }
+        let kept: Vec<TableId> = table.indexes.iter().filter_map(|ix| ix.table).collect();
+        for old in &current.indexes {
+            if let Some(t) = old.table {
+                if !kept.contains(&t) {
+                    self.index_tables.remove(&t);
+                }
+            }
+        }
+        self.create_index_tables(&mut table, node_groups)?;
+        table.version = self.version + 1;
+        let version = table.version;
+        if renamed {
+            self.names.remove(&(database, name));
+            self.names.insert((table.database.clone(), table.name.clone()), id);
+            for ix in &table.indexes {
+                if let Some(hidden) = ix.table.and_then(|t| self.index_tables.get_mut(&t)) {
+                    hidden.database = table.database.clone();
+                }
+            }
+        }
+        self.tables.insert(id, table);
+        self.version += 1;
+        Ok(CatalogOutcome::TableAltered { id, version })
+    }
+}
+
+/// The hidden table of a unique index of `base`: the key columns (NOT NULL: rows with a NULL in
+/// the key have no entry, so any number of them may exist, as in MySQL), then the base table's
+/// primary-key columns; keyed and partitioned by the key columns. Id, version and partitions
+/// are filled in by the catalog.
+pub fn index_table_def(base: &TableDef, index: &IndexDef) -> Result<TableDef> {
+    let mut columns = Vec::with_capacity(index.columns.len() + base.primary_key.len());
+    let plain = |c: &ColumnDef, name: String| ColumnDef {
+        name,
+        ty: c.ty.clone(),
+        nullable: false,
+        default: ColumnDefault::None,
+        auto_increment: false,
+        on_update_now: false,
+        collation: c.collation.clone(),
+        comment: String::new(),
+        hidden: false,
+    };
+    for (i, &c) in index.columns.iter().enumerate() {
+        let column = base.columns.get(c).ok_or_else(|| Error::internal("index column out of range"))?;
+        columns.push(plain(column, format!("k{i}")));
+    }
+    for (i, &c) in base.primary_key.iter().enumerate() {
+        let column = base.columns.get(c).ok_or_else(|| Error::internal("primary-key column out of range"))?;
+        columns.push(plain(column, format!("p{i}")));
+    }
+    let key: Vec<usize> = (0..index.columns.len()).collect();
+    Ok(TableDef {
+        id: TableId(0),
+        version: 0,
+        database: base.database.clone(),
+        name: format!("{}${}", base.name, index.name),
+        columns,
+        primary_key: key.clone(),
+        hidden_primary_key: false,
+        indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        partition_key: key,
+        partitions: Vec::new(),
+        explicit_partitioning: false,
+        auto_increment_start: 1,
+        charset: base.charset.clone(),
+        collation: base.collation.clone(),
+        engine: base.engine.clone(),
+        comment: format!("unique index {} of {}", index.name, base.name),
+    })
 }
 
 #[cfg(test)]

@@ -124,6 +124,12 @@ error_kinds! {
     LockWaitTimeout = (1205, "HY000", Abort),
     /// ER_WRONG_ARGUMENTS
     WrongArguments = (1210, "HY000", Report),
+    /// ER_LOCK_TABLE_FULL: a transaction holds more row locks than the limit.
+    LockTableFull = (1206, "HY000", Abort),
+    /// ER_TRANS_CACHE_FULL: a transaction's changes exceed the size limit.
+    TransactionTooLarge = (1197, "HY000", Abort),
+    /// ER_ERROR_DURING_COMMIT
+    ErrorDuringCommit = (1180, "HY000", Abort),
     /// ER_LOCK_DEADLOCK
     Deadlock = (1213, "40001", Abort),
     /// ER_SPECIFIC_ACCESS_DENIED_ERROR
@@ -155,6 +161,10 @@ error_kinds! {
     /// ER_GET_TEMPORARY_ERRMSG: a temporary error from the storage cluster (node failure,
     /// leader change, node group unavailable). NDB applications retry on it.
     ClusterTemporary = (1297, "HY000", Retry),
+    /// ER_TABLE_DEF_CHANGED: the request was planned with an older definition of a table than
+    /// the data node has (a schema change ran meanwhile). Nothing was applied; the SQL node
+    /// plans the statement again and retries it.
+    TableDefinitionChanged = (1412, "HY000", Retry),
     /// ER_SP_DOES_NOT_EXIST
     RoutineDoesNotExist = (1305, "42000", Report),
     /// ER_QUERY_INTERRUPTED
@@ -181,6 +191,8 @@ error_kinds! {
     UnknownFunction = (1630, "42000", Report),
     /// ER_INVALID_GROUP_FUNC_USE
     InvalidGroupFunctionUse = (1111, "HY000", Report),
+    /// ER_DERIVED_MUST_HAVE_ALIAS
+    DerivedNeedsAlias = (1248, "42000", Report),
     /// ER_WRONG_NUMBER_OF_COLUMNS_IN_SELECT
     WrongColumnCountInUnion = (1222, "21000", Report),
     /// ER_CANT_CHANGE_TX_CHARACTERISTICS

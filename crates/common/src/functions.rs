@@ -100,6 +100,10 @@ functions! {
     Log2 = ["LOG2"] (1, 1),
     Pi = ["PI"] (0, 0),
     Crc32 = ["CRC32"] (1, 1),
+    Md5 = ["MD5"] (1, 1),
+    Sha1 = ["SHA1", "SHA"] (1, 1),
+    /// SHA2(str, bits): bits 224, 256, 384, 512 (0 means 256); anything else gives NULL.
+    Sha2 = ["SHA2"] (2, 2),
     // Dates and times.
     UnixTimestamp = ["UNIX_TIMESTAMP"] (0, 1),
     FromUnixtime = ["FROM_UNIXTIME"] (1, 1),
@@ -262,7 +266,20 @@ fn call_values(func: Func, v: Vec<Value>, ctx: &mut EvalContext<'_>) -> Result<V
         },
         Upper => match &v[0] {
             Value::Bytes(b) => Value::Bytes(b.clone()),
-            x => Value::Text(text_arg(x).to_uppercase()),
+            // Character by character, as MySQL maps case: a character whose upper case is
+            // several characters ('ß') stays as it is.
+            x => Value::Text(
+                text_arg(x)
+                    .chars()
+                    .map(|c| {
+                        let mut up = c.to_uppercase();
+                        match (up.next(), up.next()) {
+                            (Some(u), None) => u,
+                            _ => c,
+                        }
+                    })
+                    .collect(),
+            ),
         },
         Length => Value::Int(v[0].to_bytes().len() as i64),
         CharLength => match &v[0] {
@@ -511,6 +528,22 @@ fn call_values(func: Func, v: Vec<Value>, ctx: &mut EvalContext<'_>) -> Result<V
         }
         Pi => Value::Double(std::f64::consts::PI),
         Crc32 => Value::UInt(crc32_ieee(&v[0].to_bytes()) as u64),
+        Md5 => Value::Text(hex_lower(&md5(&text_arg(&v[0]).as_bytes_owned(&v[0])))),
+        Sha1 => {
+            use sha1::Digest;
+            Value::Text(hex_lower(&sha1::Sha1::digest(text_arg(&v[0]).as_bytes_owned(&v[0]))))
+        }
+        Sha2 => {
+            use sha2::Digest;
+            let data = text_arg(&v[0]).as_bytes_owned(&v[0]);
+            match int_arg(&v[1]) {
+                224 => Value::Text(hex_lower(&sha2::Sha224::digest(&data))),
+                0 | 256 => Value::Text(hex_lower(&sha2::Sha256::digest(&data))),
+                384 => Value::Text(hex_lower(&sha2::Sha384::digest(&data))),
+                512 => Value::Text(hex_lower(&sha2::Sha512::digest(&data))),
+                _ => Value::Null,
+            }
+        }
         UnixTimestamp => match v.first() {
             None => Value::Int(ctx.session()?.now().to_unix_seconds().unwrap_or(0)),
             Some(Value::Null) => Value::Null,
@@ -540,7 +573,15 @@ fn call_values(func: Func, v: Vec<Value>, ctx: &mut EvalContext<'_>) -> Result<V
             }
         }
         DatePart => v[0].to_date().map_or(Value::Null, Value::Date),
-        TimePart => v[0].to_time().map_or(Value::Null, Value::Time),
+        TimePart => {
+            // A string holding a date and a time gives its time of day, as MySQL's TIME().
+            let text = v[0].to_text();
+            let datetime = matches!(v[0], Value::Text(_) | Value::Bytes(_)) && text.trim().contains(' ');
+            match datetime.then(|| v[0].to_datetime()).flatten() {
+                Some(dt) => Value::Time(dt.time_of_day()),
+                None => v[0].to_time().map_or(Value::Null, Value::Time),
+            }
+        }
         Year | Month | Day => match v[0].to_date() {
             Some(d) => Value::Int(match func {
                 Year => d.year as i64,
@@ -710,6 +751,68 @@ pub fn inet_aton(text: &str) -> Option<u32> {
     Some(result)
 }
 
+/// The bytes a hash function reads: a binary string's bytes, any other value's text in UTF-8.
+trait HashInput {
+    fn as_bytes_owned(&self, original: &Value) -> Vec<u8>;
+}
+
+impl HashInput for std::borrow::Cow<'_, str> {
+    fn as_bytes_owned(&self, original: &Value) -> Vec<u8> {
+        match original {
+            Value::Bytes(b) => b.clone(),
+            _ => self.as_bytes().to_vec(),
+        }
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// MD5 (RFC 1321), for MySQL's MD5(): a 128-bit digest of the bytes.
+fn md5(data: &[u8]) -> [u8; 16] {
+    const S: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23,
+        4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    // K[i] = floor(abs(sin(i + 1)) * 2^32), as the RFC defines the table.
+    let k: Vec<u32> = (0..64).map(|i| ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32).collect();
+    let (mut a0, mut b0, mut c0, mut d0) = (0x6745_2301u32, 0xefcd_ab89u32, 0x98ba_dcfeu32, 0x1032_5476u32);
+    let mut message = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&bit_len.to_le_bytes());
+    for block in message.chunks(64) {
+        let m: Vec<u32> = block.chunks(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
+        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(S[i]));
+        }
+        a0 = a0.wrapping_add(a);
+        b0 = b0.wrapping_add(b);
+        c0 = c0.wrapping_add(c);
+        d0 = d0.wrapping_add(d);
+    }
+    let mut out = [0u8; 16];
+    for (i, w) in [a0, b0, c0, d0].iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
 fn crc32_ieee(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in data {
@@ -728,7 +831,14 @@ fn date_add(base: &Value, amount: &Value, unit: &str, subtract: bool, ctx: &mut 
         ctx.warn(1292, format!("Incorrect datetime value: '{}'", base.to_text()));
         return Ok(Value::Null);
     };
-    let keep_date = matches!(base, Value::Date(_)) && matches!(unit, "DAY" | "WEEK" | "MONTH" | "QUARTER" | "YEAR");
+    // A DATE, or a string holding only a date, stays a date for day-or-longer units (MySQL
+    // returns '2024-02-29' for DATE_ADD('2024-01-31', INTERVAL 1 MONTH)).
+    let date_only = match base {
+        Value::Date(_) => true,
+        Value::Text(_) | Value::Bytes(_) => !base.to_text().trim().contains([' ', 'T', ':']),
+        _ => false,
+    };
+    let keep_date = date_only && matches!(unit, "DAY" | "WEEK" | "MONTH" | "QUARTER" | "YEAR");
     let result = match unit {
         "MONTH" | "QUARTER" | "YEAR" => {
             let n = amount.to_i64().unwrap_or(0) * sign * match unit {
@@ -928,6 +1038,15 @@ mod tests {
         assert_eq!(show(f(Func::Greatest, vec![Value::Int(1), Value::Int(3), Value::Int(2)])), "3");
         assert_eq!(show(f(Func::Mod, vec![Value::Int(10), Value::Int(3)])), "1");
         assert_eq!(show(f(Func::Crc32, vec![t("MySQL")])), "3259397556");
+        // Test vectors of RFC 1321 and FIPS 180.
+        assert_eq!(show(f(Func::Md5, vec![t("")])), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(show(f(Func::Md5, vec![t("The quick brown fox jumps over the lazy dog")])), "9e107d9d372bb6826bd81d3542a419d6");
+        assert_eq!(show(f(Func::Sha1, vec![t("abc")])), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            show(f(Func::Sha2, vec![t("abc"), Value::Int(256)])),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(show(f(Func::Sha2, vec![t("abc"), Value::Int(7)])), "NULL");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`catalog`]: databases, tables, users; deterministic catalog ops.
 //! - [`routine`]: stored functions and procedures as the catalog keeps them.
 //! - [`expr`], [`functions`]: expressions evaluated on SQL and data nodes alike.
+//! - [`group`]: grouping keys shared by SQL and data nodes.
 //! - [`ops`]: requests from SQL nodes to node groups, and the write sets of the Raft log.
 //! - [`error`]: the one registry of MySQL error numbers and SQLSTATEs.
 //!
@@ -25,6 +26,7 @@ pub mod decimal;
 pub mod error;
 pub mod expr;
 pub mod functions;
+pub mod group;
 pub mod ids;
 pub mod key;
 pub mod ops;

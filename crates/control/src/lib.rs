@@ -18,4 +18,4 @@ pub mod config;
 pub mod state;
 
 pub use config::{ClusterConfig, ConfigError};
-pub use state::{ControlCommand, ControlState};
+pub use state::{ControlCommand, ControlOutcome, ControlState};

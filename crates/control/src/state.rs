@@ -15,6 +15,16 @@ use sha1::{Digest, Sha1};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ControlCommand {
     Catalog(CatalogOp),
+    /// A data node of a two-replica node group lost its peer and asks to go on alone with the
+    /// group's membership `epoch` (NDB's arbitration). Granted to exactly one node per epoch.
+    Arbitrate { group: u32, epoch: u64, node: u32 },
+}
+
+/// What applying a command did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ControlOutcome {
+    Catalog(CatalogOutcome),
+    Arbitration { granted: bool },
 }
 
 impl ControlCommand {
@@ -32,23 +42,38 @@ pub struct ControlState {
     pub catalog: Catalog,
     /// The Raft index of the last command applied.
     pub applied_index: u64,
+    /// Per node group, the newest membership epoch arbitrated and the node that won it.
+    pub arbitration: std::collections::BTreeMap<u32, (u64, u32)>,
 }
 
 impl ControlState {
     pub fn new() -> ControlState {
-        ControlState { catalog: Catalog::new(), applied_index: 0 }
+        ControlState { catalog: Catalog::new(), applied_index: 0, arbitration: Default::default() }
     }
 
     /// Applies the command at Raft index `index`. Entries at or below the applied index are
     /// ignored (replay after a restart from a snapshot). A command that fails (e.g. CREATE TABLE
     /// of an existing table) changes nothing, and every node reaches the same failure.
-    pub fn apply(&mut self, index: u64, command: ControlCommand, node_groups: &[NodeGroupId]) -> Option<Result<CatalogOutcome>> {
+    pub fn apply(&mut self, index: u64, command: ControlCommand, node_groups: &[NodeGroupId]) -> Option<Result<ControlOutcome>> {
         if index <= self.applied_index {
             return None;
         }
         self.applied_index = index;
         Some(match command {
-            ControlCommand::Catalog(op) => self.catalog.apply(op, node_groups),
+            ControlCommand::Catalog(op) => self.catalog.apply(op, node_groups).map(ControlOutcome::Catalog),
+            ControlCommand::Arbitrate { group, epoch, node } => {
+                let granted = match self.arbitration.get(&group) {
+                    // This membership was arbitrated: only its winner may go on.
+                    Some((e, winner)) if *e == epoch => *winner == node,
+                    // A newer membership exists: the asker is behind and must not go on.
+                    Some((e, _)) if *e > epoch => false,
+                    _ => {
+                        self.arbitration.insert(group, (epoch, node));
+                        true
+                    }
+                };
+                Ok(ControlOutcome::Arbitration { granted })
+            }
         })
     }
 
@@ -94,10 +119,24 @@ mod tests {
             if_not_exists: false,
         });
         assert!(s.apply(1, op.clone(), &groups).unwrap().is_ok());
+        let arbitrate = |node| ControlCommand::Arbitrate { group: 0, epoch: 7, node };
+        assert_eq!(s.apply(10, arbitrate(1), &groups).unwrap().unwrap(), ControlOutcome::Arbitration { granted: true });
+        assert_eq!(s.apply(11, arbitrate(2), &groups).unwrap().unwrap(), ControlOutcome::Arbitration { granted: false }, "one winner per epoch");
+        assert_eq!(s.apply(12, arbitrate(1), &groups).unwrap().unwrap(), ControlOutcome::Arbitration { granted: true }, "the winner may ask again");
+        let newer = ControlCommand::Arbitrate { group: 0, epoch: 9, node: 2 };
+        assert_eq!(s.apply(13, newer, &groups).unwrap().unwrap(), ControlOutcome::Arbitration { granted: true });
+        assert_eq!(s.apply(14, arbitrate(1), &groups).unwrap().unwrap(), ControlOutcome::Arbitration { granted: false }, "a stale epoch loses");
+        let op = ControlCommand::Catalog(CatalogOp::CreateDatabase {
+            name: "calmail".into(),
+            charset: "utf8mb4".into(),
+            collation: "utf8mb4_general_ci".into(),
+            if_not_exists: false,
+        });
         assert!(s.apply(1, op.clone(), &groups).is_none(), "replayed entry ignored");
-        assert_eq!(s.apply(2, op, &groups).unwrap().unwrap_err().code(), 1007);
+        assert_eq!(s.apply(20, op, &groups).unwrap().unwrap_err().code(), 1007);
         let back = ControlState::restore(&s.snapshot()).unwrap();
-        assert_eq!(back.applied_index, 2);
+        assert_eq!(back.applied_index, 20);
+        assert_eq!(back.arbitration.get(&0), Some(&(9, 2)));
         assert!(back.catalog.database("calmail").is_some());
         assert!(ControlState::restore(b"garbage").is_err());
     }

@@ -18,6 +18,11 @@
 //! Thin shell: [`node_group::NodeGroupLoop`] runs the sans-IO replica and store on one thread;
 //! this module owns sockets, files and timers.
 //!
+//! Transactions: the loop also runs the transactions of its node group as their leader (row
+//! locks, each transaction's uncommitted writes, one- and two-phase commit entries, resolving
+//! prepared transactions whose coordinator died through their decision group), see
+//! `cairn_storage::txn` and [`node_group`].
+//!
 //! Not yet here: local checkpoints (so the log is replayed from its start on restart),
 //! arbitration for two-replica node groups, node-restart commands, follower reads.
 
@@ -25,6 +30,7 @@ pub mod node_group;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -90,7 +96,7 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
     let members = config.members_of(group);
     let voters: Vec<u64> = members.iter().map(|d| d.id.0 as u64).collect();
     let (tick, heartbeat_tick, election_tick) = cairn_mgmd::raft_timing(config.cluster.heartbeat_interval_db_db_ms);
-    let mut replica_config = ReplicaConfig::new(group_id, me.id.0 as u64, voters);
+    let mut replica_config = ReplicaConfig::new(group_id, me.id.0 as u64, voters.clone());
     replica_config.heartbeat_tick = heartbeat_tick;
     replica_config.election_tick = election_tick;
     replica_config.lease_ticks = election_tick - 2;
@@ -102,8 +108,49 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
         peers.insert(peer.id.0 as u64, tx);
         tokio::spawn(raft_outbound(peer.address(), identity.clone(), group_id, rx));
     }
-    let (node_loop, inbox) =
-        NodeGroupLoop::new(me.id.0, group, replica, management.catalog_now(), me.data_memory, peers, tick);
+    let settings = node_group::LoopSettings {
+        tick,
+        data_memory: me.data_memory,
+        lock_wait: Duration::from_millis(config.cluster.transaction_deadlock_detection_timeout_ms),
+        txn_limits: cairn_storage::TxnLimits::default(),
+        arbitration_timeout: Duration::from_millis(config.cluster.arbitration_timeout_ms),
+    };
+    // The loop's inbox is created with it; the resolver needs it, so it reaches it through a cell.
+    let inbox_cell: Arc<std::sync::OnceLock<Inbox>> = Arc::new(std::sync::OnceLock::new());
+    let resolver = resolver(config.clone(), identity.clone(), inbox_cell.clone(), tokio::runtime::Handle::current());
+    let shared = Arc::new(node_group::SharedReads::new(group, management.catalog_now()));
+    let arbitrator: node_group::Arbitrator = {
+        let management = management.clone();
+        let inbox = inbox_cell.clone();
+        let runtime = tokio::runtime::Handle::current();
+        Box::new(move |epoch| {
+            let management = management.clone();
+            let inbox = inbox.clone();
+            runtime.spawn(async move {
+                match management.arbitrate(group.0, epoch).await {
+                    Ok(granted) => {
+                        if let Some(inbox) = inbox.get() {
+                            let _ = inbox.send(Event::Arbitrated { epoch, granted });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the arbitrator did not answer; will ask again"),
+                }
+            });
+        })
+    };
+    let (node_loop, inbox) = NodeGroupLoop::new(
+        me.id.0,
+        group,
+        replica,
+        management.catalog_now(),
+        settings,
+        peers,
+        resolver,
+        shared.clone(),
+        voters.clone(),
+        arbitrator,
+    );
+    let _ = inbox_cell.set(inbox.clone());
     let loop_thread = std::thread::Builder::new()
         .name(format!("datad-{}-group-{}", me.id, group))
         .spawn(move || node_loop.run())
@@ -141,13 +188,15 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
     let server_config = config.clone();
     let server_identity = identity.clone();
     let server_inbox = inbox.clone();
+    let server_shared = shared.clone();
     let server = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let config = server_config.clone();
             let identity = server_identity.clone();
             let inbox = server_inbox.clone();
-            tokio::spawn(async move { connection(stream, identity, config, group, inbox).await });
+            let shared = server_shared.clone();
+            tokio::spawn(async move { connection(stream, identity, config, group, inbox, shared).await });
         }
     });
 
@@ -177,13 +226,62 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
 fn admit(hello: &Hello, config: &cairn_control::ClusterConfig, group: cairn_common::ids::NodeGroupId) -> Result<(), String> {
     let id = NodeId(hello.node_id);
     match Role::try_from(hello.role) {
-        Ok(Role::Datad) if config.data_node(id).is_some_and(|d| d.node_group == group) => Ok(()),
+        // Peers of the node group (Raft), and data nodes of other groups resolving transactions.
+        Ok(Role::Datad) if config.data_node(id).is_some() => Ok(()),
         Ok(Role::Sqld) if config.sql_node(id).is_some() => Ok(()),
         _ => Err(format!("node {} may not connect to a data node of node group {group}", hello.node_id)),
     }
 }
 
-async fn connection(stream: TcpStream, identity: Identity, config: cairn_control::ClusterConfig, group: cairn_common::ids::NodeGroupId, inbox: Inbox) {
+/// Asks the leader of `group` how transaction `txn` ended, trying its members in turn, and hands
+/// the answer to the loop. Gives up quietly after a while: the loop asks again.
+fn resolver(
+    config: cairn_control::ClusterConfig,
+    identity: Identity,
+    inbox: Arc<std::sync::OnceLock<Inbox>>,
+    runtime: tokio::runtime::Handle,
+) -> node_group::Resolver {
+    Box::new(move |group, txn| {
+        let config = config.clone();
+        let identity = identity.clone();
+        let inbox = inbox.clone();
+        runtime.spawn(async move {
+            let members: Vec<String> = config.members_of(group).iter().map(|d| d.address()).collect();
+            let request = encode(&DataRequestBody::Txn { txn, control: cairn_common::ops::TxnControl::Resolve });
+            for _round in 0..10 {
+                for address in &members {
+                    let Ok(link) = cairn_proto::connect(address, &identity).await else { continue };
+                    let (client, _) = cairn_proto::RpcClient::new(link);
+                    let body = Body::DataRequest(cairn_proto::pb::DataRequest { body: request.clone() });
+                    let Ok(Body::DataResponse(response)) = client.call(body, Duration::from_secs(5)).await else { continue };
+                    let Ok(answer) = decode::<cairn_proto::data::DataResponseBody>(&response.body) else { continue };
+                    if let Ok(cairn_proto::data::DataReply::Txn(outcome)) = answer {
+                        let commit = match outcome {
+                            cairn_common::ops::TxnOutcome::Committed => true,
+                            cairn_common::ops::TxnOutcome::Aborted => false,
+                            _ => continue,
+                        };
+                        if let Some(inbox) = inbox.get() {
+                            let _ = inbox.send(Event::Resolved { txn, commit });
+                        }
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            tracing::warn!(%txn, group = %group, "could not reach the decision group; will ask again");
+        });
+    })
+}
+
+async fn connection(
+    stream: TcpStream,
+    identity: Identity,
+    config: cairn_control::ClusterConfig,
+    group: cairn_common::ids::NodeGroupId,
+    inbox: Inbox,
+    shared: Arc<node_group::SharedReads>,
+) {
     let link = match accept(stream, &identity, |hello| admit(hello, &config, group)).await {
         Ok(link) => link,
         Err(e) => {
@@ -191,9 +289,16 @@ async fn connection(stream: TcpStream, identity: Identity, config: cairn_control
             return;
         }
     };
+    let same_group = config.data_node(NodeId(link.peer.node_id)).is_some_and(|d| d.node_group == group);
     match link.peer.role {
-        Role::Datad => raft_inbound(link, inbox).await,
-        Role::Sqld => data_session(link, inbox).await,
+        Role::Datad if same_group => raft_inbound(link, inbox).await,
+        Role::Datad => data_session(link, inbox, shared).await,
+        Role::Sqld => {
+            let sql_node = link.peer.node_id;
+            data_session(link, inbox.clone(), shared).await;
+            // Its connection is gone: transactions it was running here cannot finish.
+            let _ = inbox.send(Event::CoordinatorGone { sql_node });
+        }
         _ => {}
     }
 }
@@ -215,14 +320,24 @@ async fn raft_inbound(mut link: Link, inbox: Inbox) {
 
 /// Reads and writes from one SQL node; many in flight at once, each answered when the loop is
 /// done with it.
-async fn data_session(mut link: Link, inbox: Inbox) {
+async fn data_session(mut link: Link, inbox: Inbox, shared: Arc<node_group::SharedReads>) {
     while let Some(frame) = link.receiver.recv().await {
         let Some(Body::DataRequest(request)) = frame.body else { continue };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let event = match decode::<DataRequestBody>(&request.body) {
-            Ok(DataRequestBody::Read(op)) => Event::Read { op, reply: tx },
+            Ok(DataRequestBody::Read(op)) => {
+                // The hot path: under the leader's lease, answered right here.
+                if let Some(answer) = shared.try_read(&op) {
+                    respond(&link.sender, frame.request_id, answer).await;
+                    continue;
+                }
+                Event::Read { op, reply: tx }
+            }
             Ok(DataRequestBody::Write(ops)) => Event::Write { ops, reply: tx },
             Ok(DataRequestBody::LocalRead(op)) => Event::LocalRead { op, reply: tx },
+            Ok(DataRequestBody::TxnRead { step, lock, op }) => Event::TxnRead { step, lock, op, reply: tx },
+            Ok(DataRequestBody::TxnWrite { step, ops }) => Event::TxnWrite { step, ops, reply: tx },
+            Ok(DataRequestBody::Txn { txn, control }) => Event::Txn { txn, control, reply: tx },
             Err(e) => {
                 tracing::warn!(peer = link.peer.node_id, error = %e, "dropped an undecodable data request");
                 let body: cairn_proto::data::DataResponseBody = Err(cairn_proto::data::DataError::Failed(e));

@@ -77,6 +77,16 @@ pub struct View<'a> {
     pub catalog: &'a Catalog,
     /// The management Raft leader, for marking.
     pub mgm_leader: u32,
+    /// A node whose last heartbeat is older than this is shown as not connected, even if its
+    /// TCP connection is still open (a paused or hung process), as NDB declares such nodes dead.
+    pub heartbeat_timeout: std::time::Duration,
+}
+
+impl View<'_> {
+    /// The node, if connected and heard from recently.
+    fn live(&self, id: u32) -> Option<&LiveNode> {
+        self.nodes.get(&id).filter(|n| n.last_heartbeat.elapsed() <= self.heartbeat_timeout)
+    }
 }
 
 fn version_of(node: &LiveNode) -> &str {
@@ -120,7 +130,7 @@ fn status_line(id: u32, view: &View<'_>) -> String {
     let Some(role) = view.config.role_of(NodeId(id)) else {
         return format!("Node {id}: not found in the cluster configuration");
     };
-    match view.nodes.get(&id) {
+    match view.live(id) {
         None => format!("Node {id}: not connected"),
         Some(node) => match role {
             cairn_control::config::NodeKind::Datad => format!("Node {id}: {} ({})", phase_of(node), version_of(node)),
@@ -133,7 +143,7 @@ fn status_line(id: u32, view: &View<'_>) -> String {
 const PAGE: u64 = 32 * 1024;
 
 fn memory_line(id: u32, view: &View<'_>) -> String {
-    match view.nodes.get(&id).and_then(|n| n.status.as_ref()) {
+    match view.live(id).and_then(|n| n.status.as_ref()) {
         Some(status) if view.config.data_node(NodeId(id)).is_some() => {
             let used = status.data_memory_used.div_ceil(PAGE);
             let total = (status.data_memory_total / PAGE).max(1);
@@ -146,7 +156,7 @@ fn memory_line(id: u32, view: &View<'_>) -> String {
 }
 
 fn tables_report(id: u32, view: &View<'_>) -> String {
-    let Some(status) = view.nodes.get(&id).and_then(|n| n.status.as_ref()) else {
+    let Some(status) = view.live(id).and_then(|n| n.status.as_ref()) else {
         return format!("Node {id}: not connected");
     };
     let mut lines = Vec::new();
@@ -168,7 +178,7 @@ fn show(view: &View<'_>) -> String {
     let config = view.config;
     out.push_str(&format!("[ndbd(NDB)]\t{} node(s)\n", config.data_nodes.len()));
     for d in &config.data_nodes {
-        match view.nodes.get(&d.id.0) {
+        match view.live(d.id.0) {
             Some(node) => {
                 let phase = phase_of(node);
                 let leader = node.status.as_ref().is_some_and(|s| s.is_leader);
@@ -199,7 +209,7 @@ fn show(view: &View<'_>) -> String {
     }
     out.push_str(&format!("\n[mysqld(API)]\t{} node(s)\n", config.sql_nodes.len()));
     for s in &config.sql_nodes {
-        match view.nodes.get(&s.node_id).filter(|n| n.role == Role::Sqld) {
+        match view.live(s.node_id).filter(|n| n.role == Role::Sqld) {
             Some(node) => out.push_str(&format!("id={}\t@{}  ({})\n", s.node_id, node.peer_host, version_of(node))),
             None => out.push_str(&format!(
                 "id={} (not connected, accepting connect from {})\n",
@@ -250,6 +260,7 @@ mod tests {
             connected_at: Instant::now(),
             last_heartbeat: Instant::now(),
             status,
+            catalog_version: 0,
         }
     }
 
@@ -273,7 +284,13 @@ mod tests {
         nodes.insert(2, live(Role::Datad, Some(data_status("starting", false))));
         nodes.insert(50, live(Role::Sqld, None));
         let catalog = Catalog::new();
-        let view = View { config: &config, nodes: &nodes, catalog: &catalog, mgm_leader: 49 };
+        let view = View {
+            config: &config,
+            nodes: &nodes,
+            catalog: &catalog,
+            mgm_leader: 49,
+            heartbeat_timeout: std::time::Duration::from_secs(3),
+        };
         let expected = format!(
             "Cluster Configuration\n---------------------\n\
              [ndbd(NDB)]\t2 node(s)\n\
@@ -294,6 +311,13 @@ mod tests {
         assert_eq!(execute(&parse("2 status").unwrap(), &view), format!("Node 2: starting ({SOFTWARE_VERSION})"));
         assert_eq!(execute(&parse("51 STATUS").unwrap(), &view), "Node 51: not connected");
         assert_eq!(execute(&parse("1 report tables").unwrap(), &view), "Node 1: table #7: 50000 rows in 8 partitions");
+        // A node that stopped sending heartbeats (paused, hung) is not shown as alive.
+        let mut stale = nodes.clone();
+        if let Some(n) = stale.get_mut(&2) {
+            n.last_heartbeat = Instant::now() - std::time::Duration::from_secs(10);
+        }
+        let view = View { nodes: &stale, ..view };
+        assert_eq!(execute(&parse("2 status").unwrap(), &view), "Node 2: not connected");
     }
 
     #[test]

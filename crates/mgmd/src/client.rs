@@ -19,6 +19,8 @@ use tokio::sync::{Mutex, watch};
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a DDL caller waits for the pushed catalog to include its change.
 const CATALOG_WAIT: Duration = Duration::from_secs(10);
+/// How long a DDL waits for a lost management connection to be re-established.
+const RECONNECT_WAIT: Duration = Duration::from_secs(5);
 
 pub struct ManagementClient {
     identity: Identity,
@@ -103,8 +105,12 @@ impl ManagementClient {
                     match decode::<Catalog>(&update.catalog) {
                         Ok(mut catalog) => {
                             catalog.reindex();
-                            if catalog.version >= self.catalog.borrow().version {
+                            let version = catalog.version;
+                            if version >= self.catalog.borrow().version {
                                 let _ = self.catalog_tx.send(Arc::new(catalog));
+                            }
+                            if let Some(client) = self.current().await {
+                                let _ = client.notify(Body::CatalogAck(cairn_proto::pb::CatalogAck { version })).await;
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "ignored an undecodable catalog push"),
@@ -165,10 +171,32 @@ impl ManagementClient {
         }
     }
 
+    /// Asks the arbitrator whether this data node may go on alone with membership `epoch` of
+    /// its two-replica node group. Err: no answer (the caller asks again later).
+    pub async fn arbitrate(&self, group: u32, epoch: u64) -> std::result::Result<bool, String> {
+        let client = self.current().await.ok_or("no management node is reachable")?;
+        let request = cairn_proto::pb::ArbitrationRequest { group, epoch, node: self.identity.node_id };
+        match client.call(Body::ArbitrationRequest(request), CALL_TIMEOUT).await {
+            Ok(Body::ArbitrationReply(reply)) if reply.reason.is_empty() => Ok(reply.granted),
+            Ok(Body::ArbitrationReply(reply)) => Err(reply.reason),
+            Ok(_) => Err("unexpected answer to an arbitration request".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Commits a catalog change and returns once this node's catalog includes it.
     pub async fn ddl(&self, op: CatalogOp) -> Result<CatalogOutcome> {
-        let Some(client) = self.current().await else {
-            return Err(Error::temporary("no management node is reachable; DDL is unavailable until one is"));
+        // After a management node fails the client reconnects within a second or so; a DDL
+        // arriving meanwhile waits for that rather than failing at once.
+        let deadline = tokio::time::Instant::now() + RECONNECT_WAIT;
+        let client = loop {
+            if let Some(client) = self.current().await {
+                break client;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::temporary("no management node is reachable; DDL is unavailable until one is"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let reply = client
             .call(Body::DdlRequest(DdlRequest { op: encode(&op) }), CALL_TIMEOUT)

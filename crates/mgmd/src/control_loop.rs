@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use cairn_common::catalog::{Catalog, CatalogOp, CatalogOutcome};
 use cairn_common::ids::NodeGroupId;
 use cairn_common::{Error, Result};
-use cairn_control::state::{ControlCommand, ControlState, root_user};
+use cairn_control::state::{ControlCommand, ControlOutcome, ControlState, root_user};
 use cairn_replication::eraftpb::Message;
 use cairn_replication::wal::FileLogStore;
 use cairn_replication::{EntryPayload, LeadershipChange, ProposalId, ProposeError, Replica};
@@ -26,7 +26,7 @@ const MAX_EVENTS_PER_ROUND: usize = 1024;
 
 pub enum ControlEvent {
     Raft(Message),
-    Propose { command: ControlCommand, reply: oneshot::Sender<Result<(CatalogOutcome, u64)>> },
+    Propose { command: ControlCommand, reply: oneshot::Sender<Result<(ControlOutcome, u64)>> },
     Shutdown,
 }
 
@@ -50,8 +50,16 @@ impl ControlHandle {
     /// Proposes a catalog change and waits until it is applied here; returns the outcome and
     /// the catalog version that includes it.
     pub async fn propose(&self, op: CatalogOp, timeout: Duration) -> Result<(CatalogOutcome, u64)> {
+        match self.propose_command(ControlCommand::Catalog(op), timeout).await? {
+            (ControlOutcome::Catalog(outcome), version) => Ok((outcome, version)),
+            _ => Err(Error::internal("a catalog change had another kind of outcome")),
+        }
+    }
+
+    /// Proposes any control command and waits until it is applied here.
+    pub async fn propose_command(&self, command: ControlCommand, timeout: Duration) -> Result<(ControlOutcome, u64)> {
         let (reply, rx) = oneshot::channel();
-        if !self.send(ControlEvent::Propose { command: ControlCommand::Catalog(op), reply }) {
+        if !self.send(ControlEvent::Propose { command, reply }) {
             return Err(Error::temporary("the management node is shutting down"));
         }
         match tokio::time::timeout(timeout, rx).await {
@@ -75,7 +83,7 @@ pub struct ControlLoop {
     peers: HashMap<u64, PeerSender>,
     catalog_tx: watch::Sender<Arc<Catalog>>,
     leader: Arc<AtomicU32>,
-    waiting: HashMap<ProposalId, oneshot::Sender<Result<(CatalogOutcome, u64)>>>,
+    waiting: HashMap<ProposalId, oneshot::Sender<Result<(ControlOutcome, u64)>>>,
     bootstrap_proposed: bool,
     tick: Duration,
 }

@@ -122,7 +122,13 @@ pub async fn run(options: MgmdOptions) -> anyhow::Result<()> {
         .spawn(move || control.run())
         .context("cannot start the control thread")?;
 
-    let shared = Arc::new(server::Shared { config, identity, control: handle.clone(), nodes: Default::default() });
+    let shared = Arc::new(server::Shared {
+        config,
+        identity,
+        control: handle.clone(),
+        nodes: Default::default(),
+        forward: Default::default(),
+    });
     tracing::info!(node = me.node_id, port = me.port, data_dir = %data_dir.display(), "management node started");
     let server = tokio::spawn(server::serve(listener, shared));
 

@@ -19,6 +19,8 @@ pub struct LiveNode {
     pub connected_at: Instant,
     pub last_heartbeat: Instant,
     pub status: Option<NodeStatus>,
+    /// The newest catalog version the node acknowledged.
+    pub catalog_version: u64,
 }
 
 #[derive(Default)]
@@ -53,6 +55,22 @@ impl NodeTable {
                 node.status = status;
             }
         }
+    }
+
+    pub fn ack_catalog(&self, id: u32, version: u64) {
+        if let Some(node) = self.nodes.lock().expect("node table lock").get_mut(&id) {
+            node.catalog_version = node.catalog_version.max(version);
+        }
+    }
+
+    /// Whether every connected SQL node holds at least this catalog version.
+    pub fn sql_nodes_have(&self, version: u64) -> bool {
+        self.nodes
+            .lock()
+            .expect("node table lock")
+            .values()
+            .filter(|n| n.role == Role::Sqld)
+            .all(|n| n.catalog_version >= version)
     }
 
     pub fn snapshot(&self) -> BTreeMap<u32, LiveNode> {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_common::catalog::CatalogOp;
+use cairn_common::catalog::{CatalogOp, CatalogOutcome};
 use cairn_common::ids::NodeId;
 use cairn_control::config::{ClusterConfig, NodeKind};
 use cairn_proto::data::{decode, encode};
@@ -20,6 +20,8 @@ use crate::nodes::{LiveNode, NodeTable};
 
 /// How long a DDL may wait for the management nodes to commit it.
 const DDL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a DDL waits for connected SQL nodes to acknowledge the new catalog.
+const SCHEMA_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on a Raft message from a peer management node.
 const MAX_RAFT_MESSAGE: usize = 64 << 20;
 
@@ -28,6 +30,99 @@ pub struct Shared {
     pub identity: Identity,
     pub control: ControlHandle,
     pub nodes: NodeTable,
+    /// A connection to the management leader, for forwarding DDL from a follower.
+    pub forward: tokio::sync::Mutex<Option<(u32, cairn_proto::RpcClient)>>,
+}
+
+/// Decides an arbitration request: here if this node leads, else through the leader.
+pub async fn arbitrate(shared: &Shared, request: &cairn_proto::pb::ArbitrationRequest) -> Result<bool, String> {
+    let deadline = tokio::time::Instant::now() + DDL_TIMEOUT;
+    loop {
+        let leader = shared.control.leader_id();
+        if leader == shared.identity.node_id {
+            let command = cairn_control::ControlCommand::Arbitrate { group: request.group, epoch: request.epoch, node: request.node };
+            return match shared.control.propose_command(command, DDL_TIMEOUT).await {
+                Ok((cairn_control::ControlOutcome::Arbitration { granted }, _)) => {
+                    tracing::info!(group = request.group, epoch = request.epoch, node = request.node, granted, "arbitration");
+                    Ok(granted)
+                }
+                Ok(_) => Err("unexpected outcome".into()),
+                Err(e) => Err(e.message),
+            };
+        }
+        if leader != 0 {
+            if let Ok(client) = leader_client(shared, leader).await {
+                if let Ok(Body::ArbitrationReply(reply)) =
+                    client.call(Body::ArbitrationRequest(request.clone()), DDL_TIMEOUT).await
+                {
+                    return if reply.reason.is_empty() { Ok(reply.granted) } else { Err(reply.reason) };
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err("no management leader is reachable to arbitrate".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn leader_client(shared: &Shared, leader: u32) -> Result<cairn_proto::RpcClient, String> {
+    let mut forward = shared.forward.lock().await;
+    if let Some((id, client)) = forward.as_ref() {
+        if *id == leader && !client.is_closed() {
+            return Ok(client.clone());
+        }
+    }
+    let address = shared
+        .config
+        .mgmd(NodeId(leader))
+        .map(|m| format!("{}:{}", m.host_name, m.port))
+        .ok_or("the leader is not in the config")?;
+    let link = cairn_proto::connect(&address, &shared.identity).await.map_err(|e| e.to_string())?;
+    let (client, _) = cairn_proto::RpcClient::new(link);
+    *forward = Some((leader, client.clone()));
+    Ok(client)
+}
+
+async fn answer_arbitration(shared: &Shared, sender: &FrameSender, request_id: u64, request: &cairn_proto::pb::ArbitrationRequest) {
+    let reply = match arbitrate(shared, request).await {
+        Ok(granted) => cairn_proto::pb::ArbitrationReply { granted, reason: String::new() },
+        Err(reason) => cairn_proto::pb::ArbitrationReply { granted: false, reason },
+    };
+    let _ = sender.send(Frame { request_id, body: Some(Body::ArbitrationReply(reply)) }).await;
+}
+
+/// Commits a catalog op: here if this node leads, else through the leader. Returns the
+/// outcome and the catalog version that includes it.
+pub async fn commit_ddl(shared: &Shared, op: CatalogOp) -> cairn_common::Result<(CatalogOutcome, u64)> {
+    let deadline = tokio::time::Instant::now() + DDL_TIMEOUT;
+    loop {
+        let leader = shared.control.leader_id();
+        if leader == shared.identity.node_id {
+            return shared.control.propose(op, DDL_TIMEOUT).await;
+        }
+        if leader != 0 {
+            match forward_ddl(shared, leader, &op).await {
+                Ok(result) => return result,
+                Err(problem) => tracing::debug!(leader, %problem, "forwarding DDL failed; retrying"),
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(cairn_common::Error::temporary("no management leader is reachable; DDL is unavailable"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn forward_ddl(shared: &Shared, leader: u32, op: &CatalogOp) -> Result<cairn_common::Result<(CatalogOutcome, u64)>, String> {
+    let client = leader_client(shared, leader).await?;
+    let reply = client
+        .call(Body::DdlRequest(cairn_proto::pb::DdlRequest { op: encode(op) }), DDL_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Body::DdlResponse(response) = reply else { return Err("unexpected answer".into()) };
+    let outcome: cairn_common::Result<CatalogOutcome> = decode(&response.outcome).map_err(|e| e.to_string())?;
+    Ok(outcome.map(|o| (o, response.catalog_version)))
 }
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -74,27 +169,64 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
         }
     };
     match link.peer.role {
-        Role::Mgmd => raft_inbound(link, &shared).await,
+        Role::Mgmd => peer_session(link, shared).await,
         Role::Datad | Role::Sqld => node_session(link, shared).await,
         Role::Admin => admin_session(link, &shared).await,
         Role::Unspecified => {}
     }
 }
 
-/// Raft messages from a peer management node go straight to the control loop.
-async fn raft_inbound(mut link: Link, shared: &Shared) {
+/// A peer management node: Raft messages go straight to the control loop; DDL it forwards
+/// (because this node leads) is committed and answered.
+async fn peer_session(mut link: Link, shared: Arc<Shared>) {
     while let Some(frame) = link.receiver.recv().await {
-        if let Some(Body::Raft(raft)) = frame.body {
-            match decode_message(&raft.message, MAX_RAFT_MESSAGE) {
+        match frame.body {
+            Some(Body::Raft(raft)) => match decode_message(&raft.message, MAX_RAFT_MESSAGE) {
                 Ok(message) => {
                     if !shared.control.send(ControlEvent::Raft(message)) {
                         return;
                     }
                 }
                 Err(e) => tracing::warn!(peer = link.peer.node_id, error = %e, "dropped an undecodable raft message"),
+            },
+            Some(Body::DdlRequest(request)) => {
+                let sender = link.sender.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move { answer_ddl(&shared, &sender, frame.request_id, &request.op).await });
             }
+            Some(Body::ArbitrationRequest(request)) => {
+                let sender = link.sender.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move { answer_arbitration(&shared, &sender, frame.request_id, &request).await });
+            }
+            _ => {}
         }
     }
+}
+
+async fn answer_ddl(shared: &Shared, sender: &FrameSender, request_id: u64, op: &[u8]) {
+    let result = match decode::<CatalogOp>(op) {
+        Ok(op) => commit_ddl(shared, op).await,
+        Err(e) => Err(e),
+    };
+    if let Ok((_, version)) = &result {
+        // Answer once every SQL node connected here runs with the new catalog, so that the
+        // next statement on any SQL node sees the change. A node that does not acknowledge in
+        // time (hung) does not hold DDL up for ever.
+        let deadline = tokio::time::Instant::now() + SCHEMA_ACK_TIMEOUT;
+        while !shared.nodes.sql_nodes_have(*version) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !shared.nodes.sql_nodes_have(*version) {
+            tracing::warn!(version, "some SQL nodes did not acknowledge the new catalog in time");
+        }
+    }
+    let (outcome, version) = match result {
+        Ok((outcome, version)) => (Ok(outcome), version),
+        Err(e) => (Err(e), 0),
+    };
+    let response = DdlResponse { outcome: encode(&outcome), catalog_version: version };
+    reply(sender, request_id, Body::DdlResponse(response)).await;
 }
 
 async fn reply(sender: &FrameSender, request_id: u64, body: Body) -> bool {
@@ -119,6 +251,7 @@ async fn node_session(mut link: Link, shared: Arc<Shared>) {
         connected_at: Instant::now(),
         last_heartbeat: Instant::now(),
         status: None,
+        catalog_version: 0,
     };
     if !shared.nodes.connect(node_id, live) {
         tracing::warn!(node = node_id, "refused a second registration of the same node id");
@@ -131,21 +264,16 @@ async fn node_session(mut link: Link, shared: Arc<Shared>) {
         while let Some(frame) = link.receiver.recv().await {
             match frame.body {
                 Some(Body::Heartbeat(hb)) => shared.nodes.heartbeat(node_id, hb.status),
+                Some(Body::CatalogAck(ack)) => shared.nodes.ack_catalog(node_id, ack.version),
+                Some(Body::ArbitrationRequest(request)) => {
+                    let sender = link.sender.clone();
+                    let shared = shared.clone();
+                    tokio::spawn(async move { answer_arbitration(&shared, &sender, frame.request_id, &request).await });
+                }
                 Some(Body::DdlRequest(request)) => {
                     let sender = link.sender.clone();
                     let shared = shared.clone();
-                    tokio::spawn(async move {
-                        let result = match decode::<CatalogOp>(&request.op) {
-                            Ok(op) => shared.control.propose(op, DDL_TIMEOUT).await,
-                            Err(e) => Err(e),
-                        };
-                        let (outcome, version) = match result {
-                            Ok((outcome, version)) => (Ok(outcome), version),
-                            Err(e) => (Err(e), 0),
-                        };
-                        let response = DdlResponse { outcome: encode(&outcome), catalog_version: version };
-                        reply(&sender, frame.request_id, Body::DdlResponse(response)).await;
-                    });
+                    tokio::spawn(async move { answer_ddl(&shared, &sender, frame.request_id, &request.op).await });
                 }
                 Some(other) => tracing::debug!(node = node_id, body = ?other, "ignored an unexpected frame"),
                 None => {}
@@ -178,11 +306,13 @@ async fn admin_session(mut link: Link, shared: &Shared) {
             Ok(parsed) => {
                 let nodes = shared.nodes.snapshot();
                 let catalog = shared.control.catalog.borrow().clone();
+                let interval = shared.config.cluster.heartbeat_interval_db_api_ms;
                 let view = admin::View {
                     config: &shared.config,
                     nodes: &nodes,
                     catalog: &catalog,
                     mgm_leader: shared.control.leader_id(),
+                    heartbeat_timeout: Duration::from_millis((4 * interval).max(3000)),
                 };
                 (admin::execute(&parsed, &view), true)
             }

@@ -2,7 +2,7 @@
 //! and `DdlRequest` / `DdlResponse` frames (any node → management node).
 
 use cairn_common::Error;
-use cairn_common::ops::{ReadOp, ReadResult, WriteOp, WriteOutcome};
+use cairn_common::ops::{LockMode, ReadOp, ReadResult, TxnControl, TxnId, TxnOutcome, TxnStep, WriteOp, WriteOutcome};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -14,12 +14,19 @@ pub enum DataRequestBody {
     /// confirming leadership: possibly stale. For diagnostics and tests that compare replicas
     /// (never used to answer SQL).
     LocalRead(ReadOp),
+    /// A read inside a transaction: sees its own writes, and with `lock` locks what it returns.
+    TxnRead { step: TxnStep, lock: Option<LockMode>, op: ReadOp },
+    /// A statement of a transaction: evaluated and locked now, applied at commit.
+    TxnWrite { step: TxnStep, ops: Vec<WriteOp> },
+    /// Commit, prepare, decide, roll back (see `TxnControl`).
+    Txn { txn: TxnId, control: TxnControl },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum DataReply {
     Read(ReadResult),
     Write(WriteOutcome),
+    Txn(TxnOutcome),
 }
 
 /// Why a data node did not serve a request.

@@ -36,6 +36,8 @@ type PendingMap = Arc<Mutex<HashMap<u64, oneshot::Sender<Body>>>>;
 pub struct RpcClient {
     sender: FrameSender,
     pending: PendingMap,
+    /// Set when the connection's reader ends (the peer closed or died): no reply can come.
+    closed: Arc<std::sync::atomic::AtomicBool>,
     next_id: Arc<AtomicU64>,
     pub peer: Peer,
 }
@@ -55,6 +57,8 @@ impl RpcClient {
         let pending: PendingMap = Arc::default();
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let reader_pending = pending.clone();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader_closed = closed.clone();
         let peer_node = peer.node_id;
         tokio::spawn(async move {
             while let Some(frame) = receiver.recv().await {
@@ -76,18 +80,19 @@ impl RpcClient {
                 }
             }
             tracing::debug!(peer = peer_node, "link closed");
-            // Dropping the waiters tells every caller the connection is gone.
+            // Mark first, then drop the waiters: a caller registering after this sees the mark.
+            reader_closed.store(true, Ordering::SeqCst);
             reader_pending.lock().expect("pending map lock").clear();
         });
         let first_id = match space {
             IdSpace::Connector => 1,
             IdSpace::Acceptor => 1 << 63,
         };
-        (RpcClient { sender, pending, next_id: Arc::new(AtomicU64::new(first_id)), peer }, push_rx)
+        (RpcClient { sender, pending, closed, next_id: Arc::new(AtomicU64::new(first_id)), peer }, push_rx)
     }
 
     pub fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+        self.closed.load(Ordering::SeqCst) || self.sender.is_closed()
     }
 
     /// Sends a request and waits for its reply.
@@ -96,6 +101,11 @@ impl RpcClient {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending map lock").insert(id, tx);
         let node = self.peer.node_id;
+        if self.closed.load(Ordering::SeqCst) {
+            // The reader ended (and may have cleared the waiters before we registered).
+            self.pending.lock().expect("pending map lock").remove(&id);
+            return Err(RpcError::Closed(node));
+        }
         if self.sender.send(Frame { request_id: id, body: Some(body) }).await.is_err() {
             self.pending.lock().expect("pending map lock").remove(&id);
             return Err(RpcError::Closed(node));

@@ -172,6 +172,29 @@ impl ReadTracker {
         })
     }
 
+    /// How many more ticks the leader's lease holds at tick `now` (None: no lease). The lease
+    /// rests on the quorum-th freshest echoed heartbeat; it ends `lease_ticks` after that one
+    /// was sent.
+    pub(crate) fn lease_remaining(&self, conf: &ConfState, self_id: u64, now: u64, lease_ticks: u64) -> Option<u64> {
+        if lease_ticks == 0 || now < self.lease_blocked_until || conf.voters.is_empty() {
+            return None;
+        }
+        let freshest_quorum_tick = |voters: &[u64]| -> Option<u64> {
+            if voters.is_empty() {
+                return Some(now);
+            }
+            let mut ticks: Vec<u64> = voters
+                .iter()
+                .filter_map(|&id| if id == self_id { Some(now) } else { self.acked.get(&id).and_then(|seq| self.sent_tick(*seq)) })
+                .collect();
+            ticks.sort_unstable_by(|a, b| b.cmp(a));
+            ticks.get(voters.len() / 2).copied()
+        };
+        let oldest = freshest_quorum_tick(&conf.voters)?.min(freshest_quorum_tick(&conf.voters_outgoing)?);
+        let age = now.saturating_sub(oldest);
+        (age < lease_ticks).then(|| lease_ticks - age)
+    }
+
     /// Registers a read at commit index `index`. Returns true if a heartbeat should go out
     /// now to confirm it (the answer is not immediate and none is on its way yet).
     pub(crate) fn request(
@@ -280,6 +303,27 @@ mod tests {
         message.set_msg_type(MessageType::MsgHeartbeat);
         message.to = to;
         message
+    }
+
+    #[test]
+    fn lease_remaining_agrees_with_has_lease() {
+        for voters in [conf(&[1, 2, 3], &[]), conf(&[1, 2], &[]), conf(&[1, 2, 3], &[1, 2])] {
+            let mut tracker = ReadTracker::default();
+            tracker.sync_term(5);
+            assert_eq!(tracker.lease_remaining(&voters, 1, 0, 8), None);
+            let mut beats = vec![heartbeat(2), heartbeat(3)];
+            tracker.stamp(&mut beats, 10, 8);
+            tracker.on_heartbeat_response(2, &beats[0].context);
+            for now in 10..20 {
+                let remaining = tracker.lease_remaining(&voters, 1, now, 8);
+                assert_eq!(remaining.is_some(), tracker.has_lease(&voters, 1, now, 8), "at tick {now}");
+                if let Some(r) = remaining {
+                    assert_eq!(r, 8 - (now - 10), "the lease ends lease_ticks after the echoed stamp was sent");
+                }
+            }
+            tracker.block_lease_until(30);
+            assert_eq!(tracker.lease_remaining(&voters, 1, 12, 8), None);
+        }
     }
 
     #[test]

@@ -475,6 +475,9 @@ pub struct Replica<L: LogStore> {
     /// Configuration changes at or below this index are already part of the stored
     /// membership (they are being replayed after a restart) and must not be applied again.
     replay_conf_until: u64,
+    /// Which membership this is: the log index of the change that produced it (0 for the
+    /// bootstrap one). A membership forced by arbitration takes the last log index then.
+    conf_epoch: u64,
     /// The commit index moved after the last write.
     commit_unpersisted: bool,
     /// A membership change applied after the last write.
@@ -604,6 +607,7 @@ impl<L: LogStore> Replica<L> {
             applied_term,
             leader_term: None,
             replay_conf_until,
+            conf_epoch: replay_conf_until,
             commit_unpersisted: false,
             conf_unpersisted: None,
             failure: None,
@@ -760,6 +764,18 @@ impl<L: LogStore> Replica<L> {
         };
         self.pending.insert(id.index, id.term);
         Ok(id)
+    }
+
+    /// While this leader holds its read lease: how many more ticks it holds (None otherwise).
+    /// A caller that applies every committed entry before answering writes may serve reads
+    /// from its applied state without asking Raft, until that many ticks have passed.
+    pub fn lease_remaining_ticks(&mut self) -> Option<u64> {
+        if !self.is_leader() || !self.raw.raft.commit_to_current_term() {
+            return None;
+        }
+        let term = self.term();
+        self.reads.sync_term(term);
+        self.reads.lease_remaining(&self.conf_state(), self.node_id, self.ticks, self.lease_ticks)
     }
 
     /// Asks for a linearizable read point; the answer comes as a [`ReadReady`] carrying
@@ -1052,6 +1068,7 @@ impl<L: LogStore> Replica<L> {
                     conf_state: conf_state.clone(),
                     index: entry.index,
                 });
+                self.conf_epoch = entry.index;
                 ConfChangeOutcome::Applied(conf_state)
             }
             Err(error) => {
@@ -1184,6 +1201,67 @@ impl<L: LogStore> Replica<L> {
     /// The current membership.
     pub fn conf_state(&self) -> ConfState {
         self.raw.raft.prs().conf().to_conf_state()
+    }
+
+    /// Which membership is current: the log index of the change that produced it (0 for the
+    /// bootstrap membership). Arbitration is asked per (group, epoch).
+    pub fn conf_epoch(&self) -> u64 {
+        self.conf_epoch
+    }
+
+    /// How far the leader knows `peer`'s log matches its own (None: not a member, or not the
+    /// leader).
+    pub fn peer_matched(&self, peer: u64) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        self.raw.raft.prs().get(peer).map(|p| p.matched)
+    }
+
+    /// Replaces the voters by `voters` without a log entry, and makes the new membership
+    /// durable at once. This is how a node group of two replicas goes on with one, after the
+    /// arbitrator granted this node and nobody else the right to (NDB's arbitration): a two-voter
+    /// group cannot commit the change through its log, since that needs the lost voter.
+    ///
+    /// Safe only under that grant: with two voters, every committed entry is on both, so the
+    /// survivor holds all of them; the arbitrator ensures the other replica never gets a grant
+    /// for the same membership, and without one it can never commit alone. Entries of the
+    /// survivor that were not committed may commit now (their writes were never acknowledged).
+    pub fn force_voters(&mut self, voters: &[u64]) -> Result<(), ReplicaError> {
+        self.check_failed()?;
+        let current = self.conf_state();
+        if !current.voters_outgoing.is_empty() {
+            return Err(ReplicaError::Failed { reason: "the membership is joint; cannot force it".into() });
+        }
+        let mut change = ConfChangeV2::default();
+        for v in current.voters.iter().filter(|v| !voters.contains(v)) {
+            let mut single = ConfChangeSingle::default();
+            single.set_change_type(raft::eraftpb::ConfChangeType::RemoveNode);
+            single.node_id = *v;
+            change.mut_changes().push(single);
+        }
+        for v in voters.iter().filter(|v| !current.voters.contains(v)) {
+            let mut single = ConfChangeSingle::default();
+            single.set_change_type(raft::eraftpb::ConfChangeType::AddNode);
+            single.node_id = *v;
+            change.mut_changes().push(single);
+        }
+        if change.get_changes().is_empty() {
+            return Ok(());
+        }
+        let conf_state = self
+            .raw
+            .apply_conf_change(&change)
+            .map_err(|e| ReplicaError::Failed { reason: format!("forcing the membership failed: {e}") })?;
+        let index = self.last_index();
+        self.persist(LogBatch {
+            conf_state: Some(StoredConfState { conf_state, index }),
+            must_sync: true,
+            ..LogBatch::default()
+        })?;
+        self.replay_conf_until = self.replay_conf_until.max(index);
+        self.conf_epoch = index;
+        Ok(())
     }
 
     /// How many of this replica's proposals are still unresolved.

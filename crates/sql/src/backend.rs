@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use cairn_common::catalog::{Catalog, CatalogOp, CatalogOutcome};
 use cairn_common::ids::NodeGroupId;
-use cairn_common::ops::{ReadOp, ReadResult, WriteOp, WriteOutcome};
+use cairn_common::ops::{LockMode, ReadOp, ReadResult, TxnControl, TxnId, TxnOutcome, TxnStep, WriteOp, WriteOutcome};
 use cairn_common::Result;
 
 pub trait Backend: Send + Sync + 'static {
@@ -44,4 +44,27 @@ pub trait Backend: Send + Sync + 'static {
 
     /// An atomic batch of writes evaluated and replicated by the leader of `group`.
     fn write(&self, group: NodeGroupId, ops: Vec<WriteOp>) -> impl Future<Output = Result<WriteOutcome>> + Send;
+
+    /// A read inside a transaction (its own writes visible; `lock` locks the rows returned).
+    fn txn_read(
+        &self,
+        group: NodeGroupId,
+        step: TxnStep,
+        lock: Option<LockMode>,
+        op: ReadOp,
+    ) -> impl Future<Output = Result<ReadResult>> + Send;
+
+    /// One statement's writes inside a transaction: evaluated and locked now, applied at commit.
+    fn txn_write(&self, group: NodeGroupId, step: TxnStep, ops: Vec<WriteOp>) -> impl Future<Output = Result<WriteOutcome>> + Send;
+
+    /// Commit, prepare, decide or roll back a transaction at one node group.
+    fn txn_control(&self, group: NodeGroupId, txn: TxnId, control: TxnControl) -> impl Future<Output = Result<TxnOutcome>> + Send;
+
+    /// Waits about `millis` milliseconds (the engine owns no clock): between checks of an index
+    /// being built, and before a statement planned with a table definition that changed is
+    /// planned again. The default does not wait, for backends whose work is done at once.
+    fn pause(&self, millis: u64) -> impl Future<Output = ()> + Send {
+        let _ = millis;
+        std::future::ready(())
+    }
 }

@@ -1528,6 +1528,10 @@ fn balanced(mut operands: Vec<Expr>, combine: fn(Box<Expr>, Box<Expr>) -> Expr) 
 /// fractional units give DATETIME(6)-like results, strings give DATETIME.
 fn date_add_type(base: &SqlType, unit: &str) -> SqlType {
     let whole_days = matches!(unit, "DAY" | "WEEK" | "MONTH" | "QUARTER" | "YEAR");
+    if base.is_string() {
+        // A string argument gives a string: a date, or a date and time, as the value needs.
+        return SqlType::varchar(29, false, true);
+    }
     match &base.ty {
         Some(ColumnType::Date) if whole_days => SqlType::of(ColumnType::Date, true),
         Some(ColumnType::DateTime { fsp } | ColumnType::Timestamp { fsp }) => {
@@ -1641,6 +1645,9 @@ fn function_type(func: Func, args: &[SqlType], exprs: &[Expr]) -> SqlType {
         Sign => int(false, any_nullable).with_length(2),
         Power | Sqrt | Exp | Ln | Log10 | Log2 | Pi | Rand => SqlType::double(any_nullable || matches!(func, Sqrt | Ln | Log10 | Log2)),
         Crc32 => int(true, any_nullable).with_length(10),
+        Md5 => SqlType::varchar(32, false, any_nullable),
+        Sha1 => SqlType::varchar(40, false, any_nullable),
+        Sha2 => SqlType::varchar(128, false, true),
         UnixTimestamp => match first.ty.as_ref().map(ColumnType::fsp) {
             Some(fsp) if fsp > 0 => SqlType::decimal(16, fsp, any_nullable),
             _ if args.is_empty() => int(false, false).with_length(11),

@@ -533,7 +533,7 @@ pub(crate) fn table_def(
             }
         };
         index_names.push(name.clone());
-        indexes.push(IndexDef { id: next_index_id, name, columns: cols, kind, state: IndexState::Ready });
+        indexes.push(IndexDef { id: next_index_id, name, columns: cols, kind, state: IndexState::Ready, table: None });
         next_index_id += 1;
         Ok(())
     };

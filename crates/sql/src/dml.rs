@@ -37,13 +37,12 @@ use cairn_storage::coerce::{Coercion, coerce};
 use crate::backend::Backend;
 use crate::compile::{Compiler, PlanContext, Scope, ScopeColumn};
 use crate::exec::{Exec, KeyValue, bind, collect_query, key_value};
-use crate::join::join_all;
+
 use crate::plan::{JoinKind, Node, QueryPlan, SortKey, object_table_name, plan_access, plan_query, resolve_table};
 use crate::types::{ColumnOrigin, SqlType};
 
 /// Most write ops one `write()` call carries; bigger statements send several batches per node
 /// group (the data nodes refuse batches beyond 32,768 row changes).
-const MAX_OPS_PER_WRITE: usize = 8192;
 
 /// One value of an INSERT row.
 #[derive(Clone, Debug)]
@@ -322,12 +321,15 @@ fn plan_write_access(
         return Ok(WriteAccess::Ordered { filter: Expr::conjunction(conditions), order, limit });
     }
     let all = Expr::conjunction(conditions.clone());
-    Ok(match plan_access(table.clone(), conditions, JoinKind::Inner)? {
+    Ok(match plan_access(table.clone(), &table.name, conditions, JoinKind::Inner)? {
         Node::Get { keys, fallback, .. } => WriteAccess::Keys { keys, residual: None, fallback },
         Node::Filter { input, predicate } => match *input {
             Node::Get { keys, fallback, .. } => WriteAccess::Keys { keys, residual: Some(predicate), fallback },
+            // An index finds the rows: read their keys, then write by key.
+            Node::UniqueGet { .. } | Node::IndexScan { .. } => WriteAccess::Ordered { filter: all, order: Vec::new(), limit: None },
             _ => WriteAccess::Where { filter: all },
         },
+        Node::UniqueGet { .. } | Node::IndexScan { .. } => WriteAccess::Ordered { filter: all, order: Vec::new(), limit: None },
         _ => WriteAccess::Where { filter: all },
     })
 }
@@ -411,44 +413,6 @@ fn table_groups(table: &TableDef) -> Vec<NodeGroupId> {
     groups
 }
 
-/// Sends each group's ops (in bounded batches), all groups at once; sums the outcomes. The
-/// first error (in group order) is the statement's error.
-pub(crate) async fn write_groups<B: Backend>(backend: &Arc<B>, ops: BTreeMap<NodeGroupId, Vec<WriteOp>>) -> Result<WriteOutcome, Error> {
-    let futures: Vec<_> = ops
-        .into_iter()
-        .map(|(group, ops)| {
-            let backend = backend.clone();
-            async move {
-                let mut total = WriteOutcome::default();
-                let mut ops = ops;
-                while !ops.is_empty() {
-                    let rest = if ops.len() > MAX_OPS_PER_WRITE { ops.split_off(MAX_OPS_PER_WRITE) } else { Vec::new() };
-                    let outcome = backend.write(group, ops).await?;
-                    total.merge(&outcome);
-                    ops = rest;
-                }
-                Ok::<_, Error>(total)
-            }
-        })
-        .collect();
-    let mut total = WriteOutcome::default();
-    let mut first_error = None;
-    for result in join_all(futures).await {
-        match result {
-            Ok(o) => total.merge(&o),
-            Err(e) => {
-                if first_error.is_none() {
-                    first_error = Some(e);
-                }
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(total),
-    }
-}
-
 /// The implicit default of a type (what a non-strict INSERT stores for a missing NOT NULL
 /// value): 0, '', the zero date.
 fn implicit_default(ty: &ColumnType) -> Value {
@@ -486,12 +450,24 @@ pub(crate) async fn execute_insert<B: Backend>(plan: &InsertPlan, exec: &mut Exe
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 let mut values = Vec::with_capacity(row.len());
+                // In strict mode the values are computed strictly too (1365 for a division by
+                // zero, as MySQL's ERROR_FOR_DIVISION_BY_ZERO gives).
+                exec.strict = strict;
                 for v in row {
-                    values.push(match v {
+                    let value = match v {
                         InsertValue::Default => None,
-                        InsertValue::Expr(e) => Some(exec.eval(e, &[])?),
+                        InsertValue::Expr(e) => Some(exec.eval(e, &[])),
+                    };
+                    values.push(match value {
+                        None => None,
+                        Some(Ok(v)) => Some(v),
+                        Some(Err(e)) => {
+                            exec.strict = false;
+                            return Err(e);
+                        }
                     });
                 }
+                exec.strict = false;
                 out.push(values);
             }
             out
@@ -581,13 +557,18 @@ pub(crate) async fn execute_insert<B: Backend>(plan: &InsertPlan, exec: &mut Exe
     }
     let needed = rows.iter().map(|r| r.iter().filter(|v| v.is_none()).count() as u64).sum::<u64>();
     let mut generated_id = None;
+    // The AUTO_INCREMENT value generated for each row, if one was.
+    let mut generated: Vec<Option<u64>> = vec![None; rows.len()];
     if needed > 0 {
         let values = exec.engine.auto_increment_values(table, needed).await?;
         let mut next = values.into_iter();
-        for row in &mut rows {
+        for (n, row) in rows.iter_mut().enumerate() {
             for (i, slot) in row.iter_mut().enumerate() {
                 if slot.is_none() {
                     let v = next.next().ok_or_else(|| Error::internal("too few AUTO_INCREMENT values"))?;
+                    if Some(i) == auto_column {
+                        generated[n] = Some(v);
+                    }
                     if Some(i) == auto_column && generated_id.is_none() {
                         generated_id = Some(v);
                     }
@@ -599,6 +580,22 @@ pub(crate) async fn execute_insert<B: Backend>(plan: &InsertPlan, exec: &mut Exe
                 }
             }
         }
+    }
+
+    // Tables with unique indexes keep their entries (unique.rs); INSERT IGNORE anywhere takes
+    // that path too, so that every skipped row gets its 1062 warning.
+    if crate::unique::has_unique(table) || matches!(plan.on_duplicate, OnDuplicate::Ignore) {
+        let rows: Vec<Vec<Value>> = rows.into_iter().map(|r| r.into_iter().map(|v| v.unwrap_or(Value::Null)).collect()).collect();
+        let row_count = rows.len() as u64;
+        let (outcome, inserted) = crate::unique::insert(exec, table, &plan.on_duplicate, rows).await?;
+        // LAST_INSERT_ID() is the first value generated for a row that went in.
+        if let Some(first) = inserted.iter().position(|&i| i).and_then(|n| generated[n]) {
+            generated_id = Some(first);
+        } else if matches!(plan.on_duplicate, OnDuplicate::Ignore) {
+            generated_id = None;
+        }
+        let insert_id = generated_id.or(if auto_column.is_some() { last_explicit_auto } else { None }).unwrap_or(0);
+        return Ok(WriteResult { outcome, insert_id, generated_id, rows: row_count });
     }
 
     // Encode and route.
@@ -632,7 +629,7 @@ pub(crate) async fn execute_insert<B: Backend>(plan: &InsertPlan, exec: &mut Exe
             }
         }
     }
-    let outcome = write_groups(&exec.engine.backend, ops).await?;
+    let outcome = exec.access.write_groups(ops).await?;
     let insert_id = generated_id.or(if auto_column.is_some() { last_explicit_auto } else { None }).unwrap_or(0);
     Ok(WriteResult { outcome, insert_id, generated_id, rows: row_count })
 }
@@ -684,7 +681,7 @@ async fn ordered_keys<B: Backend>(
     limit: &Option<Expr>,
 ) -> Result<Vec<Vec<Value>>, Error> {
     let conditions = filter.clone().map(Expr::into_conjuncts).unwrap_or_default();
-    let mut node = plan_access(table.clone(), conditions, JoinKind::Inner)?;
+    let mut node = plan_access(table.clone(), &table.name, conditions, JoinKind::Inner)?;
     if !order.is_empty() {
         node = Node::Sort { input: Box::new(node), keys: order.to_vec() };
     }
@@ -697,6 +694,10 @@ async fn ordered_keys<B: Backend>(
 
 pub(crate) async fn execute_update<B: Backend>(plan: &UpdatePlan, exec: &mut Exec<B>) -> Result<WriteResult, Error> {
     let table = &plan.table;
+    let assigned: Vec<u32> = plan.assignments.iter().map(|(c, _)| *c).collect();
+    if crate::unique::update_touches_entries(table, &assigned) {
+        return update_with_entries(plan, exec).await;
+    }
     if plan.moves_rows {
         return move_rows(plan, exec).await;
     }
@@ -738,25 +739,26 @@ pub(crate) async fn execute_update<B: Backend>(plan: &UpdatePlan, exec: &mut Exe
             keyed(keys, filter, &mut ops)?;
         }
     }
-    let outcome = write_groups(&exec.engine.backend, ops).await?;
+    let outcome = exec.access.write_groups(ops).await?;
     Ok(WriteResult { outcome, ..Default::default() })
 }
 
 /// An UPDATE of the partition key: read the rows, compute their new values here, insert the
 /// new rows and delete the old ones.
-async fn move_rows<B: Backend>(plan: &UpdatePlan, exec: &mut Exec<B>) -> Result<WriteResult, Error> {
-    let table = &plan.table;
-    let node = match &plan.access {
+/// The rows an UPDATE or DELETE applies to, read with its access (sorted and limited if the
+/// statement says so).
+fn read_node(table: &Arc<TableDef>, access: &WriteAccess) -> Result<Node, Error> {
+    Ok(match access {
         WriteAccess::Keys { keys, residual, fallback } => {
-            let get = Node::Get { table: table.clone(), keys: keys.clone(), fallback: fallback.clone() };
+            let get = Node::Get { table: table.clone(), alias: table.name.as_str().into(), keys: keys.clone(), fallback: fallback.clone() };
             match residual {
                 Some(r) => Node::Filter { input: Box::new(get), predicate: r.clone() },
                 None => get,
             }
         }
-        WriteAccess::Where { filter } => plan_access(table.clone(), filter.clone().map(Expr::into_conjuncts).unwrap_or_default(), JoinKind::Inner)?,
+        WriteAccess::Where { filter } => plan_access(table.clone(), &table.name, filter.clone().map(Expr::into_conjuncts).unwrap_or_default(), JoinKind::Inner)?,
         WriteAccess::Ordered { filter, order, limit } => {
-            let mut node = plan_access(table.clone(), filter.clone().map(Expr::into_conjuncts).unwrap_or_default(), JoinKind::Inner)?;
+            let mut node = plan_access(table.clone(), &table.name, filter.clone().map(Expr::into_conjuncts).unwrap_or_default(), JoinKind::Inner)?;
             if !order.is_empty() {
                 node = Node::Sort { input: Box::new(node), keys: order.clone() };
             }
@@ -765,7 +767,35 @@ async fn move_rows<B: Backend>(plan: &UpdatePlan, exec: &mut Exec<B>) -> Result<
             }
             node
         }
-    };
+    })
+}
+
+/// Applies UPDATE assignments to a row on the SQL node, left to right, each value stored as
+/// its column stores it.
+fn assign_row<B: Backend>(plan: &UpdatePlan, exec: &mut Exec<B>, mut row: Vec<Value>, number: u64) -> Result<Vec<Value>, Error> {
+    let mut coercion = Coercion::strict();
+    coercion.row = number;
+    for (c, e) in &plan.assignments {
+        let v = exec.eval(e, &row)?;
+        row[*c as usize] = coerce(v, &plan.table.columns[*c as usize], &mut coercion)?;
+    }
+    exec.add_warnings(coercion.warnings);
+    Ok(row)
+}
+
+/// An UPDATE that changes unique keys or primary keys of a table with unique indexes: the
+/// rows are read, changed here, and written with their entries (unique.rs).
+async fn update_with_entries<B: Backend>(plan: &UpdatePlan, exec: &mut Exec<B>) -> Result<WriteResult, Error> {
+    let node = read_node(&plan.table, &plan.access)?;
+    let rows = collect_query(&node, exec).await?;
+    let mut assign = |exec: &mut Exec<B>, row: Vec<Value>, n: u64| assign_row(plan, exec, row, n);
+    let outcome = crate::unique::update(exec, &plan.table, rows, &mut assign).await?;
+    Ok(WriteResult { outcome, ..Default::default() })
+}
+
+async fn move_rows<B: Backend>(plan: &UpdatePlan, exec: &mut Exec<B>) -> Result<WriteResult, Error> {
+    let table = &plan.table;
+    let node = read_node(table, &plan.access)?;
     let rows = collect_query(&node, exec).await?;
     let table_ref = TableRef { id: table.id, version: table.version };
     let layout = exec.engine.layout(table);
@@ -794,13 +824,20 @@ async fn move_rows<B: Backend>(plan: &UpdatePlan, exec: &mut Exec<B>) -> Result<
     exec.add_warnings(coercion.warnings);
     // Deletes first within the same statement would lose rows if an insert then failed on
     // another group; inserts first can at worst leave a duplicate behind, which is visible.
-    write_groups(&exec.engine.backend, inserts).await?;
-    write_groups(&exec.engine.backend, deletes).await?;
+    exec.access.write_groups(inserts).await?;
+    exec.access.write_groups(deletes).await?;
     Ok(WriteResult { outcome, ..Default::default() })
 }
 
 pub(crate) async fn execute_delete<B: Backend>(plan: &DeletePlan, exec: &mut Exec<B>) -> Result<WriteResult, Error> {
     let table = &plan.table;
+    if crate::unique::has_unique(table) {
+        // The rows' unique keys are needed to delete their entries: read, then delete by key.
+        let node = read_node(table, &plan.access)?;
+        let rows = collect_query(&node, exec).await?;
+        let outcome = crate::unique::delete(exec, table, rows).await?;
+        return Ok(WriteResult { outcome, ..Default::default() });
+    }
     let table_ref = TableRef { id: table.id, version: table.version };
     let mut ops: BTreeMap<NodeGroupId, Vec<WriteOp>> = BTreeMap::new();
     let keyed = |keys: Vec<Vec<Value>>, filter: Option<Expr>, ops: &mut BTreeMap<NodeGroupId, Vec<WriteOp>>| -> Result<(), Error> {
@@ -835,15 +872,22 @@ pub(crate) async fn execute_delete<B: Backend>(plan: &DeletePlan, exec: &mut Exe
             keyed(keys, filter, &mut ops)?;
         }
     }
-    let outcome = write_groups(&exec.engine.backend, ops).await?;
+    let outcome = exec.access.write_groups(ops).await?;
     Ok(WriteResult { outcome, ..Default::default() })
 }
 
 /// TRUNCATE TABLE: every node group drops the table's rows.
 pub(crate) async fn truncate<B: Backend>(exec: &Exec<B>, table: &TableDef) -> Result<(), Error> {
     let table_ref = TableRef { id: table.id, version: table.version };
-    let ops = table_groups(table).into_iter().map(|g| (g, vec![WriteOp::Truncate { table: table_ref }])).collect();
-    write_groups(&exec.engine.backend, ops).await?;
+    let mut ops: BTreeMap<NodeGroupId, Vec<WriteOp>> = table_groups(table).into_iter().map(|g| (g, vec![WriteOp::Truncate { table: table_ref }])).collect();
+    // The entries of unique indexes go with the rows, in the same statement.
+    for hidden in crate::unique::hidden_tables(exec, table)? {
+        let hidden_ref = TableRef { id: hidden.id, version: hidden.version };
+        for g in table_groups(&hidden) {
+            ops.entry(g).or_default().push(WriteOp::Truncate { table: hidden_ref });
+        }
+    }
+    exec.access.write_groups(ops).await?;
     exec.engine.forget_auto_increment(table.id);
     Ok(())
 }

@@ -83,6 +83,9 @@ pub struct EngineConfig {
     /// Most open prepared statements per session (MySQL's max_prepared_stmt_count is global).
     pub max_prepared_statements: usize,
     pub clock: Arc<dyn Clock>,
+    /// Called at named points of the commit protocol ("after-prepare", "after-decision") so
+    /// that fault tests can make the SQL node die exactly there. None in production.
+    pub failpoint: Option<crate::txn::Failpoint>,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -110,6 +113,7 @@ impl Default for EngineConfig {
             max_materialized_rows: 4_000_000,
             max_prepared_statements: 16_382,
             clock: Arc::new(SystemClock),
+            failpoint: None,
         }
     }
 }
@@ -128,7 +132,13 @@ pub(crate) struct Stats {
     pub threads_connected: AtomicU64,
     pub key_lookups: AtomicU64,
     pub scans: AtomicU64,
+    /// Ordered-index range scans started.
+    pub index_scans: AtomicU64,
+    /// Aggregations pushed to the data nodes.
+    pub pushed_aggregates: AtomicU64,
     pub plan_cache_hits: AtomicU64,
+    /// Text statements that could use the plan cache but found no plan.
+    pub plan_cache_misses: AtomicU64,
 }
 
 impl Stats {
@@ -165,6 +175,9 @@ pub struct Engine<B: Backend> {
     pub(crate) catalog_sync_running: std::sync::atomic::AtomicBool,
     /// Started at, for SHOW STATUS Uptime.
     pub(crate) started_micros: i64,
+    /// The next transaction number; starts at this node's start time in milliseconds so that
+    /// ids are not reused across restarts.
+    next_txn: std::sync::atomic::AtomicU64,
 }
 
 impl<B: Backend> fmt::Debug for Engine<B> {
@@ -176,7 +189,9 @@ impl<B: Backend> fmt::Debug for Engine<B> {
 impl<B: Backend> Engine<B> {
     pub fn new(backend: Arc<B>, config: EngineConfig) -> Arc<Engine<B>> {
         let started_micros = config.clock.now_micros();
+        let next_txn = std::sync::atomic::AtomicU64::new((started_micros / 1000).max(1) as u64);
         Arc::new(Engine {
+            next_txn,
             backend,
             config,
             reserved: Mutex::new(HashMap::new()),
@@ -188,6 +203,12 @@ impl<B: Backend> Engine<B> {
             catalog_sync_running: std::sync::atomic::AtomicBool::new(false),
             started_micros,
         })
+    }
+
+    /// A cluster-wide unique transaction id coordinated by this SQL node.
+    pub(crate) fn next_txn_id(&self) -> cairn_common::ops::TxnId {
+        let n = self.next_txn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        cairn_common::ops::TxnId::new(self.config.node_id, n)
     }
 
     pub fn backend(&self) -> &Arc<B> {

@@ -99,20 +99,26 @@ pub(crate) struct Bound {
 /// The running statement, shared by its operators.
 pub(crate) struct Exec<B: Backend> {
     pub engine: Arc<Engine<B>>,
+    /// How this statement reaches the data (inside its transaction, if any).
+    pub access: crate::txn::Access<B>,
     pub bound: Arc<Bound>,
     pub snapshot: Snapshot,
     pub warnings: Arc<Mutex<Vec<Warning>>>,
     pub group_concat_max_len: usize,
+    /// Strict evaluation (a write's values in strict sql_mode: division by zero is 1365).
+    pub strict: bool,
 }
 
 impl<B: Backend> Clone for Exec<B> {
     fn clone(&self) -> Self {
         Exec {
             engine: self.engine.clone(),
+            access: self.access.clone(),
             bound: self.bound.clone(),
             snapshot: self.snapshot.clone(),
             warnings: self.warnings.clone(),
             group_concat_max_len: self.group_concat_max_len,
+            strict: self.strict,
         }
     }
 }
@@ -137,7 +143,7 @@ impl<B: Backend> Exec<B> {
             params: &bound.values,
             warnings: Vec::new(),
             session: Some(&mut self.snapshot),
-            strict: false,
+            strict: self.strict,
             unbound,
             missing: None,
         };
@@ -172,7 +178,7 @@ impl<B: Backend> Exec<B> {
     }
 }
 
-fn too_many_rows(limit: usize) -> Error {
+pub(crate) fn too_many_rows(limit: usize) -> Error {
     Error::new(
         ErrorKind::TooManyRows,
         format!("The statement needs more than {limit} rows in memory on the SQL node (max_materialized_rows); add a WHERE or LIMIT"),
@@ -229,6 +235,37 @@ pub(crate) fn for_each_expr(node: &mut Node, f: &mut dyn FnMut(&mut Expr)) {
                 f(e);
             }
         }
+        Node::UniqueGet { keys, fallback, .. } => {
+            keys.iter_mut().flatten().for_each(&mut *f);
+            if let Some(e) = fallback {
+                f(e);
+            }
+        }
+        Node::IndexScan { ranges, filter, .. } => {
+            for r in ranges.iter_mut() {
+                r.eq.iter_mut().for_each(&mut *f);
+                if let Some((e, _)) = &mut r.low {
+                    f(e);
+                }
+                if let Some((e, _)) = &mut r.high {
+                    f(e);
+                }
+            }
+            if let Some(e) = filter {
+                f(e);
+            }
+        }
+        Node::PushedAggregate { filter, keys, calls, .. } => {
+            if let Some(e) = filter {
+                f(e);
+            }
+            keys.iter_mut().for_each(|(e, _)| f(e));
+            for c in calls.iter_mut() {
+                c.args.iter_mut().for_each(&mut *f);
+            }
+        }
+        Node::Union { inputs, .. } => inputs.iter_mut().for_each(|i| for_each_expr(i, f)),
+        Node::Derived { plan, .. } => for_each_expr(&mut plan.root, f),
         Node::Filter { input, predicate } => {
             f(predicate);
             for_each_expr(input, f);
@@ -321,6 +358,11 @@ impl RowStream for VecStream {
     }
 }
 
+/// A stream over rows already in memory.
+pub(crate) fn vec_stream(rows: Vec<Row>) -> BoxStream {
+    VecStream::boxed(rows)
+}
+
 /// Reads every row of a stream (for materializing operators), bounded.
 async fn drain(stream: &mut BoxStream, limit: usize) -> Result<Vec<Row>, Error> {
     let mut rows = Vec::new();
@@ -344,8 +386,30 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
                 row.extend(std::iter::repeat_n(Value::Int(i64::try_from(total).unwrap_or(i64::MAX)), *count));
                 VecStream::boxed(vec![row])
             }
-            Node::Get { table, keys, fallback } => run_get(exec, table.clone(), keys, fallback.as_ref()).await?,
-            Node::Scan { table, filter, projection, limit } => {
+            Node::Get { table, keys, fallback, .. } => run_get(exec, table.clone(), keys, fallback.as_ref()).await?,
+            Node::UniqueGet { table, index, keys, fallback, .. } => {
+                crate::exec_index::run_unique_get(exec, table.clone(), *index, keys, fallback.as_ref()).await?
+            }
+            Node::IndexScan { table, index, ranges, descending, ordered, filter, projection, limit, .. } => {
+                crate::exec_index::open_index_scan(exec, table, *index, ranges, *descending, *ordered, filter, projection, *limit)?
+            }
+            Node::PushedAggregate { table, filter, keys, calls, input_width, .. } => {
+                crate::exec_index::run_pushed_aggregate(exec, table, filter, keys, calls, *input_width).await?
+            }
+            Node::Union { inputs, distinct, collations } => {
+                let mut streams = Vec::with_capacity(inputs.len());
+                for input in inputs {
+                    streams.push(open(input, exec).await?);
+                }
+                let chained: BoxStream = Box::new(ChainStream { streams: streams.into() });
+                if *distinct {
+                    Box::new(DistinctStream { input: chained, columns: collations.len(), collations: collations.clone(), seen: HashSet::new(), limit: exec.limit() })
+                } else {
+                    chained
+                }
+            }
+            Node::Derived { plan, .. } => open(&plan.root, exec).await?,
+            Node::Scan { table, filter, projection, limit, .. } => {
                 let filter = match filter {
                     Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),
                     None => None,
@@ -421,12 +485,13 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
                     exec: ex,
                 })
             }
-            Node::LookupJoin { left, table, kind, key, condition } => {
+            Node::LookupJoin { left, table, kind, via, key, condition, .. } => {
                 let left = open(left, exec).await?;
                 Box::new(LookupJoinStream {
                     left,
                     table: table.clone(),
-                    layout: exec.engine.layout(table),
+                    columns: crate::exec_index::lookup_columns(table, *via, key.len())?,
+                    via: *via,
                     kind: *kind,
                     key: key.clone(),
                     condition: condition.clone(),
@@ -660,63 +725,12 @@ impl RowStream for DistinctStream {
     }
 }
 
-/// Appends a representation of a value such that two values that are equal under MySQL's
-/// comparison (with this collation) give equal bytes: numbers by their exact value whatever
-/// their type, strings by their collation sort key. Each value is length-prefixed.
+/// See [`cairn_common::group::normalize_into`].
 pub(crate) fn normalize_into(v: &Value, collation: Collation, out: &mut Vec<u8>) {
-    let mut part = Vec::with_capacity(16);
-    match v {
-        Value::Null => part.push(0),
-        Value::Int(_) | Value::UInt(_) | Value::Decimal(_) | Value::Double(_) => {
-            let exact = match v {
-                Value::Double(d) => Decimal::from_f64(*d),
-                other => other.to_decimal(),
-            };
-            match exact {
-                Some(d) if d.rescale(0).is_some_and(|i| i.rescale(d.scale()) == Some(d)) => {
-                    part.push(1);
-                    part.extend_from_slice(&d.rescale(0).map_or(0, |i| i.mantissa()).to_be_bytes());
-                }
-                Some(d) => {
-                    part.push(2);
-                    let text = d.to_string();
-                    let trimmed = if text.contains('.') { text.trim_end_matches('0').to_string() } else { text };
-                    part.extend_from_slice(trimmed.as_bytes());
-                }
-                None => {
-                    part.push(3);
-                    part.extend_from_slice(&v.to_f64().unwrap_or(0.0).to_bits().to_be_bytes());
-                }
-            }
-        }
-        Value::Text(s) => {
-            part.push(4);
-            collation.sort_key(s, &mut part);
-        }
-        Value::Bytes(b) => {
-            part.push(4);
-            let mut end = b.len();
-            while end > 0 && b[end - 1] == b' ' {
-                end -= 1;
-            }
-            part.extend_from_slice(&b[..end]);
-        }
-        Value::Date(_) | Value::DateTime(_) => {
-            part.push(5);
-            if let Some(dt) = v.to_datetime() {
-                part.extend_from_slice(dt.format(6).as_bytes());
-            }
-        }
-        Value::Time(t) => {
-            part.push(6);
-            part.extend_from_slice(&t.to_micros().to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-    out.extend_from_slice(&part);
+    cairn_common::group::normalize_into(v, collation, out)
 }
 
-fn sort_rows<B: Backend>(mut exec: Exec<B>, rows: Vec<Row>, keys: &[SortKey]) -> Result<Vec<Row>, Error> {
+pub(crate) fn sort_rows<B: Backend>(mut exec: Exec<B>, rows: Vec<Row>, keys: &[SortKey]) -> Result<Vec<Row>, Error> {
     let mut keyed: Vec<(Vec<Value>, Row)> = Vec::with_capacity(rows.len());
     for row in rows {
         let mut k = Vec::with_capacity(keys.len());
@@ -924,7 +938,7 @@ struct Group {
     slots: Vec<AggSlot>,
 }
 
-async fn aggregate<B: Backend>(
+pub(crate) async fn aggregate<B: Backend>(
     mut exec: Exec<B>,
     mut input: BoxStream,
     keys: &[(Expr, Collation)],
@@ -1051,7 +1065,9 @@ impl<B: Backend> RowStream for HashJoinStream<B> {
 struct LookupJoinStream<B: Backend> {
     left: BoxStream,
     table: Arc<TableDef>,
-    layout: Arc<RowLayout>,
+    via: crate::access::LookupVia,
+    /// The columns of `table` the key gives values for.
+    columns: Vec<usize>,
     kind: JoinKind,
     key: Vec<Expr>,
     condition: Option<Expr>,
@@ -1071,7 +1087,7 @@ impl<B: Backend> RowStream for LookupJoinStream<B> {
                 for row in &batch {
                     let mut k = Vec::with_capacity(self.key.len());
                     let mut usable = true;
-                    for (e, &col) in self.key.iter().zip(&self.table.primary_key) {
+                    for (e, &col) in self.key.iter().zip(&self.columns) {
                         let v = match self.exec.eval(e, row) {
                             Ok(v) => v,
                             Err(e) => return Some(Err(e)),
@@ -1086,25 +1102,16 @@ impl<B: Backend> RowStream for LookupJoinStream<B> {
                     }
                     keys.push(usable.then_some(k));
                 }
-                let wanted: Vec<Vec<Value>> = keys.iter().flatten().cloned().collect();
-                let found = match fetch_keys(&self.exec, &self.table, wanted).await {
-                    Ok(f) => f,
+                let matches = match crate::exec_index::lookup_rows(&self.exec, &self.table, self.via, &self.columns, &keys).await {
+                    Ok(m) => m,
                     Err(e) => return Some(Err(e)),
                 };
                 let mut out = Vec::new();
-                for (row, k) in batch.into_iter().zip(keys) {
-                    let right = k.and_then(|k| {
-                        let encoded = encode_pk(&self.table, &k).ok()?;
-                        found.get(&encoded).cloned()
-                    });
+                for (row, rights) in batch.into_iter().zip(matches) {
                     let mut matched = false;
-                    if let Some(bytes) = right {
-                        let values = match self.layout.decode(&bytes) {
-                            Ok(v) => v,
-                            Err(e) => return Some(Err(e)),
-                        };
+                    for right in rights {
                         let mut joined = row.clone();
-                        joined.extend(values);
+                        joined.extend(right);
                         let pass = match &self.condition {
                             Some(c) => match self.exec.matches(c, &joined) {
                                 Ok(b) => b,
@@ -1125,6 +1132,27 @@ impl<B: Backend> RowStream for LookupJoinStream<B> {
                 }
                 if !out.is_empty() {
                     return Some(Ok(out));
+                }
+            }
+        })
+    }
+}
+
+/// The rows of several streams, one after the other (UNION ALL).
+struct ChainStream {
+    streams: std::collections::VecDeque<BoxStream>,
+}
+
+impl RowStream for ChainStream {
+    fn next_batch(&mut self) -> BatchFuture<'_> {
+        Box::pin(async move {
+            loop {
+                let first = self.streams.front_mut()?;
+                match first.next_batch().await {
+                    Some(batch) => return Some(batch),
+                    None => {
+                        self.streams.pop_front();
+                    }
                 }
             }
         })
@@ -1158,12 +1186,12 @@ pub(crate) async fn fetch_keys<B: Backend>(exec: &Exec<B>, table: &TableDef, key
     let table_ref = TableRef { id: table.id, version: table.version };
     let mut requests: Vec<(NodeGroupId, Vec<Vec<Value>>)> = by_group.into_iter().collect();
     requests.sort_by_key(|(g, _)| *g);
-    let backend = exec.engine.backend.clone();
+    let access = exec.access.clone();
     let futures: Vec<_> = requests
         .iter()
         .map(|(group, keys)| {
             Stats::bump(&exec.engine.stats.key_lookups);
-            backend.read(*group, ReadOp::Get { table: table_ref, keys: keys.clone() })
+            access.read(*group, ReadOp::Get { table: table_ref, keys: keys.clone() })
         })
         .collect();
     let answers = join_all(futures).await;
@@ -1297,13 +1325,13 @@ pub(crate) fn key_value(v: Value, ty: &ColumnType) -> KeyValue {
 }
 
 /// The number of rows of a table: every node group's partition counts, asked at once.
-async fn count_rows<B: Backend>(exec: &Exec<B>, table: &TableDef) -> Result<u64, Error> {
+pub(crate) async fn count_rows<B: Backend>(exec: &Exec<B>, table: &TableDef) -> Result<u64, Error> {
     let mut groups: Vec<NodeGroupId> = table.partitions.clone();
     groups.sort();
     groups.dedup();
     let table_ref = TableRef { id: table.id, version: table.version };
-    let backend = exec.engine.backend.clone();
-    let futures: Vec<_> = groups.iter().map(|g| backend.read(*g, ReadOp::Count { table: table_ref })).collect();
+    let access = exec.access.clone();
+    let futures: Vec<_> = groups.iter().map(|g| access.read(*g, ReadOp::Count { table: table_ref })).collect();
     let mut total = 0u64;
     for answer in join_all(futures).await {
         match answer? {
@@ -1351,7 +1379,7 @@ async fn run_get<B: Backend>(exec: &Exec<B>, table: Arc<TableDef>, keys: &[Vec<E
         let group = table.node_group_of(partition).ok_or_else(|| Error::internal("partition without a node group"))?;
         Stats::bump(&exec.engine.stats.key_lookups);
         let op = ReadOp::Get { table: TableRef { id: table.id, version: table.version }, keys: wanted };
-        let rows = match exec.engine.backend.read(group, op).await? {
+        let rows = match exec.access.read(group, op).await? {
             ReadResult::Rows(rows) if rows.len() == 1 => rows,
             _ => return Err(Error::internal("a node group answered a one-key lookup with something else")),
         };
@@ -1391,7 +1419,7 @@ struct GroupScan {
 
 /// A parallel scan of every node group of a table, a batch from each at a time.
 pub(crate) struct ScanStream<B: Backend> {
-    backend: Arc<B>,
+    access: crate::txn::Access<B>,
     table: TableRef,
     width: usize,
     projection: Vec<u32>,
@@ -1409,7 +1437,7 @@ impl<B: Backend> ScanStream<B> {
         groups.dedup();
         let indexes: Vec<usize> = projection.iter().map(|&c| c as usize).collect();
         ScanStream {
-            backend: exec.engine.backend.clone(),
+            access: exec.access.clone(),
             table: TableRef { id: table.id, version: table.version },
             width: table.columns.len(),
             layout: exec.engine.layout(&table).project(&indexes),
@@ -1444,7 +1472,7 @@ impl<B: Backend> RowStream for ScanStream<B> {
                             max_rows: self.max_rows,
                             max_bytes: self.max_bytes,
                         };
-                        self.backend.read(g.group, op)
+                        self.access.read(g.group, op)
                     })
                     .collect();
                 let answers = join_all(futures).await;

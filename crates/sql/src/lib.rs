@@ -37,6 +37,9 @@
 //! - A WHERE that gives every primary-key column a value (`id = ?`, `(a, b) = (1, 2)`,
 //!   `id IN (…)`) becomes `ReadOp::Get`: one request per node group that holds a key, and only
 //!   those. The prepared hot path `SELECT … WHERE pk = ?` is bind → one Get → decode → rows.
+//! - A WHERE that pins a unique index reads its entry then the row; one with equalities or
+//!   ranges on an ordered index's leading columns scans the index (`ReadOp::IndexScan`).
+//!   Whole-table aggregations are computed per node group (`ReadOp::Aggregate`) and merged.
 //! - Other reads scan every node group in parallel (`ReadOp::Scan`), with the WHERE conjuncts
 //!   pushed as a filter (session functions and parameters folded to constants first), only the
 //!   needed columns returned, and LIMIT pushed when no ORDER BY, GROUP BY or DISTINCT is
@@ -60,20 +63,25 @@
 //!
 //! ## Temporary limits, and what is left out
 //!
-//! - **No multi-statement transactions yet.** BEGIN/START TRANSACTION/COMMIT/ROLLBACK and
-//!   `autocommit = 0` are accepted and the IN_TRANS/AUTOCOMMIT status flags are exact, but
-//!   each write is applied when it runs. A ROLLBACK after writes answers OK with warning 1196
-//!   "Some non-transactional changed tables couldn't be rolled back", as MySQL does for a
-//!   non-transactional engine. A statement touching several node groups is atomic per group
-//!   only. `SELECT … FOR UPDATE / LOCK IN SHARE MODE` take no locks yet.
-//! - **Indexes are recorded, not used or enforced**: UNIQUE, KEY/INDEX and FOREIGN KEY clauses
-//!   are kept in the table definition and shown by SHOW CREATE TABLE; UNIQUE is not enforced
-//!   and foreign keys are not checked (as NDB before 7.3). Only the primary key is unique.
-//! - Not yet: UNION, derived tables, WITH, correlated subqueries in HAVING/ORDER BY/ON, in
-//!   aggregated queries' select lists, in UPDATE/DELETE, or two levels deep, window functions, REGEXP,
-//!   JSON, ALTER TABLE, CREATE INDEX, views, stored routines, users and grants,
-//!   information_schema, EXPLAIN, multiple-table UPDATE/DELETE. They answer 1235 naming what
-//!   is missing.
+//! - **Transactions** (`txn.rs`) are NDB's: READ COMMITTED, statements evaluated and row-locked
+//!   at each node group's leader when they run (errors such as 1062 come at statement time), a
+//!   transaction's own writes visible to its reads, `FOR UPDATE` / `LOCK IN SHARE MODE` locks,
+//!   lock waits ending with 1205 after TransactionDeadlockDetectionTimeout (which aborts the
+//!   transaction, as in NDB), savepoints, and COMMIT in one Raft entry for one node group or by
+//!   two-phase commit across several. An autocommit statement that spans node groups is an
+//!   implicit transaction, so every statement is atomic. Reads are READ COMMITTED per row: a
+//!   reader may see one node group's part of a multi-group commit a moment before another's
+//!   (NDB's committed reads behave the same).
+//! - **Indexes** (see `docs/sql.md`): unique indexes are hidden tables partitioned by the key,
+//!   written in the statement's batches (`unique`); ordered indexes live in each partition on
+//!   the data nodes. The planner (`access`, `plan`, `optimize`) uses them for lookups, lookup
+//!   joins, ranges, ORDER BY and MIN/MAX; `alter` builds them online; `explain` shows the plan.
+//!   Foreign keys are recorded, not checked (as NDB before 7.3).
+//! - Not yet: INTERSECT/EXCEPT, WITH, correlated subqueries in HAVING/ORDER BY/ON, in
+//!   aggregated queries' select lists, in UPDATE/DELETE, or two levels deep, window functions,
+//!   REGEXP, JSON, column changes by ALTER TABLE, views, stored routines, users and grants,
+//!   information_schema, multiple-table UPDATE/DELETE, GET_LOCK and friends. They answer
+//!   1235 naming what is missing.
 //! - `SET GLOBAL` is refused (cluster-wide settings belong to the cluster config).
 //!   `time_zone` accepts `SYSTEM`/`UTC` and `±HH:MM` offsets; TIMESTAMP values are stored as
 //!   given (no conversion between session time zones).
@@ -91,15 +99,21 @@
 //! metadata), `show` and `ddl` (SHOW, DESCRIBE, CREATE TABLE and its SHOW CREATE TABLE form),
 //! `testing` (feature `testing`: an in-process cluster over `cairn-storage`).
 
+mod access;
+mod alter;
 pub mod backend;
+mod txn;
 mod cache;
 mod compile;
 mod ddl;
 mod dml;
 mod engine;
 mod exec;
+mod exec_index;
+mod explain;
 mod join;
 mod lexer;
+mod optimize;
 mod outcome;
 mod parse;
 mod plan;
@@ -109,9 +123,11 @@ mod show;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
+mod unique;
 mod variables;
 
 pub use backend::Backend;
+pub use txn::Failpoint;
 pub use engine::{Clock, Engine, EngineConfig, ManualClock, SystemClock};
 pub use outcome::{ColumnMeta, Outcome, PreparedInfo, Row, RowSource, RowStream};
 pub use session::{STATUS_AUTOCOMMIT, STATUS_IN_TRANS, Session, SessionInfo};

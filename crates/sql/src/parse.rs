@@ -166,12 +166,27 @@ pub(crate) enum Statement {
     DropDatabase { name: String, if_exists: bool },
     DropTable { tables: Vec<TableName>, if_exists: bool },
     Truncate(TableName),
+    /// `CREATE [UNIQUE] INDEX name ON t (cols)`.
+    CreateIndex(Box<ast::CreateIndex>),
+    /// `DROP INDEX name ON t`.
+    DropIndex { name: String, table: TableName },
+    /// `ALTER TABLE t op, op…`.
+    AlterTable(Box<ast::AlterTable>),
+    /// `RENAME TABLE a TO b [, c TO d…]`.
+    RenameTable(Vec<(TableName, TableName)>),
+    /// `DO expr [, expr…]`: evaluated, results discarded.
+    Do(Vec<ast::Expr>),
+    /// `EXPLAIN` of a query or a write: the plan, in MySQL's tabular form.
+    Explain(Box<Statement>),
     Use(String),
     Set(Vec<SetItem>),
     Show(Show),
     Begin,
     Commit,
     Rollback,
+    Savepoint(String),
+    RollbackToSavepoint(String),
+    ReleaseSavepoint(String),
     /// Stored routines: CREATE/DROP/ALTER FUNCTION and PROCEDURE, CALL, SELECT … INTO
     /// (crate::routine).
     Routine(crate::routine::RoutineStatement),
@@ -437,8 +452,11 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
         "COMMIT" | "ROLLBACK" => {
             c.next();
             c.eat("WORK");
-            if keyword == "ROLLBACK" && c.peek_is("TO") {
-                return Ok(Statement::Unsupported("ROLLBACK TO SAVEPOINT".into()));
+            if keyword == "ROLLBACK" && c.eat("TO") {
+                c.eat("SAVEPOINT");
+                let name = c.ident()?;
+                c.expect_end()?;
+                return Ok(Statement::RollbackToSavepoint(name));
             }
             if c.eat("AND") {
                 c.eat("NO");
@@ -452,9 +470,49 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
             c.expect_end()?;
             Ok(if keyword == "COMMIT" { Statement::Commit } else { Statement::Rollback })
         }
-        "SAVEPOINT" | "RELEASE" => Ok(Statement::Unsupported("SAVEPOINT".into())),
-"ALTER" | "RENAME" | "GRANT" | "REVOKE" | "FLUSH" | "KILL" | "LOCK" | "UNLOCK" | "ANALYZE" | "OPTIMIZE"
-        | "CHECK" | "REPAIR" | "PREPARE" | "EXECUTE" | "DEALLOCATE" | "LOAD" | "XA" | "HANDLER" | "DO"
+        "SAVEPOINT" => {
+            c.next();
+            let name = c.ident()?;
+            c.expect_end()?;
+            Ok(Statement::Savepoint(name))
+        }
+        "RELEASE" => {
+            c.next();
+            c.expect("SAVEPOINT")?;
+            let name = c.ident()?;
+            c.expect_end()?;
+            Ok(Statement::ReleaseSavepoint(name))
+        }
+        "ALTER" if c.peek_nth(1).is_some_and(|t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("TABLE"))) => {
+            parse_with_sqlparser(statement, &statement.tokens)
+        }
+        "RENAME" if c.peek_nth(1).is_some_and(|t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("TABLE"))) => {
+            c.next();
+            c.next();
+            let mut pairs = Vec::new();
+            loop {
+                let from = c.table_name()?;
+                c.expect("TO")?;
+                let to = c.table_name()?;
+                pairs.push((from, to));
+                if !c.eat_token(&Token::Comma) {
+                    break;
+                }
+            }
+            c.expect_end()?;
+            Ok(Statement::RenameTable(pairs))
+        }
+        "DO" => {
+            c.next();
+            let mut exprs = vec![c.expr()?];
+            while c.eat_token(&Token::Comma) {
+                exprs.push(c.expr()?);
+            }
+            c.expect_end()?;
+            Ok(Statement::Do(exprs))
+        }
+        "ALTER" | "RENAME" | "GRANT" | "REVOKE" | "FLUSH" | "KILL" | "LOCK" | "UNLOCK" | "ANALYZE" | "OPTIMIZE"
+        | "CHECK" | "REPAIR" | "PREPARE" | "EXECUTE" | "DEALLOCATE" | "LOAD" | "XA" | "HANDLER"
         | "CHECKSUM" | "INSTALL" | "UNINSTALL" | "RESET" | "PURGE" | "CHANGE" | "SIGNAL" | "RESIGNAL" | "GET"
         | "IMPORT" | "CLONE" | "RESTART" | "SHUTDOWN" | "HELP" | "BINLOG" | "CACHE" | "TABLE_STATS" => {
             let words: Vec<String> =
@@ -465,9 +523,9 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
     }
 }
 
-/// A SELECT: `LOCK IN SHARE MODE` is cut (row locks come with transactions), then sqlparser.
+/// A SELECT: `LOCK IN SHARE MODE` is rewritten to `FOR SHARE`, then sqlparser.
 fn parse_query(statement: &StatementText) -> Result<Statement, Error> {
-    let tokens = cut_lock_in_share_mode(&statement.tokens);
+    let tokens = rewrite_lock_in_share_mode(&statement.tokens);
     parse_with_sqlparser(statement, &rewrite_binary_operator(&tokens))
 }
 
@@ -553,7 +611,7 @@ fn rewrite_binary_operator(tokens: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
     out
 }
 
-fn cut_lock_in_share_mode(tokens: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
+fn rewrite_lock_in_share_mode(tokens: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
     let significant: Vec<usize> = (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
     let words = ["LOCK", "IN", "SHARE", "MODE"];
     for w in significant.windows(4) {
@@ -561,7 +619,12 @@ fn cut_lock_in_share_mode(tokens: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
             matches!(&tokens[i].token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(word))
         });
         if hit {
+            // MySQL's old spelling of FOR SHARE: rewrite it so the lock reaches the plan.
             let mut out = tokens[..w[0]].to_vec();
+            let span = tokens[w[0]].span;
+            out.push(TokenWithSpan { token: Token::make_keyword("FOR"), span });
+            out.push(TokenWithSpan { token: Token::Whitespace(sqlparser::tokenizer::Whitespace::Space), span });
+            out.push(TokenWithSpan { token: Token::make_keyword("SHARE"), span });
             out.extend_from_slice(&tokens[w[3] + 1..]);
             return out;
         }
@@ -582,6 +645,8 @@ fn parse_with_sqlparser(statement: &StatementText, tokens: &[TokenWithSpan]) -> 
         ast::Statement::Update(u) => Statement::Update(Box::new(u)),
         ast::Statement::Delete(d) => Statement::Delete(Box::new(d)),
         ast::Statement::CreateTable(t) => Statement::CreateTable { table: Box::new(t), partitioning: None },
+        ast::Statement::CreateIndex(ix) => Statement::CreateIndex(Box::new(ix)),
+        ast::Statement::AlterTable(at) => Statement::AlterTable(Box::new(at)),
         _ => {
             // Named by its first words (the parsed form may be deep; printing it is not needed).
             let head: Vec<String> = statement.significant().iter().take(2).map(|t| t.token.to_string().to_ascii_uppercase()).collect();
@@ -648,6 +713,9 @@ fn parse_create(statement: &StatementText, c: &mut Cursor<'_>) -> Result<Stateme
         look += 1;
     }
     let words: Vec<String> = statement.significant().iter().take(3).map(|t| t.token.to_string().to_ascii_uppercase()).collect();
+    if matches!(words.get(1).map(String::as_str), Some("INDEX")) || (words.get(1).map(String::as_str) == Some("UNIQUE") && words.get(2).map(String::as_str) == Some("INDEX")) {
+        return parse_with_sqlparser(statement, &statement.tokens);
+    }
     let what = match words.get(1).map(String::as_str) {
         Some("UNIQUE" | "INDEX" | "FULLTEXT" | "SPATIAL") => "CREATE INDEX".to_string(),
         Some("DEFINER") | Some("FUNCTION") | Some("PROCEDURE") | Some("TRIGGER") | Some("EVENT") | Some("AGGREGATE") => {
@@ -747,6 +815,18 @@ fn parse_drop(c: &mut Cursor<'_>) -> Result<Statement, Error> {
         }
         c.expect_end()?;
         return Ok(Statement::DropTable { tables, if_exists });
+    }
+    if c.eat("INDEX") {
+        let name = c.ident()?;
+        c.expect("ON")?;
+        let table = c.table_name()?;
+        // ALGORITHM / LOCK options: every index change is online here.
+        while c.eat("ALGORITHM") || c.eat("LOCK") {
+            c.eat_token(&Token::Eq);
+            c.ident()?;
+        }
+        c.expect_end()?;
+        return Ok(Statement::DropIndex { name, table });
     }
     let what = c.peek().map(|t| t.token.to_string().to_ascii_uppercase()).unwrap_or_default();
     if what.is_empty() {
@@ -1071,8 +1151,24 @@ fn parse_describe(statement: &StatementText, c: &mut Cursor<'_>) -> Result<State
     });
     if let Some(word) = next_word
         && matches!(word.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "WITH" | "TABLE" | "FORMAT" | "ANALYZE" | "EXTENDED" | "PARTITIONS" | "FOR") {
-            let _ = statement;
-            return Ok(Statement::Unsupported("EXPLAIN".into()));
+            // EXPLAIN [EXTENDED | PARTITIONS | FORMAT = TRADITIONAL] statement.
+            if c.eat("EXTENDED") || c.eat("PARTITIONS") {
+            } else if c.eat("FORMAT") {
+                c.expect_token(&Token::Eq)?;
+                let format = c.ident()?;
+                if !format.eq_ignore_ascii_case("TRADITIONAL") {
+                    return Ok(Statement::Unsupported(format!("EXPLAIN FORMAT={}", format.to_ascii_uppercase())));
+                }
+            } else if c.peek_is("ANALYZE") || c.peek_is("FOR") {
+                return Ok(Statement::Unsupported("EXPLAIN ANALYZE / EXPLAIN FOR CONNECTION".into()));
+            }
+            c.skip_trivia();
+            let inner = StatementText { tokens: statement.tokens[c.pos..].to_vec(), text: statement.text.clone() };
+            let explained = parse(&inner)?;
+            return match explained {
+                Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => Ok(Statement::Explain(Box::new(explained))),
+                _ => Err(c.error()),
+            };
         }
     let table = c.table_name()?;
     let mut filter = ShowFilter::default();
@@ -1130,7 +1226,8 @@ mod tests {
         assert!(matches!(one("SHOW CHARACTER SET LIKE 'utf8%'").unwrap(), Statement::Show(Show::CharacterSet(_))));
         assert!(matches!(one("SHOW GRANTS FOR 'x'@'%'").unwrap(), Statement::Unsupported(_)));
         assert!(matches!(one("DESCRIBE `db`.`t`").unwrap(), Statement::Show(Show::Columns { .. })));
-        assert!(matches!(one("EXPLAIN SELECT 1").unwrap(), Statement::Unsupported(_)));
+        assert!(matches!(one("EXPLAIN SELECT 1").unwrap(), Statement::Explain(_)));
+        assert!(matches!(one("EXPLAIN FORMAT=JSON SELECT 1").unwrap(), Statement::Unsupported(_)));
     }
 
     #[test]
@@ -1157,7 +1254,12 @@ mod tests {
         assert!(matches!(one("rollback").unwrap(), Statement::Rollback));
         assert!(matches!(one("COMMIT AND NO CHAIN NO RELEASE").unwrap(), Statement::Commit));
         assert!(matches!(one("USE `calmail`").unwrap(), Statement::Use(db) if db == "calmail"));
-        assert!(matches!(one("CREATE INDEX ix ON t (a)").unwrap(), Statement::Unsupported(w) if w == "CREATE INDEX"));
+        assert!(matches!(one("CREATE INDEX ix ON t (a)").unwrap(), Statement::CreateIndex(_)));
+        assert!(matches!(one("CREATE UNIQUE INDEX ix ON t (a, b)").unwrap(), Statement::CreateIndex(ix) if ix.unique));
+        assert!(matches!(one("DROP INDEX ix ON db.t").unwrap(), Statement::DropIndex { .. }));
+        assert!(matches!(one("ALTER TABLE t ADD INDEX (a), DROP INDEX b").unwrap(), Statement::AlterTable(_)));
+        assert!(matches!(one("RENAME TABLE a TO b, c TO d").unwrap(), Statement::RenameTable(p) if p.len() == 2));
+        assert!(matches!(one("DO RELEASE_LOCK('x'), 1").unwrap(), Statement::Do(e) if e.len() == 2));
         assert!(matches!(one("SELECT * FROM t WHERE id = 1 LOCK IN SHARE MODE").unwrap(), Statement::Query(_)));
         assert!(matches!(one("TRUNCATE TABLE t").unwrap(), Statement::Truncate(_)));
     }

@@ -25,17 +25,14 @@ use cairn_common::catalog::TableDef;
 use cairn_common::collation::Collation;
 use cairn_common::error::{Error, ErrorKind};
 use cairn_common::expr::{CmpOp, Expr};
-use cairn_common::functions::Func;
-use cairn_common::types::ColumnType;
 use cairn_common::{Value, bail, err};
 
 use crate::compile::{AggregateCall, AggregateScope, Compiler, PlanContext, Scope, ScopeColumn};
 use crate::parse::TableName;
-use crate::types::{ColumnOrigin, Kind, SqlType};
+use crate::types::{ColumnOrigin, SqlType};
 
-/// Most primary keys one lookup plan may carry (an IN list times other key columns' lists);
-/// beyond it the planner scans instead.
-pub(crate) const MAX_LOOKUP_KEYS: usize = 4096;
+pub(crate) use crate::access::plan_access;
+use crate::access::{IndexRange, LookupVia};
 
 /// One column of a query's result.
 #[derive(Clone, Debug)]
@@ -50,6 +47,8 @@ pub(crate) struct OutputColumn {
 pub(crate) struct QueryPlan {
     pub root: Node,
     pub columns: Vec<OutputColumn>,
+    /// `FOR UPDATE` (exclusive) or `FOR SHARE` / `LOCK IN SHARE MODE` (shared) row locks.
+    pub lock: Option<cairn_common::ops::LockMode>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +72,8 @@ pub(crate) enum Node {
     /// Rows of `table` by primary key. Rows are full table rows.
     Get {
         table: Arc<TableDef>,
+        /// The table's name in the query (EXPLAIN's `table`).
+        alias: Arc<str>,
         /// One entry per key: the value of each primary-key column, in key order.
         keys: Vec<Vec<Expr>>,
         /// The whole WHERE of this table: used instead of the keys when a key value turns out
@@ -81,7 +82,51 @@ pub(crate) enum Node {
     },
     /// Every row of `table` passing `filter` (evaluated on the data nodes). Rows are full
     /// table rows with NULL in the columns not in `projection`.
-    Scan { table: Arc<TableDef>, filter: Option<Expr>, projection: Vec<u32>, limit: Option<u64> },
+    Scan { table: Arc<TableDef>, alias: Arc<str>, filter: Option<Expr>, projection: Vec<u32>, limit: Option<u64> },
+    /// Rows of `table` through unique index `index`: the index's hidden table gives each key's
+    /// primary key, then the row is read by it. Rows are full table rows; the conditions that
+    /// chose the keys are checked again above.
+    UniqueGet {
+        table: Arc<TableDef>,
+        alias: Arc<str>,
+        index: u32,
+        /// One entry per key: the value of each index column, in index order.
+        keys: Vec<Vec<Expr>>,
+        /// The whole WHERE of this table, used with a scan when a key value is not comparable
+        /// as a key.
+        fallback: Option<Expr>,
+    },
+    /// Rows of `table` whose entries in ordered index `index` fall in `ranges`, `filter`
+    /// evaluated on the data nodes. With `ordered`, in index order (descending if asked),
+    /// merged across node groups; `limit` then bounds each node group's part. Rows are full
+    /// table rows with NULL outside `projection`.
+    IndexScan {
+        table: Arc<TableDef>,
+        alias: Arc<str>,
+        index: u32,
+        ranges: Vec<IndexRange>,
+        descending: bool,
+        ordered: bool,
+        filter: Option<Expr>,
+        projection: Vec<u32>,
+        limit: Option<u64>,
+    },
+    /// An aggregation done by the data nodes (partial groups per node group, merged here):
+    /// rows shaped as [`Node::Aggregate`]'s, with NULL for the first-row columns (none of which
+    /// the plan reads).
+    PushedAggregate {
+        table: Arc<TableDef>,
+        alias: Arc<str>,
+        filter: Option<Expr>,
+        keys: Vec<(Expr, Collation)>,
+        calls: Vec<AggregateCall>,
+        input_width: usize,
+    },
+    /// Rows of several queries with the same column count, one after the other; with
+    /// `distinct`, each distinct row once (UNION without ALL).
+    Union { inputs: Vec<Node>, distinct: bool, collations: Vec<Collation> },
+    /// The rows of a subquery in FROM (a derived table).
+    Derived { plan: Box<QueryPlan>, alias: Arc<str> },
     Filter { input: Box<Node>, predicate: Expr },
     /// Rows of the expressions' values.
     Project { input: Box<Node>, exprs: Vec<Expr> },
@@ -114,20 +159,16 @@ pub(crate) enum Node {
     LookupJoin {
         left: Box<Node>,
         table: Arc<TableDef>,
+        alias: Arc<str>,
         kind: JoinKind,
-        /// Per primary-key column of `table`, an expression over the left row.
+        /// Which key of `table` the lookup uses.
+        via: LookupVia,
+        /// Per column of that key (all of them for the primary key and unique indexes, the
+        /// leading ones for an ordered index), an expression over the left row.
         key: Vec<Expr>,
         /// Conditions on the right row alone (checked after the lookup), over the joined row.
         condition: Option<Expr>,
     },
-}
-
-/// A table in a FROM clause, resolved.
-struct FromTable {
-    def: Arc<TableDef>,
-    alias: String,
-    /// Offset of its columns in the joined row.
-    offset: usize,
 }
 
 fn table_scope(def: &TableDef, alias: &str) -> Vec<ScopeColumn> {
@@ -217,14 +258,108 @@ pub(crate) fn plan_query(ctx: &mut PlanContext<'_>, q: &ast::Query) -> Result<Qu
             ast::OrderByKind::All(_) => return Err(Error::not_supported("ORDER BY ALL")),
         },
     };
+    // FOR UPDATE locks exclusively, FOR SHARE / LOCK IN SHARE MODE shared; the strongest wins.
+    let lock = q
+        .locks
+        .iter()
+        .map(|l| match l.lock_type {
+            ast::LockType::Update => cairn_common::ops::LockMode::Exclusive,
+            ast::LockType::Share => cairn_common::ops::LockMode::Shared,
+        })
+        .max_by_key(|m| matches!(m, cairn_common::ops::LockMode::Exclusive));
+    let with_lock = |plan: Result<QueryPlan, Error>| plan.map(|p| QueryPlan { lock: lock.or(p.lock), ..p });
     match q.body.as_ref() {
-        SetExpr::Select(select) => plan_select(ctx, select, order_by, limit, offset),
-        SetExpr::Query(inner) if order_by.is_empty() && limit.is_none() => plan_query(ctx, inner),
+        SetExpr::Select(select) => with_lock(plan_select(ctx, select, order_by, limit, offset)),
+        SetExpr::Query(inner) if order_by.is_empty() && limit.is_none() => with_lock(plan_query(ctx, inner)),
         SetExpr::Query(_) => Err(Error::not_supported("ORDER BY/LIMIT around a parenthesized query")),
-        SetExpr::SetOperation { .. } => Err(Error::not_supported("UNION / INTERSECT / EXCEPT")),
+        SetExpr::SetOperation { op: ast::SetOperator::Union, .. } => plan_union(ctx, q.body.as_ref(), order_by, limit, offset),
+        SetExpr::SetOperation { .. } => Err(Error::not_supported("INTERSECT / EXCEPT")),
         SetExpr::Values(_) => Err(Error::not_supported("VALUES statements")),
         _ => Err(Error::not_supported("this query form")),
     }
+}
+
+/// Plans one operand of a set operation (a SELECT, a parenthesized query, or another UNION).
+fn plan_set_operand(ctx: &mut PlanContext<'_>, body: &SetExpr) -> Result<QueryPlan, Error> {
+    match body {
+        SetExpr::Select(select) => plan_select(ctx, select, &[], None, None),
+        SetExpr::Query(inner) => plan_query(ctx, inner),
+        SetExpr::SetOperation { op: ast::SetOperator::Union, .. } => plan_union(ctx, body, &[], None, None),
+        SetExpr::SetOperation { .. } => Err(Error::not_supported("INTERSECT / EXCEPT")),
+        _ => Err(Error::not_supported("this query form in UNION")),
+    }
+}
+
+/// `a UNION [ALL | DISTINCT] b`, with the ORDER BY and LIMIT that follow the last operand
+/// applying to the whole: columns are named after the first operand's, typed to hold every
+/// operand's values; without ALL, each distinct row once.
+fn plan_union(
+    ctx: &mut PlanContext<'_>,
+    body: &SetExpr,
+    order_by: &[ast::OrderByExpr],
+    limit: Option<&ast::Expr>,
+    offset: Option<&ast::Expr>,
+) -> Result<QueryPlan, Error> {
+    let SetExpr::SetOperation { left, set_quantifier, right, .. } = body else {
+        return Err(Error::internal("plan_union without a UNION"));
+    };
+    let distinct = match set_quantifier {
+        ast::SetQuantifier::All => false,
+        ast::SetQuantifier::Distinct | ast::SetQuantifier::None => true,
+        _ => return Err(Error::not_supported("UNION BY NAME")),
+    };
+    let left = plan_set_operand(ctx, left)?;
+    let right = plan_set_operand(ctx, right)?;
+    if left.columns.len() != right.columns.len() {
+        bail!(WrongColumnCountInUnion, "The used SELECT statements have a different number of columns");
+    }
+    let columns: Vec<OutputColumn> = left
+        .columns
+        .iter()
+        .zip(&right.columns)
+        .map(|(l, r)| {
+            let mut ty = crate::types::common_type(&[l.ty.clone(), r.ty.clone()]);
+            ty.nullable = l.ty.nullable || r.ty.nullable;
+            OutputColumn { name: l.name.clone(), ty, origin: None }
+        })
+        .collect();
+    let collations = columns.iter().map(|c| c.ty.collation).collect();
+    let mut node = Node::Union { inputs: vec![left.root, right.root], distinct, collations };
+    // ORDER BY names or positions of the result's columns.
+    if !order_by.is_empty() {
+        let scope = Scope {
+            columns: columns
+                .iter()
+                .map(|c| ScopeColumn { table: None, database: None, name: c.name.clone(), ty: c.ty.clone(), origin: None, hidden: false })
+                .collect(),
+        };
+        let mut keys = Vec::with_capacity(order_by.len());
+        for o in order_by {
+            let descending = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+            let (expr, collation) = match group_position(&o.expr, columns.len(), "order clause")? {
+                Some(n) => (Expr::column(n), columns[n].ty.collation),
+                None => {
+                    let mut c = Compiler::new(ctx, &scope, "order clause");
+                    let (e, ty) = c.compile(&o.expr)?;
+                    (e, ty.collation)
+                }
+            };
+            keys.push(SortKey { expr, descending, collation });
+        }
+        node = Node::Sort { input: Box::new(node), keys };
+    }
+    let limit = match limit {
+        Some(l) => Some(limit_expr(ctx, l)?),
+        None => None,
+    };
+    let offset = match offset {
+        Some(o) => Some(limit_expr(ctx, o)?),
+        None => None,
+    };
+    if limit.is_some() || offset.is_some() {
+        node = Node::Limit { input: Box::new(node), offset, limit };
+    }
+    Ok(QueryPlan { root: node, columns, lock: None })
 }
 
 /// Compiles a LIMIT/OFFSET operand: a number or a `?`.
@@ -319,8 +454,10 @@ fn plan_select(
         let visible = columns.len();
         node = Node::Project { input: Box::new(node), exprs: (0..visible).map(Expr::column).collect() };
     }
-    let mut plan = QueryPlan { root: node, columns };
+    let mut plan = QueryPlan { root: node, columns, lock: None };
     count_from_partitions(&mut plan.root);
+    crate::optimize::order_by_index(&mut plan.root);
+    crate::optimize::min_max_index(&mut plan.root);
     push_limit(&mut plan.root);
     let needed: BTreeSet<usize> = (0..plan.columns.len()).collect();
     prune(&mut plan.root, &needed);
@@ -614,6 +751,109 @@ fn alias_target<'q>(e: &ast::Expr, items: &[(Option<&'q ast::Expr>, Option<Strin
     })
 }
 
+/// Where a FROM item's rows come from.
+#[derive(Clone)]
+enum Source {
+    Table(Arc<TableDef>),
+    /// A subquery in FROM.
+    Derived(Box<QueryPlan>),
+}
+
+impl Source {
+    fn width(&self) -> usize {
+        match self {
+            Source::Table(def) => def.columns.len(),
+            Source::Derived(plan) => plan.columns.len(),
+        }
+    }
+}
+
+/// One FROM item, resolved.
+struct Step<'q> {
+    source: Source,
+    alias: String,
+    kind: JoinKind,
+    on: Option<&'q ast::Expr>,
+    /// Offset of its columns in the scope (the FROM clause's written order).
+    offset: usize,
+    /// Whether the join order may not change here (STRAIGHT_JOIN).
+    straight: bool,
+}
+
+fn derived_scope(plan: &QueryPlan, alias: &str) -> Vec<ScopeColumn> {
+    plan.columns
+        .iter()
+        .map(|c| ScopeColumn { table: Some(alias.to_string()), database: None, name: c.name.clone(), ty: c.ty.clone(), origin: None, hidden: false })
+        .collect()
+}
+
+/// The columns of `step` that equalities in `conditions` pin to columns of `placed` steps
+/// (conditions over the scope's numbering).
+fn joined_columns(conditions: &[Expr], step: &Step<'_>, placed: &[&Step<'_>]) -> Vec<usize> {
+    let width = step.source.width();
+    let in_step = |c: u32| (c as usize) >= step.offset && (c as usize) < step.offset + width;
+    let in_placed = |c: u32| placed.iter().any(|p| (c as usize) >= p.offset && (c as usize) < p.offset + p.source.width());
+    let mut out = Vec::new();
+    for cond in conditions {
+        let Expr::Compare { op: CmpOp::Eq, left, right, .. } = cond else { continue };
+        for (mine, other) in [(left, right), (right, left)] {
+            if let Expr::Column(c) = mine.as_ref() {
+                let cols = other.columns();
+                if in_step(*c) && !cols.is_empty() && cols.iter().all(|&o| in_placed(o)) {
+                    out.push(*c as usize - step.offset);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Conditions on `step` alone, renumbered to its own columns.
+fn local_conditions(conditions: &[Expr], step: &Step<'_>) -> Vec<Expr> {
+    let width = step.source.width();
+    let offset = step.offset as u32;
+    conditions
+        .iter()
+        .filter(|e| {
+            let cols = e.columns();
+            !cols.is_empty() && cols.iter().all(|&c| c >= offset && (c as usize) < step.offset + width)
+        })
+        .map(|e| e.clone().remap_columns(&|c| c - offset))
+        .collect()
+}
+
+/// The join order of inner joins: greedily, the table that can be read best given the tables
+/// read before it (a key pinned by constants first, then keys pinned by earlier tables, then
+/// index ranges, filtered scans and plain scans), preferring tables joined to those already
+/// placed, then the written order.
+fn choose_join_order(steps: &[Step<'_>], conditions: &[Expr]) -> Vec<usize> {
+    let mut order: Vec<usize> = Vec::with_capacity(steps.len());
+    while order.len() < steps.len() {
+        let placed: Vec<&Step<'_>> = order.iter().map(|&i| &steps[i]).collect();
+        let mut best: Option<(crate::access::AccessRank, bool, usize)> = None;
+        for (i, step) in steps.iter().enumerate() {
+            if order.contains(&i) {
+                continue;
+            }
+            let local = local_conditions(conditions, step);
+            let joined = joined_columns(conditions, step, &placed);
+            let rank = match &step.source {
+                Source::Table(def) if placed.is_empty() => crate::access::rank_const_access(def, &local),
+                Source::Table(def) => crate::access::rank_join_access(def, &local, &joined),
+                Source::Derived(_) => crate::access::AccessRank::All,
+            };
+            let unconnected = !placed.is_empty() && joined.is_empty();
+            let score = (rank, unconnected, i);
+            if best.is_none_or(|b| score < b) {
+                best = Some(score);
+            }
+        }
+        let Some((_, _, i)) = best else { break };
+        order.push(i);
+    }
+    order
+}
+
 /// Builds the FROM clause's tree and scope, placing WHERE conjuncts.
 fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_start: usize) -> Result<FromPlan, Error> {
     if select.from.is_empty() {
@@ -625,38 +865,59 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
         }
         return Ok(FromPlan { node: Node::Single, scope, residual });
     }
-    // Resolve every table (in join order) and build the full scope.
-    struct Step<'q> {
-        table: FromTable,
-        kind: JoinKind,
-        on: Option<&'q ast::Expr>,
-    }
+    // Resolve every table (in written order) and build the full scope.
     let mut steps: Vec<Step<'q>> = Vec::new();
     let mut scope = Scope::default();
-    let add_table = |ctx: &mut PlanContext<'_>, factor: &TableFactor, kind: JoinKind, on: Option<&'q ast::Expr>, steps: &mut Vec<Step<'q>>, scope: &mut Scope| -> Result<(), Error> {
-        let TableFactor::Table { name, alias, args, .. } = factor else {
-            return Err(Error::not_supported("derived tables and table functions in FROM"));
+    let add_table = |ctx: &mut PlanContext<'_>, factor: &'q TableFactor, kind: JoinKind, on: Option<&'q ast::Expr>, straight: bool, steps: &mut Vec<Step<'q>>, scope: &mut Scope| -> Result<(), Error> {
+        let (source, alias) = match factor {
+            TableFactor::Table { name, alias, args, .. } => {
+                if args.is_some() {
+                    return Err(Error::not_supported("table functions"));
+                }
+                let table_name = object_table_name(name)?;
+                if table_name.database.is_none() && table_name.name.eq_ignore_ascii_case("dual") && steps.is_empty() {
+                    return Ok(());
+                }
+                let def = resolve_table(ctx, &table_name)?;
+                let alias = alias.as_ref().map_or_else(|| def.name.clone(), |a| a.name.value.clone());
+                (Source::Table(def), alias)
+            }
+            TableFactor::Derived { lateral, subquery, alias, .. } => {
+                if *lateral {
+                    return Err(Error::not_supported("LATERAL derived tables"));
+                }
+                let Some(alias) = alias else {
+                    bail!(DerivedNeedsAlias, "Every derived table must have its own alias");
+                };
+                if !alias.columns.is_empty() {
+                    return Err(Error::not_supported("column names of a derived table"));
+                }
+                // A derived table sees no columns of the query around it (it is not LATERAL).
+                let outer = std::mem::take(&mut ctx.outer);
+                let correlated = std::mem::take(&mut ctx.correlated);
+                let planned = plan_query(ctx, subquery);
+                ctx.outer = outer;
+                ctx.correlated = correlated;
+                (Source::Derived(Box::new(planned?)), alias.name.value.clone())
+            }
+            TableFactor::NestedJoin { .. } => return Err(Error::not_supported("parenthesized joins")),
+            _ => return Err(Error::not_supported("this kind of table in FROM")),
         };
-        if args.is_some() {
-            return Err(Error::not_supported("table functions"));
-        }
-        let table_name = object_table_name(name)?;
-        if table_name.database.is_none() && table_name.name.eq_ignore_ascii_case("dual") && steps.is_empty() {
-            return Ok(());
-        }
-        let def = resolve_table(ctx, &table_name)?;
-        let alias = alias.as_ref().map_or_else(|| def.name.clone(), |a| a.name.value.clone());
-        if steps.iter().any(|s| s.table.alias == alias) {
+        if steps.iter().any(|s| s.alias == alias) {
             bail!(DuplicateTableAlias, "Not unique table/alias: '{alias}'");
         }
         let offset = scope.width();
-        scope.columns.extend(table_scope(&def, &alias));
-        steps.push(Step { table: FromTable { def, alias, offset }, kind, on });
+        match &source {
+            Source::Table(def) => scope.columns.extend(table_scope(def, &alias)),
+            Source::Derived(plan) => scope.columns.extend(derived_scope(plan, &alias)),
+        }
+        steps.push(Step { source, alias, kind, on, offset, straight });
         Ok(())
     };
     for twj in &select.from {
-        add_table(ctx, &twj.relation, JoinKind::Inner, None, &mut steps, &mut scope)?;
+        add_table(ctx, &twj.relation, JoinKind::Inner, None, false, &mut steps, &mut scope)?;
         for join in &twj.joins {
+            let straight = matches!(join.join_operator, JoinOperator::StraightJoin(_));
             let (kind, constraint) = match &join.join_operator {
                 JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::StraightJoin(c) => (JoinKind::Inner, c),
                 JoinOperator::CrossJoin(c) => (JoinKind::Inner, c),
@@ -673,7 +934,7 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
             if kind == JoinKind::Left && on.is_none() {
                 return Err(crate::lexer::syntax_error_near("", 1));
             }
-            add_table(ctx, &join.relation, kind, on, &mut steps, &mut scope)?;
+            add_table(ctx, &join.relation, kind, on, straight, &mut steps, &mut scope)?;
         }
     }
     if steps.is_empty() {
@@ -697,26 +958,12 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
         }
         None => Vec::new(),
     };
-    let scope_width = scope.width();
-    let within_scope = |e: &Expr| e.columns().iter().all(|&c| (c as usize) < scope_width);
-    // Tables on the inner side of a LEFT JOIN: WHERE conditions on them stay above the join.
-    let nullable_tables: Vec<bool> = steps.iter().map(|s| s.kind == JoinKind::Left).collect();
-    let table_of = |col: usize, steps: &[Step<'q>]| steps.iter().rposition(|s| s.table.offset <= col).unwrap_or(0);
-    let only_table = |e: &Expr, steps: &[Step<'q>]| -> Option<usize> {
-        let cols = e.columns();
-        let first = table_of(*cols.first()? as usize, steps);
-        cols.iter().all(|&c| table_of(c as usize, steps) == first).then_some(first)
-    };
-
-    let mut node: Option<Node> = None;
-    for (t, step) in steps.iter().enumerate() {
-        let def = step.table.def.clone();
-        let offset = step.table.offset;
-        let width = def.columns.len();
-        // Conditions of the ON clause (compiled over the scope up to this table).
-        let mut on_conjuncts: Vec<Expr> = match step.on {
+    // ON conditions, compiled over the scope up to their table (as MySQL resolves them).
+    let mut on_conjuncts: Vec<Vec<Expr>> = Vec::with_capacity(steps.len());
+    for step in &steps {
+        on_conjuncts.push(match step.on {
             Some(on) => {
-                let partial = Scope { columns: scope.columns[..offset + width].to_vec() };
+                let partial = Scope { columns: scope.columns[..step.offset + step.source.width()].to_vec() };
                 let before = ctx.correlated.len();
                 let mut c = Compiler::new(ctx, &partial, "on clause");
                 let e = c.compile(on)?.0;
@@ -726,13 +973,71 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
                 e.into_conjuncts()
             }
             None => Vec::new(),
-        };
+        });
+    }
+    let scope_width = scope.width();
+
+    // Inner joins only: ON is WHERE, and the order is free (unless STRAIGHT_JOIN).
+    let all_inner = steps.iter().all(|s| s.kind == JoinKind::Inner);
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    if all_inner && steps.len() > 1 && !steps.iter().any(|s| s.straight) {
+        for on in &mut on_conjuncts {
+            conjuncts.append(on);
+        }
+        let evaluable: Vec<Expr> = conjuncts.iter().filter(|e| e.columns().iter().all(|&c| (c as usize) < scope_width)).cloned().collect();
+        order = choose_join_order(&steps, &evaluable);
+    }
+    let reordered = order.iter().enumerate().any(|(i, &o)| i != o);
+    // Column positions in the join's row, in the chosen order.
+    let mut new_position = vec![0u32; scope_width];
+    let mut at = 0usize;
+    for &i in &order {
+        for k in 0..steps[i].source.width() {
+            new_position[steps[i].offset + k] = (at + k) as u32;
+        }
+        at += steps[i].source.width();
+    }
+    let to_new = |e: Expr| -> Expr {
+        if !reordered {
+            return e;
+        }
+        e.remap_columns(&|c| if (c as usize) < scope_width { new_position[c as usize] } else { c })
+    };
+    let mut conjuncts: Vec<Expr> = conjuncts.into_iter().map(to_new).collect();
+    let on_conjuncts: Vec<Vec<Expr>> = on_conjuncts.into_iter().map(|v| v.into_iter().map(to_new).collect()).collect();
+    // The steps in join order, with their offsets in the join's row.
+    let mut joined_scope = Scope::default();
+    let mut ordered_steps: Vec<(usize, usize)> = Vec::with_capacity(order.len());
+    for &i in &order {
+        ordered_steps.push((i, joined_scope.width()));
+        let step = &steps[i];
+        match &step.source {
+            Source::Table(def) => joined_scope.columns.extend(table_scope(def, &step.alias)),
+            Source::Derived(plan) => joined_scope.columns.extend(derived_scope(plan, &step.alias)),
+        }
+    }
+    let within_scope = |e: &Expr| e.columns().iter().all(|&c| (c as usize) < scope_width);
+    // Tables on the inner side of a LEFT JOIN: WHERE conditions on them stay above the join.
+    let nullable: Vec<bool> = ordered_steps.iter().map(|(i, _)| steps[*i].kind == JoinKind::Left).collect();
+    let table_of = |col: usize| ordered_steps.iter().rposition(|(_, offset)| *offset <= col).unwrap_or(0);
+    let only_table = |e: &Expr| -> Option<usize> {
+        let cols = e.columns();
+        let first = table_of(*cols.first()? as usize);
+        cols.iter().all(|&c| table_of(c as usize) == first).then_some(first)
+    };
+
+    let mut node: Option<Node> = None;
+    for (t, &(i, offset)) in ordered_steps.iter().enumerate() {
+        let step = &steps[i];
+        let width = step.source.width();
+        let alias = step.alias.as_str();
+        let mut on_here = on_conjuncts[i].clone();
         // Conditions on this table alone go to its access: WHERE ones unless the table is
         // null-extended, ON ones always.
         let mut local = Vec::new();
-        if !nullable_tables[t] {
+        if !nullable[t] {
             conjuncts.retain(|e| {
-                if within_scope(e) && only_table(e, &steps) == Some(t) && is_pushable_shape(e) {
+                if within_scope(e) && only_table(e) == Some(t) && is_pushable_shape(e) {
                     local.push(e.clone());
                     false
                 } else {
@@ -740,8 +1045,8 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
                 }
             });
         }
-        on_conjuncts.retain(|e| {
-            if only_table(e, &steps) == Some(t) && is_pushable_shape(e) {
+        on_here.retain(|e| {
+            if only_table(e) == Some(t) && is_pushable_shape(e) {
                 local.push(e.clone());
                 false
             } else {
@@ -751,17 +1056,17 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
         let local: Vec<Expr> = local.into_iter().map(|e| e.remap_columns(&|c| c - offset as u32)).collect();
 
         let Some(left) = node.take() else {
-            node = Some(plan_access(def, local, step.kind)?);
+            node = Some(source_access(&step.source, alias, local, step.kind)?);
             continue;
         };
         // Join with what came before: equality conditions between the two sides are keys.
-        let mut join_conditions = on_conjuncts;
+        let mut join_conditions = on_here;
         if step.kind == JoinKind::Inner {
             // WHERE conditions that now become evaluable join the condition set.
             conjuncts.retain(|e| {
                 let cols = e.columns();
-                let evaluable = cols.iter().all(|&c| (c as usize) < offset + width) && cols.iter().any(|&c| c as usize >= offset);
-                if evaluable && !cols.iter().any(|&c| nullable_tables[table_of(c as usize, &steps)] && table_of(c as usize, &steps) != t) {
+                let evaluable = within_scope(e) && cols.iter().all(|&c| (c as usize) < offset + width) && cols.iter().any(|&c| c as usize >= offset);
+                if evaluable && !cols.iter().any(|&c| nullable[table_of(c as usize)] && table_of(c as usize) != t) {
                     join_conditions.push(e.clone());
                     false
                 } else {
@@ -777,31 +1082,13 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
                 None => rest.push(cond),
             }
         }
-        // Batched key lookups when the keys cover the right table's whole primary key.
-        let pk_cover: Option<Vec<Expr>> = def
-            .primary_key
-            .iter()
-            .map(|&pk| keys.iter().find(|(_, r, _)| matches!(r, Expr::Column(c) if *c as usize == pk)).map(|(l, _, _)| l.clone()))
-            .collect();
-        let lookup_ok = pk_cover.is_some()
-            && keys.iter().all(|(l, r, _)| {
-                let Expr::Column(rc) = r else { return false };
-                key_kind_compatible(&def.columns[*rc as usize].ty, &left_type(l, &scope))
-            });
-        if let (true, Some(key)) = (lookup_ok, pk_cover) {
-            let mut condition_parts: Vec<Expr> = local.into_iter().map(|e| e.remap_columns(&|c| c + offset as u32)).collect();
-            for (l, r, collation) in &keys {
-                let Expr::Column(rc) = r else { continue };
-                if !def.primary_key.contains(&(*rc as usize)) {
-                    condition_parts.push(Expr::Compare { op: CmpOp::Eq, left: Box::new(l.clone()), right: Box::new(Expr::Column(rc + offset as u32)), collation: *collation });
-                }
+        if let Source::Table(def) = &step.source {
+            if let Some(lookup) = lookup_join(def, alias, &keys, &rest, &local, offset, &joined_scope, step.kind, left.clone())? {
+                node = Some(lookup);
+                continue;
             }
-            condition_parts.extend(rest);
-            node = Some(Node::LookupJoin { left: Box::new(left), table: def, kind: step.kind, key, condition: Expr::conjunction(condition_parts) });
-            continue;
         }
-        let right = plan_access(def, local, JoinKind::Inner)?;
-        let keys = keys.into_iter().collect();
+        let right = source_access(&step.source, alias, local, JoinKind::Inner)?;
         node = Some(Node::HashJoin {
             left: Box::new(left),
             right: Box::new(right),
@@ -811,7 +1098,123 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
             right_width: width,
         });
     }
-    Ok(FromPlan { node: node.unwrap_or(Node::Single), scope, residual: conjuncts })
+    let mut node = node.unwrap_or(Node::Single);
+    let mut residual = conjuncts;
+    if reordered {
+        // Back to the written order, which the scope (and `SELECT *`) follows.
+        node = Node::Project { input: Box::new(node), exprs: (0..scope_width).map(|c| Expr::Column(new_position[c])).collect() };
+        let mut old_position = vec![0u32; scope_width];
+        for (old, &new) in new_position.iter().enumerate() {
+            old_position[new as usize] = old as u32;
+        }
+        residual = residual
+            .into_iter()
+            .map(|e| e.remap_columns(&|c| if (c as usize) < scope_width { old_position[c as usize] } else { c }))
+            .collect();
+    }
+    Ok(FromPlan { node, scope, residual })
+}
+
+/// How to read a FROM item given the conditions on it alone.
+fn source_access(source: &Source, alias: &str, local: Vec<Expr>, kind: JoinKind) -> Result<Node, Error> {
+    match source {
+        Source::Table(def) => plan_access(def.clone(), alias, local, kind),
+        Source::Derived(plan) => {
+            let derived = Node::Derived { plan: plan.clone(), alias: alias.into() };
+            Ok(match Expr::conjunction(local) {
+                Some(predicate) => Node::Filter { input: Box::new(derived), predicate },
+                None => derived,
+            })
+        }
+    }
+}
+
+/// A lookup join into `def` when the equality keys (and constants among the table's own
+/// conditions) pin its primary key, a unique index, or the leading columns of an ordered
+/// index; None when only a hash join fits.
+#[allow(clippy::too_many_arguments)]
+fn lookup_join(
+    def: &Arc<TableDef>,
+    alias: &str,
+    keys: &[(Expr, Expr, Collation)],
+    rest: &[Expr],
+    local: &[Expr],
+    offset: usize,
+    scope: &Scope,
+    kind: JoinKind,
+    left: Node,
+) -> Result<Option<Node>, Error> {
+    // What pins each column of the right table: a left-row expression or a constant.
+    let mut pinned: Vec<Option<Expr>> = vec![None; def.columns.len()];
+    // Which equality key pins each column (the primary-key lookup checks those exactly).
+    let mut pinned_by: Vec<Option<usize>> = vec![None; def.columns.len()];
+    for (k, (l, r, _)) in keys.iter().enumerate() {
+        let Expr::Column(rc) = r else { continue };
+        let rc = *rc as usize;
+        if pinned[rc].is_none() && crate::access::key_kind_compatible(&def.columns[rc].ty, &left_type(l, scope)) {
+            pinned[rc] = Some(l.clone());
+            pinned_by[rc] = Some(k);
+        }
+    }
+    let joined: Vec<usize> = (0..def.columns.len()).filter(|&c| pinned[c].is_some()).collect();
+    if joined.is_empty() {
+        return Ok(None);
+    }
+    for cond in local {
+        if let Expr::Compare { op: CmpOp::Eq, left: a, right: b, .. } = cond {
+            for (col, value) in [(a, b), (b, a)] {
+                if let Expr::Column(c) = col.as_ref() {
+                    let c = *c as usize;
+                    if pinned[c].is_none()
+                        && crate::access::is_row_independent(value)
+                        && crate::access::key_kind_compatible(&def.columns[c].ty, &crate::access::candidate_type(value))
+                    {
+                        pinned[c] = Some(value.as_ref().clone());
+                    }
+                }
+            }
+        }
+    }
+    let cover = |columns: &[usize]| -> Option<Vec<Expr>> { columns.iter().map(|&c| pinned[c].clone()).collect() };
+    let shifted_local = || local.iter().cloned().map(|e| e.remap_columns(&|c| c + offset as u32)).collect::<Vec<_>>();
+    let key_checks = || {
+        keys.iter()
+            .map(|(l, r, collation)| Expr::Compare { op: CmpOp::Eq, left: Box::new(l.clone()), right: Box::new(r.clone().remap_columns(&|c| c + offset as u32)), collation: *collation })
+            .collect::<Vec<_>>()
+    };
+    let (via, key, mut condition) = if let (false, Some(key)) = (def.hidden_primary_key, cover(&def.primary_key)) {
+        // By primary key: the lookup itself checks the key columns exactly.
+        let mut condition = shifted_local();
+        for (k, (l, r, collation)) in keys.iter().enumerate() {
+            let exact = matches!(r, Expr::Column(rc) if def.primary_key.contains(&(*rc as usize)) && pinned_by[*rc as usize] == Some(k));
+            if !exact {
+                let right = r.clone().remap_columns(&|c| c + offset as u32);
+                condition.push(Expr::Compare { op: CmpOp::Eq, left: Box::new(l.clone()), right: Box::new(right), collation: *collation });
+            }
+        }
+        (LookupVia::Primary, key, condition)
+    } else if let Some((ix, key)) = crate::access::ready_unique(def).find_map(|ix| cover(&ix.columns).map(|k| (ix, k))) {
+        let mut condition = shifted_local();
+        condition.extend(key_checks());
+        (LookupVia::Unique(ix.id), key, condition)
+    } else {
+        // The ordered index whose pinned leading columns are the most, if they include a
+        // column pinned by the left row.
+        let mut best: Option<(u32, Vec<Expr>)> = None;
+        for ix in crate::access::ready_ordered(def) {
+            let prefix: Vec<Expr> = ix.columns.iter().map_while(|&c| pinned[c].clone()).collect();
+            let uses_join = ix.columns[..prefix.len()].iter().any(|c| joined.contains(c));
+            if uses_join && best.as_ref().is_none_or(|(_, k)| prefix.len() > k.len()) {
+                best = Some((ix.id, prefix));
+            }
+        }
+        let Some((index, key)) = best else { return Ok(None) };
+        let mut condition = shifted_local();
+        condition.extend(key_checks());
+        (LookupVia::Ordered(index), key, condition)
+    };
+    condition.extend(rest.iter().cloned());
+    Ok(Some(Node::LookupJoin { left: Box::new(left), table: def.clone(), alias: alias.into(), kind, via, key, condition: Expr::conjunction(condition) }))
 }
 
 /// Replaces references to this select's correlated subqueries (`Slot::Correlated` params, and
@@ -888,125 +1291,6 @@ fn is_pushable_shape(e: &Expr) -> bool {
     !e.columns().is_empty()
 }
 
-/// Whether values of an expression's kind can be looked up as keys of a column of type `ty`
-/// (MySQL compares a number with a string column numerically, which no key lookup does).
-fn key_kind_compatible(ty: &ColumnType, value: &SqlType) -> bool {
-    let kind = value.kind();
-    match ty {
-        ColumnType::Int { .. } | ColumnType::Year | ColumnType::Decimal { .. } => {
-            matches!(kind, Kind::Int { .. } | Kind::Decimal { .. } | Kind::String { .. })
-        }
-        ColumnType::Float | ColumnType::Double => false,
-        ColumnType::Char { .. } | ColumnType::VarChar { .. } | ColumnType::Lob { .. } | ColumnType::Enum { .. } => {
-            matches!(kind, Kind::String { .. })
-        }
-        ColumnType::Date | ColumnType::DateTime { .. } | ColumnType::Timestamp { .. } | ColumnType::Time { .. } => {
-            matches!(kind, Kind::String { .. } | Kind::Temporal)
-        }
-    }
-}
-
-/// Whether an expression's value is known before the rows are read (no column, no per-row
-/// randomness).
-fn is_row_independent(e: &Expr) -> bool {
-    let mut ok = e.columns().is_empty();
-    e.walk(&mut |x| {
-        if let Expr::Call { func: Func::Rand | Func::Uuid, .. } = x {
-            ok = false;
-        }
-    });
-    ok
-}
-
-/// The static type of a key-candidate expression, for the compatibility check (literals and
-/// parameters; anything else counts as a string, which keeps the lookup with its fallback).
-fn candidate_type(e: &Expr) -> SqlType {
-    match e {
-        Expr::Literal(v) => crate::compile::value_type(v),
-        Expr::Neg(inner) => candidate_type(inner),
-        _ => SqlType::varchar(0, false, true),
-    }
-}
-
-/// Chooses how to read one table given the conditions on it alone (over its own columns).
-pub(crate) fn plan_access(def: Arc<TableDef>, conditions: Vec<Expr>, _kind: JoinKind) -> Result<Node, Error> {
-    // Candidate values per primary-key column.
-    let pk = &def.primary_key;
-    let mut chosen: Vec<Option<(usize, Vec<Expr>)>> = vec![None; pk.len()];
-    for (ci, cond) in conditions.iter().enumerate() {
-        let candidate = match cond {
-            Expr::Compare { op: CmpOp::Eq | CmpOp::NullSafeEq, left, right, .. } => match (left.as_ref(), right.as_ref()) {
-                (Expr::Column(c), v) if is_row_independent(v) => Some((*c as usize, vec![v.clone()])),
-                (v, Expr::Column(c)) if is_row_independent(v) => Some((*c as usize, vec![v.clone()])),
-                _ => None,
-            },
-            Expr::InList { arg, list, negated: false, .. } => match arg.as_ref() {
-                Expr::Column(c) if list.iter().all(is_row_independent) && !(list.len() == 1 && matches!(list[0], Expr::Param(_))) => {
-                    Some((*c as usize, list.clone()))
-                }
-                _ => None,
-            },
-            _ => None,
-        };
-        let Some((column, values)) = candidate else { continue };
-        let Some(position) = pk.iter().position(|&k| k == column) else { continue };
-        if !values.iter().all(|v| key_kind_compatible(&def.columns[column].ty, &candidate_type(v))) {
-            continue;
-        }
-        // Prefer a single value over a list.
-        let better = match &chosen[position] {
-            None => true,
-            Some((_, existing)) => values.len() < existing.len(),
-        };
-        if better {
-            chosen[position] = Some((ci, values));
-        }
-    }
-    if chosen.iter().all(Option::is_some) && !def.hidden_primary_key {
-        let total: usize = chosen.iter().map(|c| c.as_ref().map_or(1, |(_, v)| v.len())).product();
-        if total <= MAX_LOOKUP_KEYS {
-            let mut keys: Vec<Vec<Expr>> = vec![Vec::new()];
-            for c in &chosen {
-                let values = &c.as_ref().expect("checked").1;
-                keys = keys
-                    .into_iter()
-                    .flat_map(|prefix| {
-                        values.iter().map(move |v| {
-                            let mut k = prefix.clone();
-                            k.push(v.clone());
-                            k
-                        })
-                    })
-                    .collect();
-            }
-            let used: Vec<usize> = chosen.iter().map(|c| c.as_ref().expect("checked").0).collect();
-            let fallback = Expr::conjunction(conditions.clone());
-            let residual: Vec<Expr> = conditions.into_iter().enumerate().filter(|(i, _)| !used.contains(i)).map(|(_, e)| e).collect();
-            let get = Node::Get { table: def, keys, fallback };
-            return Ok(match Expr::conjunction(residual) {
-                Some(predicate) => Node::Filter { input: Box::new(get), predicate },
-                None => get,
-            });
-        }
-    }
-    // A scan: conditions a data node can evaluate go down; the others stay here.
-    let (pushed, kept): (Vec<Expr>, Vec<Expr>) = conditions.into_iter().partition(|e| {
-        let mut ok = true;
-        e.walk(&mut |x| {
-            if let Expr::Call { func: Func::Rand | Func::Uuid, .. } = x {
-                ok = false;
-            }
-        });
-        ok
-    });
-    let projection = (0..def.columns.len() as u32).collect();
-    let scan = Node::Scan { table: def, filter: Expr::conjunction(pushed), projection, limit: None };
-    Ok(match Expr::conjunction(kept) {
-        Some(predicate) => Node::Filter { input: Box::new(scan), predicate },
-        None => scan,
-    })
-}
-
 /// `COUNT(*)` over a whole table (no WHERE, no GROUP BY, only COUNT(*) aggregates) reads the
 /// partitions' row counts instead of the rows.
 fn count_from_partitions(node: &mut Node) {
@@ -1038,7 +1322,7 @@ fn push_limit(node: &mut Node) {
     fn scan_below(node: &mut Node) -> Option<&mut Option<u64>> {
         match node {
             Node::Project { input, .. } => scan_below(input),
-            Node::Scan { limit, .. } => Some(limit),
+            Node::Scan { limit, .. } | Node::IndexScan { limit, .. } => Some(limit),
             _ => None,
         }
     }
@@ -1062,10 +1346,17 @@ fn prune(node: &mut Node, needed: &BTreeSet<usize>) {
         }
     }
     match node {
-        Node::Single | Node::Get { .. } | Node::CountAll { .. } => {}
-        Node::Scan { projection, .. } => {
+        Node::Single | Node::Get { .. } | Node::CountAll { .. } | Node::UniqueGet { .. } | Node::PushedAggregate { .. } => {}
+        Node::Scan { projection, .. } | Node::IndexScan { projection, .. } => {
             *projection = needed.iter().map(|&c| c as u32).collect();
         }
+        Node::Union { inputs, collations, .. } => {
+            let all: BTreeSet<usize> = (0..collations.len()).collect();
+            for input in inputs.iter_mut() {
+                prune(input, &all);
+            }
+        }
+        Node::Derived { plan, .. } => prune(&mut plan.root, needed),
         Node::Filter { input, predicate } => {
             let mut n = needed.clone();
             add_cols(&mut n, predicate);
@@ -1081,6 +1372,24 @@ fn prune(node: &mut Node, needed: &BTreeSet<usize>) {
             prune(input, &n);
         }
         Node::Aggregate { input, keys, calls, input_width } => {
+            // A whole-table aggregation whose input rows the query does not read (no first-row
+            // columns) runs on the data nodes: partial groups per node group, merged here.
+            let first = keys.len();
+            let reads_rows = needed.iter().any(|&c| c >= first && c < first + *input_width);
+            if let Node::Scan { table, alias, filter, limit: None, .. } = input.as_ref() {
+                let keys_pushable = keys.iter().all(|(k, _)| crate::access::is_pushable(k));
+                if !reads_rows && keys_pushable && crate::exec_index::can_push(calls) {
+                    *node = Node::PushedAggregate {
+                        table: table.clone(),
+                        alias: alias.clone(),
+                        filter: filter.clone(),
+                        keys: keys.clone(),
+                        calls: calls.clone(),
+                        input_width: *input_width,
+                    };
+                    return;
+                }
+            }
             let mut n = BTreeSet::new();
             for (k, _) in keys.iter() {
                 add_cols(&mut n, k);
@@ -1163,7 +1472,12 @@ fn prune(node: &mut Node, needed: &BTreeSet<usize>) {
 pub(crate) fn needed_width(node: &Node) -> Option<usize> {
     match node {
         Node::Single => Some(0),
-        Node::Get { table, .. } | Node::Scan { table, .. } => Some(table.columns.len()),
+        Node::Get { table, .. } | Node::Scan { table, .. } | Node::UniqueGet { table, .. } | Node::IndexScan { table, .. } => {
+            Some(table.columns.len())
+        }
+        Node::PushedAggregate { keys, calls, input_width, .. } => Some(keys.len() + input_width + calls.len()),
+        Node::Union { collations, .. } => Some(collations.len()),
+        Node::Derived { plan, .. } => Some(plan.columns.len()),
         Node::Filter { input, .. } | Node::Limit { input, .. } | Node::Sort { input, .. } | Node::Distinct { input, .. } => {
             needed_width(input)
         }
@@ -1308,6 +1622,11 @@ mod tests {
     #[test]
     fn count_star_reads_partition_counts() {
         assert!(matches!(access(&plan("SELECT COUNT(*) FROM t")), Node::CountAll { count: 1, .. }));
-        assert!(matches!(access(&plan("SELECT COUNT(*) FROM t WHERE qty > 1")), Node::Aggregate { .. }));
+        // With a WHERE, the data nodes count (partial aggregation) and the SQL node adds up.
+        assert!(matches!(access(&plan("SELECT COUNT(*) FROM t WHERE qty > 1")), Node::PushedAggregate { filter: Some(_), .. }));
+        assert!(matches!(access(&plan("SELECT name, SUM(qty), AVG(qty), MAX(note) FROM t GROUP BY name")), Node::PushedAggregate { .. }));
+        // DISTINCT aggregates and GROUP_CONCAT need every row here.
+        assert!(matches!(access(&plan("SELECT COUNT(DISTINCT name) FROM t")), Node::Aggregate { .. }));
+        assert!(matches!(access(&plan("SELECT GROUP_CONCAT(name) FROM t")), Node::Aggregate { .. }));
     }
 }

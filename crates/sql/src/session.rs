@@ -30,6 +30,9 @@ use crate::variables::{self, DefaultValue, SessionVariables, VarDef};
 // Stored routines: CALL, stored function calls, and the statements about routines.
 mod routines;
 
+/// Times a statement refused because a table's definition changed is planned again.
+const MAX_REPLANS: u32 = 3;
+
 /// MySQL's SERVER_STATUS_IN_TRANS.
 pub const STATUS_IN_TRANS: u16 = 1;
 /// MySQL's SERVER_STATUS_AUTOCOMMIT.
@@ -121,8 +124,12 @@ pub struct Session<B: Backend> {
     found_rows: u64,
     row_count: i64,
     in_transaction: bool,
-    /// Writes happened in the open transaction (ROLLBACK then warns that they stay).
+    /// Writes happened in the open transaction.
     transaction_writes: bool,
+    /// The open transaction's coordinator state, created when a statement first needs it.
+    txn: Option<crate::txn::SharedTxn>,
+    /// `SET autocommit = 1` asked for the open transaction to be committed.
+    commit_requested: bool,
     prepared: HashMap<u32, PreparedStatement>,
     next_statement_id: u32,
     statements_run: u64,
@@ -201,6 +208,8 @@ impl<B: Backend> Session<B> {
             row_count: -1,
             in_transaction: false,
             transaction_writes: false,
+            txn: None,
+            commit_requested: false,
             prepared: HashMap::new(),
             next_statement_id: 1,
             statements_run: 0,
@@ -396,13 +405,26 @@ impl<B: Backend> Session<B> {
     }
 
     async fn run_text(&mut self, text: &StatementText) -> Outcome {
+        let outcome = self.run_text_inner(text).await;
+        if outcome.is_error() {
+            let aborts = matches!(&outcome, Outcome::Error(e) if crate::txn::aborts_transaction(e));
+            if aborts && self.txn.is_some() {
+                let _ = self.end_transaction(false).await;
+            }
+        }
+        outcome
+    }
+
+    async fn run_text_inner(&mut self, text: &StatementText) -> Outcome {
         Stats::bump(&self.engine.stats.questions);
         // `SELECT f(literals)` of a stored function (Exim's greylisting) skips parse and plan.
         if let Some(outcome) = self.fast_function_call(text).await {
             return outcome;
         }
-        // Repeated statements with inlined values reuse a plan (cache.rs).
-        if let Some(normalized) = crate::cache::normalize(text) {
+        // Repeated statements with inlined values reuse a plan (cache.rs), unless the session
+        // turned the cache off (`SET cairn_plan_cache = OFF`).
+        let cache_on = !matches!(self.read_var_value("cairn_plan_cache"), Some(Value::Int(0)));
+        if let Some(normalized) = crate::cache::normalize(text).filter(|_| cache_on) {
             let key = crate::cache::PlanKey { text: normalized.key.clone(), database: self.database.clone(), modes: self.planning_modes() };
             let catalog = self.engine.backend.catalog();
             let plan = match self.engine.plans.get(&key) {
@@ -411,6 +433,7 @@ impl<B: Backend> Session<B> {
                     Some(p)
                 }
                 stale => {
+                    Stats::bump(&self.engine.stats.plan_cache_misses);
                     if stale.is_some() {
                         self.engine.plans.remove(&key);
                     }
@@ -418,7 +441,7 @@ impl<B: Backend> Session<B> {
                     // which reports its errors as written.
                     match parse::parse(&normalized.text).ok().map(|s| self.plan_statement(&s, &normalized.text)) {
                         Some(Ok(Some(plan))) => {
-                            self.engine.plans.insert(key, plan.clone());
+                            self.engine.plans.insert(key.clone(), plan.clone());
                             Some(plan)
                         }
                         _ => None,
@@ -427,10 +450,13 @@ impl<B: Backend> Session<B> {
             };
             if let Some(plan) = plan {
                 self.current_text = text.text.clone();
-                return match self.run_with_plan(plan, &normalized.params).await {
-                    Ok(outcome) => outcome,
-                    Err(e) => self.fail(e),
-                };
+                match self.run_with_plan(plan, &normalized.params).await {
+                    Ok(outcome) => return outcome,
+                    // A schema change ran meanwhile: plan the text afresh (below), which waits
+                    // for the new definition and retries.
+                    Err(e) if e.kind == ErrorKind::TableDefinitionChanged => self.engine.plans.remove(&key),
+                    Err(e) => return self.fail(e),
+                }
             }
         }
         let statement = match parse::parse(text) {
@@ -524,6 +550,16 @@ impl<B: Backend> Session<B> {
         }))
     }
 
+    /// Waits (briefly) until this node's catalog no longer matches the plan's table versions.
+    async fn wait_for_new_definitions(&self, plan: &CachedPlan) {
+        for _ in 0..100 {
+            if !self.plan_is_current(plan, &self.engine.backend.catalog()) {
+                return;
+            }
+            self.engine.backend.pause(20).await;
+        }
+    }
+
     /// The sql_mode flags a plan depends on, as bits of the plan cache key.
     fn planning_modes(&self) -> u8 {
         u8::from(self.has_mode("ONLY_FULL_GROUP_BY")) | (u8::from(self.has_mode("PIPES_AS_CONCAT")) << 1)
@@ -594,13 +630,30 @@ impl<B: Backend> Session<B> {
         Ok(unbound)
     }
 
-    fn new_exec(&self, warnings: Arc<Mutex<Vec<Warning>>>) -> Exec<B> {
+    fn new_exec(&mut self, warnings: Arc<Mutex<Vec<Warning>>>) -> Exec<B> {
+        // Inside a transaction (explicit, or autocommit off) statements run in it.
+        let txn = if self.in_transaction || !self.autocommit() {
+            let engine = &self.engine;
+            Some(self.txn.get_or_insert_with(|| Arc::new(Mutex::new(crate::txn::Transaction::new(engine.next_txn_id())))).clone())
+        } else {
+            None
+        };
+        let id_engine = self.engine.clone();
+        let access = crate::txn::Access {
+            backend: self.engine.backend.clone(),
+            txn,
+            lock: None,
+            failpoint: self.engine.config.failpoint.clone(),
+            next_id: Arc::new(move || id_engine.next_txn_id()),
+        };
         Exec {
+            access,
             engine: self.engine.clone(),
             bound: Arc::new(Bound::default()),
             snapshot: self.snapshot(),
             warnings,
             group_concat_max_len: self.group_concat_max_len(),
+            strict: false,
         }
     }
 
@@ -614,10 +667,33 @@ impl<B: Backend> Session<B> {
         }
     }
 
-    /// Ends an open transaction implicitly (DDL, SET autocommit = 1, BEGIN).
-    fn implicit_commit(&mut self) {
+    /// The open transaction of this statement, if it runs in one.
+    fn current_txn(&self, exec: &Exec<B>) -> Option<crate::txn::SharedTxn> {
+        exec.access.txn.clone().filter(|_| self.in_transaction || !self.autocommit())
+    }
+
+    /// Ends the open transaction: commits (COMMIT, and implicitly before DDL, BEGIN and
+    /// `SET autocommit = 1`) or rolls back. A failed commit leaves no transaction open.
+    async fn end_transaction(&mut self, commit: bool) -> Result<(), Error> {
         self.in_transaction = false;
         self.transaction_writes = false;
+        self.commit_requested = false;
+        let Some(txn) = self.txn.take() else { return Ok(()) };
+        if commit {
+            crate::txn::commit(self.engine.backend.as_ref(), &txn, self.engine.config.failpoint.as_ref()).await
+        } else {
+            crate::txn::rollback(self.engine.backend.as_ref(), &txn).await;
+            Ok(())
+        }
+    }
+
+    /// The open transaction's rollback, for a connection that closes with one open (the
+    /// caller runs it: a session cannot await in drop).
+    pub fn abandon(&mut self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        let txn = self.txn.take()?;
+        self.in_transaction = false;
+        let engine = self.engine.clone();
+        Some(Box::pin(async move { crate::txn::rollback(engine.backend.as_ref(), &txn).await }))
     }
 
     /// Runs one parsed statement. Returns the outcome and, for plannable statements, the plan
@@ -638,14 +714,27 @@ impl<B: Backend> Session<B> {
         let mut exec = self.new_exec(warnings.clone());
         match statement {
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                let catalog = self.engine.backend.catalog();
-                let plan = match cached {
-                    Some(c) if self.plan_is_current(&c, &catalog) => c,
-                    _ => self.plan_statement_synced(statement, text).await?.ok_or_else(|| Error::internal("statement without a plan"))?,
-                };
-                self.bind(&plan.slots, params, &mut exec).await?;
-                let outcome = self.run_planned(&plan, &mut exec).await?;
-                Ok((outcome, Some(plan)))
+                let mut cached = cached;
+                let mut attempt = 0;
+                loop {
+                    let catalog = self.engine.backend.catalog();
+                    let plan = match cached.take() {
+                        Some(c) if self.plan_is_current(&c, &catalog) => c,
+                        _ => self.plan_statement_synced(statement, text).await?.ok_or_else(|| Error::internal("statement without a plan"))?,
+                    };
+                    self.bind(&plan.slots, params, &mut exec).await?;
+                    match self.run_planned(&plan, &mut exec).await {
+                        // Planned with a definition a schema change replaced, and refused
+                        // before anything was applied (alter.rs): plan again and retry.
+                        Err(e) if e.kind == ErrorKind::TableDefinitionChanged && attempt < MAX_REPLANS => {
+                            attempt += 1;
+                            self.wait_for_new_definitions(&plan).await;
+                            exec = self.new_exec(warnings.clone());
+                        }
+                        Err(e) => return Err(e),
+                        Ok(outcome) => return Ok((outcome, Some(plan))),
+                    }
+                }
             }
             other => Ok((self.run_other(other, text, &mut exec, params).await?, None)),
         }
@@ -684,6 +773,7 @@ impl<B: Backend> Session<B> {
                 }
                 let columns = self.metadata(plan, q);
                 let types: Vec<_> = columns.iter().map(|c| c.ty.clone()).collect();
+                exec.access.lock = q.lock;
                 let stream = exec::run_query(&q.root, exec).await?;
                 self.row_count = -1;
                 // Key lookups and table-less queries are small: answer them whole, so their
@@ -762,7 +852,7 @@ impl<B: Backend> Session<B> {
     }
 
     async fn ddl(&mut self, op: CatalogOp) -> Result<CatalogOutcome, Error> {
-        self.implicit_commit();
+        self.end_transaction(true).await?;
         let outcome = self.engine.backend.ddl(op).await?;
         if let CatalogOutcome::Unchanged { note: Some((kind, message)) } = &outcome {
             self.note(*kind, message.clone());
@@ -855,7 +945,8 @@ impl<B: Backend> Session<B> {
             Statement::Truncate(name) => {
                 let catalog = self.engine.backend.catalog();
                 let table = self.resolve(&catalog, name)?;
-                self.implicit_commit();
+                self.end_transaction(true).await?;
+                exec.access.txn = None;
                 dml::truncate(exec, &table).await?;
                 Ok(self.ok_with_warnings(0))
             }
@@ -867,34 +958,78 @@ impl<B: Backend> Session<B> {
                 for item in items {
                     self.run_set(item, text, params, exec).await?;
                 }
+                if self.commit_requested {
+                    self.end_transaction(true).await?;
+                }
                 Ok(self.ok_with_warnings(0))
             }
             Statement::Show(show) => self.run_show(show, text, params).await,
             Statement::Begin => {
-                self.implicit_commit();
+                self.end_transaction(true).await?;
                 self.in_transaction = true;
                 Ok(Outcome::ok())
             }
             Statement::Commit => {
-                self.implicit_commit();
+                self.end_transaction(true).await?;
                 Ok(Outcome::ok())
             }
             Statement::Rollback => {
-                let writes = self.transaction_writes;
-                self.implicit_commit();
-                if writes {
-                    // Writes were applied as they ran (transactions are not in Cairn yet): say
-                    // so, as MySQL does for non-transactional tables.
-                    let mut w = self.lock_warnings();
-                    w.push(Warning {
-                        level: WarningLevel::Warning,
-                        code: 1196,
-                        message: "Some non-transactional changed tables couldn't be rolled back".into(),
-                    });
+                self.end_transaction(false).await?;
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::CreateIndex(_) | Statement::DropIndex { .. } | Statement::AlterTable(_) | Statement::RenameTable(_) => {
+                // Online schema changes (alter.rs); DDL commits an open transaction first.
+                self.end_transaction(true).await?;
+                let catalog = self.engine.backend.catalog();
+                for plan in crate::alter::plan_statement(&catalog, statement, self.database.as_deref())? {
+                    crate::alter::run(exec, plan).await?;
                 }
                 Ok(self.ok_with_warnings(0))
             }
             Statement::Routine(r) => self.run_routine_statement(r, text, exec, params).await,
+            Statement::Do(exprs) => {
+                for e in exprs {
+                    self.eval_set_value(e, text, params, exec, false).await?;
+                }
+                Ok(self.ok_with_warnings(0))
+            }
+            Statement::Explain(inner) => {
+                // Planned, not run: subqueries stay unevaluated, parameters print as `?`.
+                let plan = self.plan_statement(inner, text)?.ok_or_else(|| Error::internal("EXPLAIN of a statement without a plan"))?;
+                let result = crate::explain::explain(&plan.planned, &plan.slots, exec).await?;
+                Ok(self.rows_outcome(result))
+            }
+            Statement::Savepoint(name) => {
+                // A savepoint outside a transaction is accepted and forgotten, as in MySQL.
+                if let Some(txn) = self.current_txn(exec) {
+                    let mut t = txn.lock().unwrap_or_else(|e| e.into_inner());
+                    let mark = t.mark();
+                    t.savepoints.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                    t.savepoints.push((name.clone(), mark));
+                }
+                Ok(Outcome::ok())
+            }
+            Statement::RollbackToSavepoint(name) => {
+                let missing = || err!(RoutineDoesNotExist, "SAVEPOINT {name} does not exist");
+                let txn = self.current_txn(exec).ok_or_else(missing)?;
+                let mark = {
+                    let mut t = txn.lock().unwrap_or_else(|e| e.into_inner());
+                    let at = t.savepoints.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)).ok_or_else(missing)?;
+                    let mark = t.savepoints[at].1;
+                    t.savepoints.truncate(at + 1);
+                    mark
+                };
+                crate::txn::rollback_to(self.engine.backend.as_ref(), &txn, mark).await?;
+                Ok(Outcome::ok())
+            }
+            Statement::ReleaseSavepoint(name) => {
+                let missing = || err!(RoutineDoesNotExist, "SAVEPOINT {name} does not exist");
+                let txn = self.current_txn(exec).ok_or_else(missing)?;
+                let mut t = txn.lock().unwrap_or_else(|e| e.into_inner());
+                let at = t.savepoints.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)).ok_or_else(missing)?;
+                t.savepoints.truncate(at);
+                Ok(Outcome::ok())
+            }
             Statement::Unsupported(what) => Err(Error::not_supported(what)),
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 Err(Error::internal("a plannable statement reached run_other"))
@@ -1022,8 +1157,8 @@ impl<B: Backend> Session<B> {
         match def.name {
             "autocommit"
                 if self.autocommit() => {
-                    // SET autocommit = 1 commits an open transaction.
-                    self.implicit_commit();
+                    // SET autocommit = 1 commits an open transaction (after the SET).
+                    self.commit_requested = true;
                 }
             "character_set_results" => {
                 self.result_collation = match self.read_var_value("character_set_results") {
@@ -1089,7 +1224,11 @@ impl<B: Backend> Session<B> {
                 let get = |c: &std::sync::atomic::AtomicU64| Value::UInt(c.load(std::sync::atomic::Ordering::Relaxed));
                 let uptime = (self.engine.config.clock.now_micros() - self.engine.started_micros).max(0) / 1_000_000;
                 let values = vec![
+                    ("Cairn_index_scans".to_string(), get(&s.index_scans)),
                     ("Cairn_key_lookups".to_string(), get(&s.key_lookups)),
+                    ("Cairn_plan_cache_hits".to_string(), get(&s.plan_cache_hits)),
+                    ("Cairn_plan_cache_misses".to_string(), get(&s.plan_cache_misses)),
+                    ("Cairn_pushed_aggregates".to_string(), get(&s.pushed_aggregates)),
                     ("Cairn_routine_parses".to_string(), Value::UInt(self.engine.routines.parses())),
                     ("Cairn_scans".to_string(), get(&s.scans)),
                     ("Com_delete".to_string(), get(&s.com_delete)),
@@ -1237,6 +1376,17 @@ impl<B: Backend> Session<B> {
 
     /// COM_STMT_EXECUTE with the bound parameters.
     pub async fn execute_prepared(&mut self, id: u32, params: Vec<Value>) -> Outcome {
+        let outcome = self.execute_prepared_inner(id, params).await;
+        if outcome.is_error() {
+            let aborts = matches!(&outcome, Outcome::Error(e) if crate::txn::aborts_transaction(e));
+            if aborts && self.txn.is_some() {
+                let _ = self.end_transaction(false).await;
+            }
+        }
+        outcome
+    }
+
+    async fn execute_prepared_inner(&mut self, id: u32, params: Vec<Value>) -> Outcome {
         Stats::bump(&self.engine.stats.com_stmt_execute);
         Stats::bump(&self.engine.stats.questions);
         let Some(prepared) = self.prepared.get(&id) else {
@@ -1268,12 +1418,12 @@ impl<B: Backend> Session<B> {
     /// COM_RESET_CONNECTION: session and user variables back to their defaults, prepared
     /// statements closed, transaction ended, warnings cleared. The current database stays,
     /// as in MySQL.
-    pub fn reset(&mut self) {
+    pub async fn reset(&mut self) {
+        let _ = self.end_transaction(false).await;
         self.vars.clear();
         self.user_vars.clear();
         self.routines.clear();
         self.prepared.clear();
-        self.implicit_commit();
         self.last_insert_id = 0;
         self.found_rows = 0;
         self.row_count = -1;
@@ -1344,7 +1494,9 @@ fn is_tableless(node: &plan::Node) -> bool {
     use plan::Node::*;
     match node {
         Single => true,
-        Get { .. } | Scan { .. } | HashJoin { .. } | LookupJoin { .. } | CountAll { .. } => false,
+        Get { .. } | Scan { .. } | HashJoin { .. } | LookupJoin { .. } | CountAll { .. } | UniqueGet { .. } | IndexScan { .. } | PushedAggregate { .. } => false,
+        Union { inputs, .. } => inputs.iter().all(is_tableless),
+        Derived { plan, .. } => is_tableless(&plan.root),
         Apply { input, .. } => is_tableless(input),
         Filter { input, .. } | Project { input, .. } | Aggregate { input, .. } | Distinct { input, .. } | Sort { input, .. } | Limit { input, .. } => {
             is_tableless(input)
@@ -1356,8 +1508,11 @@ fn is_tableless(node: &plan::Node) -> bool {
 fn is_small(node: &plan::Node) -> bool {
     use plan::Node::*;
     match node {
-        Single | Get { .. } | CountAll { .. } => true,
-        Scan { .. } | HashJoin { .. } => false,
+        Single | Get { .. } | CountAll { .. } | UniqueGet { .. } => true,
+        Scan { .. } | HashJoin { .. } | IndexScan { .. } => false,
+        PushedAggregate { keys, .. } => keys.is_empty(),
+        Union { inputs, .. } => inputs.iter().all(is_small),
+        Derived { plan, .. } => is_small(&plan.root),
         Aggregate { keys, .. } if keys.is_empty() => true,
         LookupJoin { left, .. } => is_small(left),
         Apply { input, .. } => is_small(input),

@@ -5,6 +5,10 @@
 //! [`CatalogOp`]s directly. Tables are spread over the groups exactly as in a real cluster, so
 //! partitioning, fan-out and per-group batching are exercised. It counts the requests each
 //! group receives, so tests can check that a key lookup is one `Get` to one group.
+//!
+//! Transactions run through the same [`TxnManager`] the data nodes use (row locks, a
+//! transaction's own writes, two-phase commit), with every log entry applied at once; a
+//! request that waits for a lock polls until TransactionDeadlockDetectionTimeout (1200 ms).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,8 +16,36 @@ use std::sync::{Arc, Mutex, RwLock};
 use cairn_common::catalog::{Catalog, CatalogOp, CatalogOutcome};
 use cairn_common::error::Error;
 use cairn_common::ids::NodeGroupId;
-use cairn_common::ops::{ReadOp, ReadResult, RowChange, WriteOp, WriteOutcome};
-use cairn_storage::{Limits, Pending, Store, evaluate};
+use cairn_common::ops::{
+    LockMode, LogEntry, ReadOp, ReadResult, RowChange, TxnControl, TxnId, TxnOutcome, TxnStep, WriteOp, WriteOutcome,
+};
+use cairn_common::{ErrorKind, Result};
+use cairn_storage::txn::ControlAttempt;
+use cairn_storage::{Limits, Pending, ReadAttempt, Store, TxnLimits, TxnManager, WriteAttempt};
+
+/// The one leader term of an in-process node group.
+const TERM: u64 = 1;
+/// TransactionDeadlockDetectionTimeout's default.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1200);
+
+/// One node group: its store, its transactions, its log position.
+struct Group {
+    store: Store,
+    txns: TxnManager,
+    index: u64,
+}
+
+impl Group {
+    fn apply(&mut self, entry: &LogEntry, catalog: &Catalog) -> Result<Option<TxnOutcome>> {
+        self.index += 1;
+        let applied = self.txns.apply(entry, self.index, &mut self.store, catalog)?;
+        Ok(applied.txn.map(|(_, o)| o))
+    }
+}
+
+fn lock_wait_timeout() -> Error {
+    Error::new(ErrorKind::LockWaitTimeout, "Lock wait timeout exceeded; try restarting transaction")
+}
 
 use crate::backend::Backend;
 
@@ -23,6 +55,10 @@ pub struct GroupRequests {
     pub gets: u64,
     pub scans: u64,
     pub counts: u64,
+    /// Ordered-index range scans.
+    pub index_scans: u64,
+    /// Partial aggregations.
+    pub aggregates: u64,
     pub writes: u64,
     /// Write ops across all write batches.
     pub write_ops: u64,
@@ -32,7 +68,7 @@ pub struct GroupRequests {
 pub struct MemoryCluster {
     catalog: RwLock<Arc<Catalog>>,
     groups: Vec<NodeGroupId>,
-    stores: BTreeMap<NodeGroupId, Mutex<Store>>,
+    stores: BTreeMap<NodeGroupId, Mutex<Group>>,
     requests: Mutex<BTreeMap<NodeGroupId, GroupRequests>>,
     limits: Limits,
 }
@@ -53,7 +89,13 @@ impl MemoryCluster {
         let groups: Vec<NodeGroupId> = (0..node_groups.max(1)).map(NodeGroupId).collect();
         Arc::new(MemoryCluster {
             catalog: RwLock::new(Arc::new(Catalog::new())),
-            stores: groups.iter().map(|&g| (g, Mutex::new(Store::new(g)))).collect(),
+            stores: groups
+                .iter()
+                .map(|&g| {
+                    let group = Group { store: Store::new(g), txns: TxnManager::new(TxnLimits::default()), index: 0 };
+                    (g, Mutex::new(group))
+                })
+                .collect(),
             requests: Mutex::new(groups.iter().map(|&g| (g, GroupRequests::default())).collect()),
             groups,
             limits: Limits::default(),
@@ -71,7 +113,7 @@ impl MemoryCluster {
         }
     }
 
-    fn store(&self, group: NodeGroupId) -> Result<&Mutex<Store>, Error> {
+    fn store(&self, group: NodeGroupId) -> Result<&Mutex<Group>, Error> {
         self.stores.get(&group).ok_or_else(|| Error::temporary(format!("no node group {group}")))
     }
 
@@ -95,15 +137,22 @@ impl Backend for MemoryCluster {
         let mut guard = self.catalog.write().unwrap_or_else(|e| e.into_inner());
         let mut next = (**guard).clone();
         let outcome = next.apply(op, &self.groups)?;
-        let dropped = match &outcome {
-            CatalogOutcome::TableDropped { id } => vec![*id],
-            CatalogOutcome::DatabaseDropped { tables } => tables.clone(),
-            _ => Vec::new(),
-        };
-        for id in dropped {
-            for store in self.stores.values() {
-                lock(store).apply(&RowChange::DropTable { table: id }, &next)?;
+        // Rows of tables the catalog no longer has (dropped tables, the hidden tables of
+        // dropped unique indexes) are freed, as data nodes free them through their logs.
+        for group in self.stores.values() {
+            let mut group = lock(group);
+            for id in group.store.tables() {
+                if next.table(id).is_none() {
+                    group.store.apply(&RowChange::DropTable { table: id }, &next)?;
+                }
             }
+        }
+        // Ordered indexes follow the catalog and are built at once here (a data node builds
+        // them a slice per round of its loop).
+        for group in self.stores.values() {
+            let mut group = lock(group);
+            group.store.sync_catalog(&next);
+            while group.store.backfill_indexes(usize::MAX) {}
         }
         *guard = Arc::new(next);
         Ok(outcome)
@@ -113,11 +162,13 @@ impl Backend for MemoryCluster {
         self.count(group, |r| match op {
             ReadOp::Get { .. } => r.gets += 1,
             ReadOp::Scan { .. } => r.scans += 1,
-            ReadOp::Count { .. } => r.counts += 1,
+            ReadOp::Count { .. } | ReadOp::IndexStatus { .. } => r.counts += 1,
+            ReadOp::IndexScan { .. } => r.index_scans += 1,
+            ReadOp::Aggregate { .. } => r.aggregates += 1,
         });
         let catalog = self.catalog();
-        let store = lock(self.store(group)?);
-        store.read(&op, &catalog)
+        let group = lock(self.store(group)?);
+        group.store.read(&op, &catalog)
     }
 
     async fn write(&self, group: NodeGroupId, ops: Vec<WriteOp>) -> Result<WriteOutcome, Error> {
@@ -126,9 +177,105 @@ impl Backend for MemoryCluster {
             r.write_ops += ops.len() as u64;
         });
         let catalog = self.catalog();
-        let mut store = lock(self.store(group)?);
-        let (write_set, outcome) = evaluate(&store, &Pending::new(), &catalog, &ops, &self.limits)?;
-        store.apply_write_set(&write_set, &catalog)?;
-        Ok(outcome)
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            {
+                let mut g = lock(self.store(group)?);
+                let Group { store, txns, .. } = &mut *g;
+                match txns.write(None, TERM, store, &Pending::new(), &catalog, &ops, &self.limits)? {
+                    WriteAttempt::Propose(write_set, outcome) => {
+                        g.apply(&LogEntry::Write { txn: None, write_set }, &catalog)?;
+                        return Ok(outcome);
+                    }
+                    WriteAttempt::Done(outcome) => return Ok(outcome),
+                    WriteAttempt::Wait { .. } => {}
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(lock_wait_timeout());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn txn_read(&self, group: NodeGroupId, step: TxnStep, lock_mode: Option<LockMode>, op: ReadOp) -> Result<ReadResult> {
+        self.count(group, |r| match op {
+            ReadOp::Get { .. } => r.gets += 1,
+            ReadOp::Scan { .. } => r.scans += 1,
+            ReadOp::Count { .. } | ReadOp::IndexStatus { .. } => r.counts += 1,
+            ReadOp::IndexScan { .. } => r.index_scans += 1,
+            ReadOp::Aggregate { .. } => r.aggregates += 1,
+        });
+        let catalog = self.catalog();
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            {
+                let mut g = lock(self.store(group)?);
+                let Group { store, txns, .. } = &mut *g;
+                match txns.read(Some(step), TERM, lock_mode, &op, store, &catalog)? {
+                    ReadAttempt::Done(result) => return Ok(result),
+                    ReadAttempt::Wait { .. } => {}
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                lock(self.store(group)?).txns.rollback(step.txn);
+                return Err(lock_wait_timeout());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn txn_write(&self, group: NodeGroupId, step: TxnStep, ops: Vec<WriteOp>) -> Result<WriteOutcome> {
+        self.count(group, |r| {
+            r.writes += 1;
+            r.write_ops += ops.len() as u64;
+        });
+        let catalog = self.catalog();
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            {
+                let mut g = lock(self.store(group)?);
+                let Group { store, txns, .. } = &mut *g;
+                match txns.write(Some(step), TERM, store, &Pending::new(), &catalog, &ops, &self.limits)? {
+                    WriteAttempt::Done(outcome) => return Ok(outcome),
+                    WriteAttempt::Propose(..) => return Err(Error::internal("a transactional write asked to be proposed")),
+                    WriteAttempt::Wait { .. } => {}
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                lock(self.store(group)?).txns.rollback(step.txn);
+                return Err(lock_wait_timeout());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn txn_control(&self, group: NodeGroupId, txn: TxnId, control: TxnControl) -> Result<TxnOutcome> {
+        let catalog = self.catalog();
+        let mut g = lock(self.store(group)?);
+        let entry = match control {
+            TxnControl::CommitOnePhase => match g.txns.commit_one_phase(txn, TERM)? {
+                Some(entry) => entry,
+                None => return Ok(TxnOutcome::Committed),
+            },
+            TxnControl::Prepare { participants, decision_group } => g.txns.prepare(txn, TERM, participants, decision_group)?,
+            TxnControl::Decide { commit } => match g.txns.decide(txn, Some(commit)) {
+                ControlAttempt::Answer(outcome) => return Ok(outcome),
+                ControlAttempt::Propose(entry, _) => entry,
+            },
+            TxnControl::Resolve => match g.txns.decide(txn, None) {
+                ControlAttempt::Answer(outcome) => return Ok(outcome),
+                ControlAttempt::Propose(entry, _) => entry,
+            },
+            TxnControl::Rollback => {
+                g.txns.rollback(txn);
+                return Ok(TxnOutcome::Aborted);
+            }
+            TxnControl::RollbackTo { seq } => {
+                g.txns.rollback_to(txn, seq, &catalog)?;
+                return Ok(TxnOutcome::Done);
+            }
+        };
+        Ok(g.apply(&entry, &catalog)?.unwrap_or(TxnOutcome::Done))
     }
 }

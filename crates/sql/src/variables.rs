@@ -124,6 +124,9 @@ pub(crate) static VARIABLES: &[VarDef] = &[
     var("autocommit", Bool, Both, false, D::Int(1)),
     var("basedir", Str, Global, true, D::Str("/")),
     var("big_tables", Bool, Both, false, D::Int(0)),
+    // Cairn's own: whether text statements use the plan cache (cache.rs); OFF plans every
+    // statement afresh (for measuring what the cache saves).
+    var("cairn_plan_cache", Bool, Both, false, D::Int(1)),
     var("character_set_client", Charset, Both, false, D::Str("utf8mb4")),
     var("character_set_connection", Charset, Both, false, D::Str("utf8mb4")),
     var("character_set_database", Charset, Both, false, D::Str("utf8mb4")),

@@ -292,7 +292,7 @@ impl Runner {
                     out.push_str("closed\n");
                 }
                 Some("reset") => {
-                    self.session().reset();
+                    self.session().reset().await;
                     out.push_str("reset\n");
                 }
                 Some("use") => {
@@ -339,11 +339,20 @@ impl Runner {
         if show_requests {
             for (group, r) in self.cluster.requests() {
                 if r != Default::default() {
-                    let _ = writeln!(
+                    let _ = write!(
                         out,
                         "requests to group {group}: gets={} scans={} counts={} writes={} write_ops={}",
                         r.gets, r.scans, r.counts, r.writes, r.write_ops
                     );
+                    // Index scans and pushed aggregations only where they happen, so that the
+                    // scripts written before them read as they did.
+                    if r.index_scans > 0 {
+                        let _ = write!(out, " index_scans={}", r.index_scans);
+                    }
+                    if r.aggregates > 0 {
+                        let _ = write!(out, " aggregates={}", r.aggregates);
+                    }
+                    let _ = writeln!(out);
                 }
             }
         }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use cairn_common::catalog::{Catalog, CatalogOp, CatalogOutcome};
 use cairn_common::ids::{NodeGroupId, NodeId};
-use cairn_common::ops::{ReadOp, ReadResult, WriteOp, WriteOutcome};
-use cairn_common::{Error, Result};
+use cairn_common::ops::{LockMode, ReadOp, ReadResult, TxnControl, TxnId, TxnOutcome, TxnStep, WriteOp, WriteOutcome};
+use cairn_common::{Error, ErrorKind, Result};
 use cairn_control::ClusterConfig;
 use cairn_mgmd::client::ManagementClient;
 use cairn_proto::data::{DataError, DataReply, DataRequestBody, DataResponseBody, decode, encode};
@@ -138,10 +138,13 @@ impl ClusterClient {
                     pause = (pause * 2).min(Duration::from_millis(200));
                 }
                 Err(DataError::Unavailable(why)) => return Err(Error::temporary(why)),
-                Err(DataError::SchemaMismatch { table, .. }) => {
-                    return Err(Error::temporary(format!(
-                        "the definition of table {table} changed while the statement ran; retry"
-                    )));
+                Err(DataError::SchemaMismatch { table, have, wanted }) => {
+                    return Err(Error::new(
+                        ErrorKind::TableDefinitionChanged,
+                        format!(
+                            "Table definition has changed, please retry transaction (table {table} is at definition {have}, the statement planned with {wanted})"
+                        ),
+                    ));
                 }
                 Err(DataError::Failed(e)) => return Err(e),
             }
@@ -172,14 +175,47 @@ impl Backend for ClusterClient {
     async fn read(&self, group: NodeGroupId, op: ReadOp) -> Result<ReadResult> {
         match self.call(group, DataRequestBody::Read(op), Idempotence::Read).await? {
             DataReply::Read(result) => Ok(result),
-            DataReply::Write(_) => Err(Error::internal("a read was answered as a write")),
+            _ => Err(Error::internal("a read was answered as something else")),
         }
+    }
+
+    async fn pause(&self, millis: u64) {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
     }
 
     async fn write(&self, group: NodeGroupId, ops: Vec<WriteOp>) -> Result<WriteOutcome> {
         match self.call(group, DataRequestBody::Write(ops), Idempotence::Write).await? {
             DataReply::Write(outcome) => Ok(outcome),
-            DataReply::Read(_) => Err(Error::internal("a write was answered as a read")),
+            _ => Err(Error::internal("a write was answered as something else")),
+        }
+    }
+
+    async fn txn_read(&self, group: NodeGroupId, step: TxnStep, lock: Option<LockMode>, op: ReadOp) -> Result<ReadResult> {
+        // Reads never change what they read; a locking read taken twice is still one lock.
+        match self.call(group, DataRequestBody::TxnRead { step, lock, op }, Idempotence::Read).await? {
+            DataReply::Read(result) => Ok(result),
+            _ => Err(Error::internal("a read was answered as something else")),
+        }
+    }
+
+    async fn txn_write(&self, group: NodeGroupId, step: TxnStep, ops: Vec<WriteOp>) -> Result<WriteOutcome> {
+        match self.call(group, DataRequestBody::TxnWrite { step, ops }, Idempotence::Write).await? {
+            DataReply::Write(outcome) => Ok(outcome),
+            _ => Err(Error::internal("a write was answered as something else")),
+        }
+    }
+
+    async fn txn_control(&self, group: NodeGroupId, txn: TxnId, control: TxnControl) -> Result<TxnOutcome> {
+        // Committing or preparing twice could not apply twice (the transaction is gone or already
+        // prepared after the first), but their answers decide what the client is told, so a lost
+        // answer is reported, not retried. Decisions and rollbacks may be sent again.
+        let kind = match control {
+            TxnControl::CommitOnePhase | TxnControl::Prepare { .. } => Idempotence::Write,
+            _ => Idempotence::Read,
+        };
+        match self.call(group, DataRequestBody::Txn { txn, control }, kind).await? {
+            DataReply::Txn(outcome) => Ok(outcome),
+            _ => Err(Error::internal("a transaction request was answered as something else")),
         }
     }
 }

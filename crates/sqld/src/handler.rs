@@ -135,6 +135,12 @@ impl SqlHandler {
 impl Drop for SqlHandler {
     fn drop(&mut self) {
         self.counters.connections_open.fetch_sub(1, Ordering::Relaxed);
+        // A client that disconnects inside a transaction rolls it back, as in MySQL.
+        if let Some(rollback) = self.session.as_mut().and_then(|s| s.abandon()) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(rollback);
+            }
+        }
     }
 }
 
@@ -348,11 +354,14 @@ impl cairn_wire::Handler for SqlHandler {
 
     async fn reset_connection(&mut self) {
         if let Some(session) = self.session.as_mut() {
-            session.reset();
+            session.reset().await;
         }
     }
 
     async fn change_user(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
+        if let Some(rollback) = self.session.as_mut().and_then(|s| s.abandon()) {
+            rollback.await;
+        }
         self.session = None;
         self.login(request).await
     }

@@ -52,6 +52,19 @@ async fn refuse_too_many(mut stream: tokio::net::TcpStream) {
     let _ = stream.shutdown().await;
 }
 
+/// Fault tests name a point of the commit protocol in `CAIRN_FAILPOINT` (e.g. `after-prepare`)
+/// and this SQL node dies there as if killed with -9: no cleanup, no goodbye.
+fn failpoint_from_env() -> Option<cairn_sql::Failpoint> {
+    let wanted = std::env::var("CAIRN_FAILPOINT").ok().filter(|v| !v.is_empty())?;
+    tracing::warn!(point = %wanted, "fault injection armed: this SQL node will die at that point");
+    Some(std::sync::Arc::new(move |point: &'static str| {
+        if point == wanted {
+            eprintln!("CAIRN_FAILPOINT {point}: aborting");
+            std::process::abort();
+        }
+    }))
+}
+
 pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
     let identity = Identity {
         node_id: options.node_id,
@@ -85,6 +98,7 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
     let engine_config = EngineConfig {
         server_version: SERVER_VERSION.to_string(),
         node_id: options.node_id,
+        failpoint: failpoint_from_env(),
         ..EngineConfig::default()
     };
     let engine = Engine::new(backend, engine_config);

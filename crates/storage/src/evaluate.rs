@@ -91,9 +91,21 @@ pub fn evaluate(
     ops: &[WriteOp],
     limits: &Limits,
 ) -> Result<(WriteSet, WriteOutcome)> {
+    evaluate_in(store, &[pending], catalog, ops, limits)
+}
+
+/// Like [`evaluate`], reading through several overlays, newest first: a transaction's own
+/// uncommitted writes over the leader's pending write sets over the store.
+pub fn evaluate_in(
+    store: &Store,
+    layers: &[&Pending],
+    catalog: &Catalog,
+    ops: &[WriteOp],
+    limits: &Limits,
+) -> Result<(WriteSet, WriteOutcome)> {
     let mut evaluator = Evaluator {
         store,
-        pending: pending.overlay(),
+        layers: layers.iter().map(|p| p.overlay()).collect(),
         catalog,
         limits,
         batch: Overlay::default(),
@@ -108,8 +120,10 @@ pub fn evaluate(
     for (at, op) in ops.iter().enumerate() {
         evaluator.op(op, at as u64 + 1)?;
     }
-    evaluator.check_memory(pending)?;
-    Ok((WriteSet { changes: evaluator.changes }, evaluator.outcome))
+    evaluator.check_memory(layers.iter().map(|p| p.bytes()).sum())?;
+    let mut outcome = evaluator.outcome;
+    outcome.changes = evaluator.changes.len() as u64;
+    Ok((WriteSet { changes: evaluator.changes }, outcome))
 }
 
 /// The error for an UPDATE whose new primary key belongs to another node group.
@@ -128,6 +142,12 @@ pub fn cross_group_move(def: &TableDef, from: PartitionId, to: PartitionId) -> E
 
 /// MySQL's 1062 for a primary key given by the full row `values`.
 pub fn duplicate_entry(def: &TableDef, values: &[Value]) -> Error {
+    duplicate_entry_for(def, values, "PRIMARY")
+}
+
+/// MySQL's 1062 for the primary key of `def` given by the full row `values`, reported under
+/// `key_name` (`PRIMARY`, or the unique index whose hidden table `def` is).
+pub fn duplicate_entry_for(def: &TableDef, values: &[Value], key_name: &str) -> Error {
     let parts: Vec<String> = def
         .primary_key
         .iter()
@@ -137,7 +157,7 @@ pub fn duplicate_entry(def: &TableDef, values: &[Value]) -> Error {
         })
         .collect();
     let entry: String = parts.join("-").chars().take(192).collect();
-    Error::new(ErrorKind::DuplicateKey, format!("Duplicate entry '{entry}' for key 'PRIMARY'"))
+    Error::new(ErrorKind::DuplicateKey, format!("Duplicate entry '{entry}' for key '{key_name}'"))
 }
 
 fn key_part_text(value: &Value, ty: &ColumnType) -> String {
@@ -159,7 +179,8 @@ struct Candidate {
 
 struct Evaluator<'a> {
     store: &'a Store,
-    pending: &'a Overlay,
+    /// Overlays below the batch, newest first.
+    layers: Vec<&'a Overlay>,
     catalog: &'a Catalog,
     limits: &'a Limits,
     batch: Overlay,
@@ -232,7 +253,7 @@ impl<'a> Evaluator<'a> {
 
     /// The row with this key as the batch, the pending write sets and the store leave it.
     fn lookup(&self, table: TableId, partition: PartitionId, key: &[u8]) -> Option<Vec<u8>> {
-        for layer in [&self.batch, self.pending] {
+        for layer in std::iter::once(&self.batch).chain(self.layers.iter().copied()) {
             match layer.lookup(table, partition, key) {
                 Lookup::Row(row) => return Some(row.to_vec()),
                 Lookup::Deleted => return None,
@@ -244,7 +265,7 @@ impl<'a> Evaluator<'a> {
 
     fn auto_increment_next(&self, table: TableId) -> u64 {
         let mut next = self.store.auto_increment_next(table);
-        for layer in [self.pending, &self.batch] {
+        for layer in self.layers.iter().rev().copied().chain(std::iter::once(&self.batch)) {
             if let Some((value, authoritative)) = layer.auto_increment(table) {
                 next = if authoritative { value } else { next.max(value) };
             }
@@ -431,7 +452,7 @@ impl<'a> Evaluator<'a> {
             return Ok(());
         };
         match on_duplicate {
-            OnDuplicate::Error => Err(duplicate_entry(def, &values)),
+            OnDuplicate::Error => Err(duplicate_entry_for(def, &values, &self.catalog.key_name(def.id))),
             OnDuplicate::Ignore => {
                 self.outcome.ignored += 1;
                 Ok(())
@@ -503,7 +524,7 @@ impl<'a> Evaluator<'a> {
             return Err(cross_group_move(def, current.partition, new_partition));
         }
         if self.lookup(def.id, new_partition, &new_key).is_some() {
-            return Err(duplicate_entry(def, &new_values));
+            return Err(duplicate_entry_for(def, &new_values, &self.catalog.key_name(def.id)));
         }
         self.record_delete(def.id, current.partition, &current.key, current.row.len())?;
         self.record_put(def.id, new_partition, &new_key, new_row, None)?;
@@ -526,18 +547,27 @@ impl<'a> Evaluator<'a> {
             return Ok(found);
         }
         let table = def.id;
-        let store_hidden = self.batch.hides_below(table) || self.pending.hides_below(table);
+        // The overlays that can be seen: newest first, down to (and including) the first one
+        // that hides everything below it (a pending TRUNCATE); the store only if none does.
+        let mut visible: Vec<&Overlay> = Vec::with_capacity(self.layers.len() + 1);
+        let mut store_hidden = false;
+        for layer in std::iter::once(&self.batch).chain(self.layers.iter().copied()) {
+            visible.push(layer);
+            if layer.hides_below(table) {
+                store_hidden = true;
+                break;
+            }
+        }
         let mut values = Vec::with_capacity(schema.layout.column_count());
         let mut key = Vec::new();
         for partition in self.store.local_partitions(def) {
-            let overlaid = self.batch.touches(table, partition) || self.pending.touches(table, partition);
+            let overlaid = visible.iter().any(|layer| layer.touches(table, partition));
             if !store_hidden {
                 for (_, row) in self.store.partition_rows(table, partition) {
                     if overlaid {
                         key.clear();
                         schema.primary_key(row, &mut key)?;
-                        let in_batch = self.batch.lookup(table, partition, &key) != Lookup::Unknown;
-                        if in_batch || self.pending.lookup(table, partition, &key) != Lookup::Unknown {
+                        if visible.iter().any(|layer| layer.lookup(table, partition, &key) != Lookup::Unknown) {
                             continue;
                         }
                     }
@@ -552,19 +582,20 @@ impl<'a> Evaluator<'a> {
                     }
                 }
             }
+            // Rows the overlays hold, the newest image of each key; a newer layer's tombstone
+            // hides an older layer's image.
             let mut overlay_rows: Vec<(&[u8], &[u8])> = Vec::new();
-            let batch_rows = self.batch.partition(table, partition);
-            if let Some(rows) = batch_rows {
-                overlay_rows.extend(rows.iter().filter_map(|(k, r)| r.image.as_deref().map(|image| (&k[..], image))));
-            }
-            let pending_rows =
-                if self.batch.hides_below(table) { None } else { self.pending.partition(table, partition) };
-            if let Some(rows) = pending_rows {
-                overlay_rows.extend(
-                    rows.iter()
-                        .filter(|(k, _)| batch_rows.is_none_or(|b| !b.contains_key(&k[..])))
-                        .filter_map(|(k, r)| r.image.as_deref().map(|image| (&k[..], image))),
-                );
+            let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+            for layer in &visible {
+                if let Some(rows) = layer.partition(table, partition) {
+                    for (k, r) in rows {
+                        if seen.insert(&k[..]) {
+                            if let Some(image) = r.image.as_deref() {
+                                overlay_rows.push((&k[..], image));
+                            }
+                        }
+                    }
+                }
             }
             overlay_rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
             for (k, row) in overlay_rows {
@@ -596,11 +627,11 @@ impl<'a> Evaluator<'a> {
         Ok(found.len() as u64 >= limit)
     }
 
-    fn check_memory(&self, pending: &Pending) -> Result<()> {
+    fn check_memory(&self, overlay_bytes: u64) -> Result<()> {
         if self.memory_delta <= 0 {
             return Ok(());
         }
-        let used = self.store.memory_used().saturating_add(pending.bytes());
+        let used = self.store.memory_used().saturating_add(overlay_bytes);
         if used.saturating_add(self.memory_delta as u64) <= self.limits.data_memory_bytes {
             return Ok(());
         }

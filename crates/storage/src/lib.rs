@@ -32,23 +32,38 @@
 //! - A batch of write ops is atomic, sees its own earlier effects, and is refused whole past
 //!   DataMemory (1114) or the per-batch limits.
 //!
+//! ## Indexes
+//!
+//! - [`ordered`], [`indexing`]: ordered indexes, local to each partition and derived from its
+//!   rows on every replica (maintained while applying, built online by walking existing rows
+//!   in slices), and index range scans merged across a node group's partitions.
+//! - [`aggregate`]: partial aggregation (GROUP BY with COUNT/SUM/MIN/MAX) on the data node.
+//!
+//! Unique indexes are not this crate's business: each is a hidden table partitioned by the
+//! unique key (`cairn_common::catalog::index_table_def`), which the store keeps like any table;
+//! the SQL node writes its entries in the same write batches as the base rows.
+//!
 //! ## Left out
 //!
-//! Ordered and unique indexes (the SQL node has no plans using them yet), and online ADD COLUMN
-//! (rows carry a layout version byte, but there is one layout per table).
+//! Online ADD COLUMN (rows carry a layout version byte, but there is one layout per table).
 //!
 //! Local checkpoints (NDB's LCP) live in [`checkpoint`]: the one part of this crate that touches
 //! files, and only through its `Disk` trait.
 
+pub mod aggregate;
 pub mod arena;
 pub mod checkpoint;
 pub mod coerce;
 pub mod evaluate;
+pub mod indexing;
+pub mod ordered;
 pub mod partition;
 pub mod pending;
 pub mod schema;
 pub mod store;
+pub mod txn;
 
-pub use evaluate::{Limits, evaluate};
+pub use evaluate::{Limits, evaluate, evaluate_in};
 pub use pending::Pending;
+pub use txn::{ReadAttempt, TxnLimits, TxnManager, WriteAttempt};
 pub use store::{DataUsage, MemoryUsage, ScanBatch, ScanRequest, Store, TableMemory};

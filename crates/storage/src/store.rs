@@ -23,8 +23,10 @@ use cairn_common::value::Value;
 use cairn_common::{Error, ErrorKind, Result};
 
 use crate::arena::{Arena, PAGE_BYTES};
-use crate::partition::Partition;
+use crate::ordered::OrderedIndex;
+use crate::partition::{Partition, PutOutcome};
 use crate::schema::TableSchema;
+use cairn_common::catalog::IndexKind;
 
 /// Rows one scan answer holds when the request gives no bound.
 pub const DEFAULT_SCAN_ROWS: u32 = 1024;
@@ -38,12 +40,36 @@ pub const MAX_SCAN_EXAMINED: u64 = 100_000;
 
 /// The rows of one table on this node.
 #[derive(Debug, Default)]
-struct TableStore {
+pub(crate) struct TableStore {
     /// Known once a row of the table has been stored (or the catalog has been asked).
-    schema: Option<TableSchema>,
-    partitions: BTreeMap<PartitionId, Partition>,
+    pub(crate) schema: Option<TableSchema>,
+    pub(crate) partitions: BTreeMap<PartitionId, Partition>,
     /// The next AUTO_INCREMENT value (0: none handed out since creation or TRUNCATE).
     auto_increment_next: u64,
+    /// The table's ordered indexes, derived from its rows (see `ordered`).
+    pub(crate) ordered: Vec<OrderedIndex>,
+}
+
+impl TableStore {
+    /// Makes the ordered indexes those of `def`: drops the ones it no longer has, and starts
+    /// new ones (maintained from now on, existing rows walked by `backfill_indexes`).
+    pub(crate) fn sync_ordered(&mut self, def: &TableDef) {
+        let wanted: Vec<(u32, Vec<usize>)> =
+            def.indexes.iter().filter(|ix| ix.kind == IndexKind::Ordered).map(|ix| (ix.id, ix.columns.clone())).collect();
+        self.ordered.retain(|ix| wanted.iter().any(|(id, columns)| *id == ix.id && *columns == ix.columns));
+        for (id, columns) in wanted {
+            if self.ordered.iter().any(|ix| ix.id == id) {
+                continue;
+            }
+            let mut index = OrderedIndex::new(id, columns);
+            for (&partition, p) in &self.partitions {
+                if p.rows() > 0 {
+                    index.start_backfill(partition);
+                }
+            }
+            self.ordered.push(index);
+        }
+    }
 }
 
 /// A scan of one table, as [`ReadOp::Scan`] asks for it.
@@ -171,8 +197,8 @@ enum Prepared<'a> {
 /// The in-memory partitions of one data node.
 pub struct Store {
     node_group: NodeGroupId,
-    tables: BTreeMap<TableId, TableStore>,
-    arena: Arena,
+    pub(crate) tables: BTreeMap<TableId, TableStore>,
+    pub(crate) arena: Arena,
     hasher: DefaultHashBuilder,
 }
 
@@ -191,7 +217,7 @@ fn wrong_group(table: &TableDef, partition: PartitionId, group: NodeGroupId) -> 
 
 /// The schema for a newer definition of a table the store holds rows of, if the rows read the
 /// same under it.
-fn upgraded_schema(current: &TableSchema, def: &TableDef) -> Result<TableSchema> {
+pub(crate) fn upgraded_schema(current: &TableSchema, def: &TableDef) -> Result<TableSchema> {
     let upgraded = TableSchema::new(def)?;
     if !current.compatible_with(&upgraded) {
         return Err(Error::internal(format!(
@@ -209,10 +235,13 @@ pub fn resolve_table(catalog: &Catalog, table: TableRef) -> Result<&TableDef> {
         .table(table.id)
         .ok_or_else(|| Error::new(ErrorKind::NoSuchTable, format!("Table with id {} doesn't exist", table.id)))?;
     if def.version != table.version {
-        return Err(Error::temporary(format!(
-            "table {}.{} is at definition version {} on this node, the request planned with {}; replan and retry",
-            def.database, def.name, def.version, table.version
-        )));
+        return Err(Error::new(
+            ErrorKind::TableDefinitionChanged,
+            format!(
+                "Table definition has changed, please retry transaction (table {}.{} is at definition version {} on this node, the request planned with {})",
+                def.database, def.name, def.version, table.version
+            ),
+        ));
     }
     Ok(def)
 }
@@ -265,6 +294,13 @@ impl Store {
                 };
                 let schema = fresh.as_ref().or(known).expect("one of them is set");
                 let key = schema.primary_key_vec(row)?;
+                let indexed = self.tables.get(table).is_some_and(|t| !t.ordered.is_empty())
+                    || schema.def.indexes.iter().any(|ix| ix.kind == IndexKind::Ordered);
+                if indexed {
+                    // Ordered-index entries are computed from the row when it is applied: it
+                    // must decode whole, so that applying cannot fail halfway.
+                    schema.layout.decode(row)?;
+                }
                 let actual = schema.partition_of_row(row, &key)?;
                 if actual != *partition {
                     return Err(Error::internal(format!(
@@ -288,18 +324,55 @@ impl Store {
             Prepared::Put { table, partition, key, row, schema } => {
                 let t = tables.entry(table).or_default();
                 if let Some(schema) = schema {
+                    t.sync_ordered(&schema.def);
                     t.schema = Some(*schema);
                 }
-                let schema = t.schema.as_ref().expect("set above or before");
-                t.partitions.entry(partition).or_default().put(arena, schema, hasher, &key, row);
+                let TableStore { schema, partitions, ordered, .. } = t;
+                let schema = schema.as_ref().expect("set above or before");
+                let p = partitions.entry(partition).or_default();
+                if !ordered.is_empty() {
+                    // The old image's entries go; the new image's come after the put.
+                    if let Some(slot) = p.find(arena, schema, hasher, &key) {
+                        if let Some(old) = p.row_at(arena, slot) {
+                            for ix in ordered.iter_mut() {
+                                if let Ok(entry) = ix.entry(schema, old, slot) {
+                                    ix.remove(partition, &entry);
+                                }
+                            }
+                        }
+                    }
+                }
+                let slot = match p.put(arena, schema, hasher, &key, row) {
+                    PutOutcome::Inserted { slot } | PutOutcome::Overwrote { slot, .. } => slot,
+                };
+                for ix in ordered.iter_mut() {
+                    if let Ok(entry) = ix.entry(schema, row, slot) {
+                        ix.insert(partition, entry);
+                    }
+                }
             }
             Prepared::Delete { table, partition, key } => {
                 let Some(t) = tables.get_mut(&table) else { return };
-                let (Some(schema), Some(p)) = (t.schema.as_ref(), t.partitions.get_mut(&partition)) else { return };
+                let TableStore { schema, partitions, ordered, .. } = t;
+                let (Some(schema), Some(p)) = (schema.as_ref(), partitions.get_mut(&partition)) else { return };
+                if !ordered.is_empty() {
+                    if let Some(slot) = p.find(arena, schema, hasher, key) {
+                        if let Some(old) = p.row_at(arena, slot) {
+                            for ix in ordered.iter_mut() {
+                                if let Ok(entry) = ix.entry(schema, old, slot) {
+                                    ix.remove(partition, &entry);
+                                }
+                            }
+                        }
+                    }
+                }
                 p.delete(arena, schema, hasher, key);
                 if p.rows() == 0 {
                     // An empty partition gives back its index and directory too.
-                    t.partitions.remove(&partition);
+                    partitions.remove(&partition);
+                    for ix in ordered.iter_mut() {
+                        ix.clear_partition(partition);
+                    }
                 }
             }
             Prepared::Truncate { table } => {
@@ -308,6 +381,9 @@ impl Store {
                         p.clear(arena);
                     }
                     t.partitions.clear();
+                    for ix in t.ordered.iter_mut() {
+                        ix.clear();
+                    }
                     // TRUNCATE TABLE restarts AUTO_INCREMENT, as in MySQL.
                     t.auto_increment_next = 0;
                 }
@@ -394,6 +470,32 @@ impl Store {
             ReadOp::Count { table } => {
                 let def = resolve_table(catalog, *table)?;
                 Ok(ReadResult::Counts(self.count(def)))
+            }
+            ReadOp::IndexScan { table, index, partitions, ranges, descending, filter, projection, limit, resume, max_rows, max_bytes } => {
+                let def = resolve_table(catalog, *table)?;
+                let request = crate::indexing::IndexScanRequest {
+                    index: *index,
+                    partitions,
+                    ranges,
+                    descending: *descending,
+                    filter: filter.as_ref(),
+                    projection: projection.as_deref(),
+                    limit: *limit,
+                    resume: resume.as_ref(),
+                    max_rows: *max_rows,
+                    max_bytes: *max_bytes,
+                };
+                let batch = self.index_scan(def, &request)?;
+                Ok(ReadResult::IndexBatch { rows: batch.rows, resume: batch.resume })
+            }
+            ReadOp::IndexStatus { table, index } => {
+                let def = resolve_table(catalog, *table)?;
+                Ok(ReadResult::IndexBuilt(self.index_complete(def, *index)?))
+            }
+            ReadOp::Aggregate { table, filter, group_by, aggregates, resume } => {
+                let def = resolve_table(catalog, *table)?;
+                let (groups, resume) = self.aggregate(def, filter.as_ref(), group_by, aggregates, *resume)?;
+                Ok(ReadResult::Groups { groups, resume })
             }
         }
     }
@@ -616,8 +718,18 @@ impl Store {
         if let Some(mut old) = t.partitions.remove(&partition) {
             old.clear(arena);
         }
-        if rebuilt.rows() > 0 {
+        let has_rows = rebuilt.rows() > 0;
+        if has_rows {
             t.partitions.insert(partition, rebuilt);
+        }
+        if let Some(schema) = t.schema.clone() {
+            t.sync_ordered(&schema.def);
+        }
+        for ix in t.ordered.iter_mut() {
+            ix.clear_partition(partition);
+            if has_rows {
+                ix.start_backfill(partition);
+            }
         }
         Ok(())
     }
@@ -635,6 +747,7 @@ impl Store {
             m.directory_bytes += p.directory_bytes();
             m.partitions.push((id, p.rows()));
         }
+        m.index_bytes += t.ordered.iter().map(OrderedIndex::bytes).sum::<u64>();
         Some(m)
     }
 
@@ -655,6 +768,7 @@ impl Store {
                 m.index_bytes += p.index_bytes();
                 m.directory_bytes += p.directory_bytes();
             }
+            m.index_bytes += t.ordered.iter().map(OrderedIndex::bytes).sum::<u64>();
         }
         m
     }
@@ -809,7 +923,7 @@ mod tests {
         store.apply(&put(&def, 1, "a"), &catalog).unwrap();
         let stale = TableRef { id: def.id, version: def.version + 1 };
         let err = store.read(&ReadOp::Count { table: stale }, &catalog).unwrap_err();
-        assert_eq!(err.code(), 1297, "a version mismatch is retried after replanning");
+        assert_eq!(err.code(), 1412, "a version mismatch is retried after replanning (ER_TABLE_DEF_CHANGED)");
         let missing = TableRef { id: TableId(99), version: 1 };
         assert_eq!(store.read(&ReadOp::Count { table: missing }, &catalog).unwrap_err().code(), 1146);
         let current = TableRef { id: def.id, version: def.version };

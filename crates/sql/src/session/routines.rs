@@ -445,9 +445,29 @@ impl<B: Backend> Session<B> {
             {
                 self.vars.set(d, Value::text(&def.sql_mode));
             }
+            // A stored function called outside any transaction (from an autocommit statement)
+            // runs as one transaction of its own: its statements see each other's writes, lock
+            // the rows they touch, and commit together when it returns, or roll back when it
+            // fails. Inside a transaction a routine's statements simply run in the caller's.
+            // Procedures keep MySQL's autocommit behaviour (each statement commits) and may
+            // open and end transactions themselves.
+            let own_transaction = def.kind == RoutineKind::Function
+                && self.routines.stack.is_empty()
+                && !self.in_transaction
+                && self.txn.is_none()
+                && self.autocommit();
+            if own_transaction {
+                self.in_transaction = true;
+            }
             self.routines.stack.push((key, def.kind));
-            let result = self.run_program(def, &program, args, now, display).await;
+            let mut result = self.run_program(def, &program, args, now, display).await;
             self.routines.stack.pop();
+            if own_transaction {
+                let ended = self.end_transaction(result.is_ok()).await;
+                if let (Ok(_), Err(e)) = (&result, ended) {
+                    result = Err(e);
+                }
+            }
             self.database = saved_database;
             if let Some(d) = sql_mode_def {
                 match saved_mode {
@@ -557,7 +577,7 @@ impl<B: Backend> Session<B> {
 
     /// An executor for one statement of a routine: the current statement's warnings, NOW()
     /// of the calling statement.
-    fn routine_exec(&self, call: &Call<'_>) -> Exec<B> {
+    fn routine_exec(&mut self, call: &Call<'_>) -> Exec<B> {
         let mut exec = self.new_exec(self.warnings.clone());
         exec.snapshot.now = call.now.0;
         exec.snapshot.utc_now = call.now.1;
