@@ -35,6 +35,11 @@ pub struct ClusterClient {
     config: ClusterConfig,
     identity: Identity,
     connections: Mutex<HashMap<NodeId, RpcClient>>,
+    /// Held while a connection is opened, so that statements starting together open one
+    /// connection per data node, not one each: a data node takes a closed connection from an
+    /// SQL node as that node's end and aborts every transaction it coordinates there, so a
+    /// spare connection dropped after a race would abort transactions on the one kept.
+    connecting: tokio::sync::Mutex<()>,
     leaders: Mutex<HashMap<NodeGroupId, NodeId>>,
 }
 
@@ -48,14 +53,21 @@ enum Idempotence {
 impl ClusterClient {
     pub fn new(management: Arc<ManagementClient>, identity: Identity) -> ClusterClient {
         let config = management.config.clone();
-        ClusterClient { management, config, identity, connections: Mutex::default(), leaders: Mutex::default() }
+        ClusterClient { management, config, identity, connections: Mutex::default(), connecting: tokio::sync::Mutex::new(()), leaders: Mutex::default() }
+    }
+
+    fn open_connection(&self, node: NodeId) -> Option<RpcClient> {
+        self.connections.lock().expect("connections lock").get(&node).filter(|c| !c.is_closed()).cloned()
     }
 
     async fn connection(&self, node: NodeId) -> std::result::Result<RpcClient, String> {
-        if let Some(client) = self.connections.lock().expect("connections lock").get(&node) {
-            if !client.is_closed() {
-                return Ok(client.clone());
-            }
+        if let Some(client) = self.open_connection(node) {
+            return Ok(client);
+        }
+        let _connecting = self.connecting.lock().await;
+        // Another statement may have opened it while this one waited.
+        if let Some(client) = self.open_connection(node) {
+            return Ok(client);
         }
         let address = self.config.data_node(node).map(|d| d.address()).ok_or("unknown data node")?;
         let link = tokio::time::timeout(CONNECT_TIMEOUT, cairn_proto::connect(&address, &self.identity))
