@@ -5,10 +5,11 @@
 //! planned once (its plan kept in the [`Program`]), bound with the frame's variables as its
 //! parameters, and executed by `run_planned` exactly as a client's statement would be. So a
 //! statement in a routine sees and does what the same statement sent by the client would:
-//! the same plans, the same row locks and write batching, and, once multi-statement
-//! transactions exist, the caller's transaction (the interpreter adds no commit of its own).
-//! Until then each statement inside a routine commits when it runs, as an autocommit
-//! statement does (docs/routines.md, "Transactions").
+//! the same plans, the same row locks and write batching, and the caller's transaction (the
+//! interpreter adds no commit of its own). A stored function called outside any transaction
+//! (from an autocommit statement) runs as one transaction of its own, committed when it
+//! returns and rolled back when it fails; a procedure called in autocommit mode commits
+//! statement by statement, as in MySQL (docs/routines.md, "Transactions").
 //!
 //! While a routine runs, the session's current database is the routine's, and its sql_mode the
 //! one the routine was created with (both restored afterwards, as MySQL does). NOW() keeps the
