@@ -35,11 +35,12 @@ pub struct ClusterClient {
     config: ClusterConfig,
     identity: Identity,
     connections: Mutex<HashMap<NodeId, RpcClient>>,
-    /// Held while a connection is opened, so that statements starting together open one
-    /// connection per data node, not one each: a data node takes a closed connection from an
-    /// SQL node as that node's end and aborts every transaction it coordinates there, so a
-    /// spare connection dropped after a race would abort transactions on the one kept.
-    connecting: tokio::sync::Mutex<()>,
+    /// Per data node, held while a connection to it is opened, so that statements starting
+    /// together open one connection, not one each: a data node takes a closed connection from
+    /// an SQL node as that node's end and aborts every transaction it coordinates there, so a
+    /// spare connection dropped after a race would abort transactions on the one kept. Per
+    /// node, so that a connect hanging on a dead node holds up no other node.
+    connecting: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
     leaders: Mutex<HashMap<NodeGroupId, NodeId>>,
 }
 
@@ -53,7 +54,7 @@ enum Idempotence {
 impl ClusterClient {
     pub fn new(management: Arc<ManagementClient>, identity: Identity) -> ClusterClient {
         let config = management.config.clone();
-        ClusterClient { management, config, identity, connections: Mutex::default(), connecting: tokio::sync::Mutex::new(()), leaders: Mutex::default() }
+        ClusterClient { management, config, identity, connections: Mutex::default(), connecting: Mutex::default(), leaders: Mutex::default() }
     }
 
     fn open_connection(&self, node: NodeId) -> Option<RpcClient> {
@@ -64,7 +65,8 @@ impl ClusterClient {
         if let Some(client) = self.open_connection(node) {
             return Ok(client);
         }
-        let _connecting = self.connecting.lock().await;
+        let gate = self.connecting.lock().expect("connecting lock").entry(node).or_default().clone();
+        let _connecting = gate.lock().await;
         // Another statement may have opened it while this one waited.
         if let Some(client) = self.open_connection(node) {
             return Ok(client);
