@@ -439,6 +439,15 @@ impl NodeGroupLoop {
                 }
             }
             Event::CoordinatorGone { sql_node } => {
+                // Its requests still waiting for a row lock go too: granted later, they would
+                // lock rows for a transaction nobody is left to end.
+                let (doomed, kept) = std::mem::take(&mut self.lock_waits)
+                    .into_iter()
+                    .partition::<VecDeque<_>, _>(|(_, request)| request.txn().is_some_and(|t| t.coordinator() == sql_node));
+                self.lock_waits = kept;
+                for (_, request) in doomed {
+                    request.fail(DataError::Unavailable("the SQL node coordinating this transaction is gone".into()));
+                }
                 let aborted = self.txns.abort_coordinated_by(sql_node);
                 if !aborted.is_empty() {
                     tracing::info!(node = self.node_id, sql_node, count = aborted.len(), "aborted the running transactions of a vanished SQL node");

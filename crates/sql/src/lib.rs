@@ -117,6 +117,7 @@ mod optimize;
 mod outcome;
 mod parse;
 mod plan;
+mod routine;
 mod session;
 mod show;
 #[cfg(feature = "testing")]
