@@ -51,6 +51,8 @@ async fn a_backup_taken_during_writes_restores_into_a_cluster_with_another_node_
     for k in 0..30 {
         conn.exec_drop("INSERT INTO bk.seq (note) VALUES (?)", (format!("n{k}"),)).await.unwrap();
     }
+    // A stored function is part of the schema a backup carries.
+    conn.query_drop("CREATE FUNCTION bk.twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2").await.unwrap();
     drop(conn);
     // (CREATE USER is not in the SQL layer yet; the catalog op is what it will commit.)
     let user = cairn_common::catalog::UserDef { user: "exim".into(), host: "%".into(), native_password_hash: Some([7; 20]) };
@@ -145,6 +147,9 @@ async fn a_backup_taken_during_writes_restores_into_a_cluster_with_another_node_
     let mut expected: Vec<String> = (0..30).map(|k| format!("n{k}")).filter(|n| n.as_str() >= "n2" && n.as_str() < "n3").collect();
     expected.sort();
     assert_eq!(ordered, expected, "a range over the ordered index after the restore");
+    // The stored function came along and runs.
+    let twice: Option<i64> = conn.query_first("SELECT bk.twice(21)").await.unwrap();
+    assert_eq!(twice, Some(42), "the restored stored function runs");
     // AUTO_INCREMENT goes on above the restored rows; the user came along.
     conn.query_drop("INSERT INTO bk.seq (note) VALUES ('after')").await.unwrap();
     let last: u64 = conn.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();

@@ -1,4 +1,4 @@
-//! `cairn restore`: rebuilds a cluster's schema, users and data from a backup (NDB's
+//! `cairn restore`: rebuilds a cluster's schema, routines, users and data from a backup (NDB's
 //! ndb_restore).
 //!
 //! A backup (`START BACKUP` in `cairn mgm`) is one part per node group, each written by one data
@@ -7,7 +7,7 @@
 //! give each path), checks every part completely first (control files, every block's checksum,
 //! whole-file checksums, row counts) so that a damaged backup restores nothing, and then:
 //!
-//! 1. creates the databases, tables and users of the backup's catalog that the target cluster
+//! 1. creates the databases, tables, stored routines and users of the backup's catalog that the target cluster
 //!    does not have (`--restore-meta`, NDB's `-m`). Tables get the target cluster's partitioning
 //!    (unless they were created with an explicit `PARTITION BY ... PARTITIONS n`), so the target
 //!    may have a different number of node groups;
@@ -32,7 +32,7 @@
 //! building checkpoint files, which is acceptable for a restore.
 //!
 //! Left out: restoring only some tables or databases, and catalog objects other than databases,
-//! tables and users.
+//! tables, routines and users.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -230,8 +230,18 @@ async fn restore_meta(client: &ClusterClient, catalog: &Catalog) -> anyhow::Resu
             .await
             .with_context(|| format!("cannot create user '{}'@'{}'", user.user, user.host))?;
     }
+    // Stored functions and procedures come back as they were defined (definer, SQL SECURITY,
+    // body); one that already exists in the target is left alone, as tables are.
+    let mut routines = 0;
+    for routine in catalog.all_routines() {
+        client
+            .ddl(CatalogOp::CreateRoutine { routine: routine.clone(), or_replace: false, if_not_exists: true })
+            .await
+            .with_context(|| format!("cannot create routine {}.{}", routine.database, routine.name))?;
+        routines += 1;
+    }
     println!(
-        "Restored metadata: {} databases, {tables} tables, {} users",
+        "Restored metadata: {} databases, {tables} tables, {routines} routines, {} users",
         catalog.databases.len(),
         catalog.users.len()
     );
