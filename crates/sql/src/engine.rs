@@ -168,6 +168,13 @@ pub struct Engine<B: Backend> {
     pub(crate) plans: crate::cache::PlanCache<crate::session::CachedPlan>,
     /// The node's live sessions (SHOW PROCESSLIST, KILL: processlist.rs).
     pub(crate) processes: crate::processlist::Processes,
+    /// Parsed stored routines by catalog version (routine/cache.rs).
+    pub(crate) routines: crate::routine::cache::RoutineCache,
+    /// When this node last synchronized its catalog after a routine was not found (microseconds
+    /// of the engine's clock): at most one such round trip per `CATALOG_SYNC_INTERVAL_MICROS`.
+    pub(crate) last_catalog_sync_micros: std::sync::atomic::AtomicI64,
+    /// A catalog synchronization is under way (one at a time per node).
+    pub(crate) catalog_sync_running: std::sync::atomic::AtomicBool,
     /// Started at, for SHOW STATUS Uptime.
     pub(crate) started_micros: i64,
     /// The next transaction number; starts at this node's start time in milliseconds so that
@@ -194,6 +201,9 @@ impl<B: Backend> Engine<B> {
             stats: Stats::default(),
             plans: crate::cache::PlanCache::new(),
             processes: crate::processlist::Processes::default(),
+            routines: crate::routine::cache::RoutineCache::new(),
+            last_catalog_sync_micros: std::sync::atomic::AtomicI64::new(i64::MIN),
+            catalog_sync_running: std::sync::atomic::AtomicBool::new(false),
             started_micros,
         })
     }

@@ -120,6 +120,7 @@ mod parse;
 mod plan;
 mod processlist;
 mod query_text;
+mod routine;
 mod session;
 mod show;
 #[cfg(feature = "testing")]

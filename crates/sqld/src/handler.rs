@@ -372,6 +372,10 @@ impl cairn_wire::Handler for SqlHandler {
                 session.begin_command("Execute", None);
                 let outcome = session.execute_prepared(statement_id, values).await;
                 session.end_command();
+                // A prepared CALL sends the result sets of its procedures before its own OK.
+                for result in session.take_call_results() {
+                    out.push(response(result));
+                }
                 out.push(response(outcome));
             }
             Err(e) => out.push(Response::Error(e)),

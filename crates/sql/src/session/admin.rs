@@ -20,8 +20,7 @@
 //!   statistics to refresh, memory freed by DELETE already goes back to the data node, and
 //!   replicas are checked by their checksums. CHECKSUM TABLE answers NULL (MySQL's "not
 //!   available"): its checksum is a CRC of MySQL's own row format, which Cairn does not have.
-//! - **SHOW TRIGGERS / EVENTS / FUNCTION STATUS / PROCEDURE STATUS** are empty (Cairn has none
-//!   of those; mysqldump --routines --events --triggers asks for them); **SHOW MASTER STATUS** is empty
+//! - **SHOW TRIGGERS / EVENTS** are empty (Cairn has neither); **SHOW MASTER STATUS** is empty
 //!   and **SHOW BINARY LOGS** is MySQL's 1381 (no binary log: replication is inside the cluster);
 //!   **SHOW GRANTS** says `GRANT ALL PRIVILEGES ON *.* …`, which is what every account has until
 //!   privileges are enforced.
@@ -55,8 +54,6 @@ pub(crate) enum AdminStatement {
     /// nothing to remove.
     ShowTriggers { database: Option<String> },
     ShowEvents { database: Option<String> },
-    /// SHOW FUNCTION STATUS / SHOW PROCEDURE STATUS (mysqldump --routines): always empty.
-    ShowRoutineStatus,
     ShowMasterStatus,
     ShowBinaryLogs,
     ShowGrants,
@@ -93,10 +90,7 @@ pub(crate) fn claims(statement: &StatementText) -> bool {
             let keys_at = |i: usize| (at(i) == "DISABLE" || at(i) == "ENABLE") && at(i + 1) == "KEYS" && w.len() == i + 2;
             at(1) == "TABLE" && (keys_at(3) || keys_at(5))
         }
-        "SHOW" => {
-            matches!(at(1), "TRIGGERS" | "EVENTS" | "GRANTS" | "BINARY" | "MASTER")
-                || (matches!(at(1), "FUNCTION" | "PROCEDURE") && at(2) == "STATUS")
-        }
+        "SHOW" => matches!(at(1), "TRIGGERS" | "EVENTS" | "GRANTS" | "BINARY" | "MASTER"),
         _ => false,
     }
 }
@@ -189,10 +183,6 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
                 let database = from_database(&mut c)?;
                 show_filter(&mut c)?;
                 AdminStatement::ShowEvents { database }
-            } else if c.eat("FUNCTION") || c.eat("PROCEDURE") {
-                c.expect("STATUS")?;
-                show_filter(&mut c)?;
-                AdminStatement::ShowRoutineStatus
             } else if c.eat("GRANTS") {
                 // FOR user@host: every account has the same (all) privileges.
                 while c.next().is_some() {}
@@ -320,15 +310,6 @@ impl<B: Backend> Session<B> {
                 }
                 let result = ShowResult::new(
                     ["Db", "Name", "Definer", "Time zone", "Type", "Execute at", "Interval value", "Interval field", "Starts", "Ends", "Status", "Originator", "character_set_client", "collation_connection", "Database Collation"]
-                        .into_iter()
-                        .map(|n| (n, nullable_text(64)))
-                        .collect(),
-                );
-                Ok(self.rows_outcome(result))
-            }
-            AdminStatement::ShowRoutineStatus => {
-                let result = ShowResult::new(
-                    ["Db", "Name", "Type", "Definer", "Modified", "Created", "Security_type", "Comment", "character_set_client", "collation_connection", "Database Collation"]
                         .into_iter()
                         .map(|n| (n, nullable_text(64)))
                         .collect(),
