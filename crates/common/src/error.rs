@@ -92,6 +92,16 @@ error_kinds! {
     WrongAutoKey = (1075, "42000", Report),
     /// ER_CANT_DROP_FIELD_OR_KEY
     CantDropFieldOrKey = (1091, "42000", Report),
+    /// ER_NO_SUCH_THREAD: KILL of a connection id that is not a session of this SQL node.
+    UnknownThread = (1094, "HY000", Report),
+    /// ER_WRONG_FIELD_TERMINATORS: LOAD DATA with separators it cannot use together.
+    WrongFieldTerminators = (1083, "42000", Report),
+    /// ER_NO_BINARY_LOGGING: SHOW BINARY LOGS (replication is inside the cluster, not binlogs).
+    NoBinaryLogging = (1381, "HY000", Report),
+    /// ER_CLIENT_LOCAL_FILES_DISABLED: LOAD DATA LOCAL from a client that does not offer files.
+    LocalFilesDisabled = (3948, "42000", Report),
+    /// ER_OPTION_PREVENTS_STATEMENT: server-side file access refused by secure_file_priv.
+    OptionPreventsStatement = (1290, "HY000", Report),
     /// ER_UNKNOWN_ERROR: an internal error with no better code.
     Internal = (1105, "HY000", Report),
     /// ER_RECORD_FILE_FULL: a data node's DataMemory is used up.

@@ -13,9 +13,9 @@ use cairn_common::decimal::Decimal;
 use cairn_common::temporal::{Date, DateTime, Time};
 use cairn_common::types::{ColumnType as SqlType, type_code};
 use cairn_common::{Error, Value};
-use cairn_sql::{ColumnMeta, Engine, Outcome, RowSource, RowStream, Session, SessionInfo};
+use cairn_sql::{ColumnMeta, Engine, KillKind, Outcome, RowSource, RowStream, Session, SessionInfo};
 use cairn_wire::{
-    AuthRequest, Column, ColumnType, ErrorPacket, OkPacket, ParamValue, Prepared, Response, Responses, ResultSet,
+    AuthRequest, Column, ColumnType, ErrorPacket, KillHandle, OkPacket, ParamValue, Prepared, Response, Responses, ResultSet,
     RowBatch, capability,
 };
 
@@ -35,6 +35,8 @@ pub struct SqlHandler {
     client_addr: Option<SocketAddr>,
     counters: Arc<NodeCounters>,
     started: std::time::Instant,
+    /// How KILL on any session of this node reaches this connection.
+    kill: KillHandle,
 }
 
 pub fn error_packet(e: &Error) -> ErrorPacket {
@@ -66,14 +68,17 @@ fn find_account<'a>(users: &'a [UserDef], user: &str, host: &str) -> Option<&'a 
 }
 
 impl SqlHandler {
+    /// A handler for one connection; `kill` is the handle the connection watches (the same one
+    /// goes into its `ServerOptions`).
     pub fn new(
         engine: Arc<Engine<ClusterClient>>,
         connection_id: u64,
         client_addr: Option<SocketAddr>,
         counters: Arc<NodeCounters>,
+        kill: KillHandle,
     ) -> SqlHandler {
         counters.connections_open.fetch_add(1, Ordering::Relaxed);
-        SqlHandler { engine, session: None, connection_id, client_addr, counters, started: std::time::Instant::now() }
+        SqlHandler { engine, session: None, connection_id, client_addr, counters, started: std::time::Instant::now(), kill }
     }
 
     fn client_host(&self) -> String {
@@ -119,6 +124,17 @@ impl SqlHandler {
             collation_id: request.collation,
         };
         let mut session = Session::new(self.engine.clone(), info);
+        session.set_local_files(request.capabilities & capability::LOCAL_FILES != 0);
+        let kill = self.kill.clone();
+        session.set_kill_switch(move |kind| match kind {
+            KillKind::Query => kill.kill_query(),
+            KillKind::Connection => kill.kill_connection(),
+        });
+        // KILL drops the running statement only where the session says that is safe (a read
+        // outside a transaction); elsewhere it waits for the statement to end.
+        let shield = self.kill.clone();
+        shield.set_shielded(true);
+        session.set_interrupt_hook(move |interruptible| shield.set_shielded(!interruptible));
         if let Some(db) = request.database {
             session.use_database(db).await.map_err(|e| error_packet(&e))?;
         }
@@ -231,6 +247,7 @@ pub fn response(outcome: Outcome) -> Response {
             Response::Ok(OkPacket { affected_rows, last_insert_id, warnings, info, extra_status: 0 })
         }
         Outcome::Error(e) => Response::Error(error_packet(&e)),
+        Outcome::LocalInfile(file_name) => Response::LocalInfile(file_name),
         Outcome::Rows { columns, rows, warnings } => {
             let wire_columns: Arc<[Column]> = columns.iter().map(wire_column).collect();
             let floats = float_columns(&columns);
@@ -287,12 +304,6 @@ fn sql_param(param: &ParamValue) -> Value {
     }
 }
 
-fn decode_sql(sql: &[u8]) -> std::borrow::Cow<'_, str> {
-    // Sessions speak utf8mb4; bytes that are not UTF-8 (a latin1 client) are replaced rather
-    // than refused, and a statement that relied on them fails to match instead of crashing.
-    String::from_utf8_lossy(sql)
-}
-
 impl cairn_wire::Handler for SqlHandler {
     async fn authenticate(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
         self.login(request).await
@@ -308,14 +319,46 @@ impl cairn_wire::Handler for SqlHandler {
             }
         };
         session.set_multi_statements(out.multi_statements());
-        for outcome in session.execute(&decode_sql(sql)).await {
-            out.push(response(outcome));
+        // Binary string literals (escaped parameters) are kept exact; see `decode_query`.
+        let text = session.decode_query(sql);
+        session.begin_command("Query", Some(&text));
+        let outcomes = session.execute_with_status(&text).await;
+        session.end_command();
+        // Each result carries the status its statement left (IN_TRANS, AUTOCOMMIT).
+        for (outcome, status) in outcomes {
+            out.push_with_status(response(outcome), status);
+        }
+    }
+
+    async fn local_infile_data(&mut self, data: &[u8]) {
+        if let Some(session) = self.session.as_mut() {
+            session.local_infile_data(data).await;
+        }
+    }
+
+    async fn local_infile_end(&mut self, out: &mut Responses) {
+        let session = match self.session() {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(Response::Error(e));
+                return;
+            }
+        };
+        session.begin_command("Query", None);
+        let outcomes = session.local_infile_end().await;
+        session.end_command();
+        for (outcome, status) in outcomes {
+            out.push_with_status(response(outcome), status);
         }
     }
 
     async fn prepare(&mut self, sql: &[u8]) -> Result<Prepared, ErrorPacket> {
         let session = self.session()?;
-        let info = session.prepare(&decode_sql(sql)).await.map_err(|e| error_packet(&e))?;
+        let text = session.decode_query(sql);
+        session.begin_command("Prepare", Some(&text));
+        let info = session.prepare(&text).await;
+        session.end_command();
+        let info = info.map_err(|e| error_packet(&e))?;
         let mut prepared = Prepared::new(info.id, info.param_count, info.columns.iter().map(wire_column).collect());
         prepared.warnings = session.warning_count();
         Ok(prepared)
@@ -326,7 +369,9 @@ impl cairn_wire::Handler for SqlHandler {
         let values: Vec<Value> = params.iter().map(sql_param).collect();
         match self.session() {
             Ok(session) => {
+                session.begin_command("Execute", None);
                 let outcome = session.execute_prepared(statement_id, values).await;
+                session.end_command();
                 // A prepared CALL sends the result sets of its procedures before its own OK.
                 for result in session.take_call_results() {
                     out.push(response(result));
@@ -364,6 +409,12 @@ impl cairn_wire::Handler for SqlHandler {
         }
         self.session = None;
         self.login(request).await
+    }
+
+    fn command_interrupted(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            session.end_command();
+        }
     }
 
     fn status_flags(&self) -> u16 {

@@ -134,11 +134,13 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
                 continue;
             }
             let connection_id = next_connection.fetch_add(1, Ordering::Relaxed);
-            let handler = SqlHandler::new(engine.clone(), connection_id as u64, Some(addr), counters.clone());
+            let kill = cairn_wire::KillHandle::new();
+            let handler = SqlHandler::new(engine.clone(), connection_id as u64, Some(addr), counters.clone(), kill.clone());
             let options = cairn_wire::ServerOptions {
                 server_version: SERVER_VERSION.to_string(),
                 connection_id,
                 client_addr: Some(addr),
+                kill,
                 ..Default::default()
             };
             tokio::spawn(async move {

@@ -99,6 +99,28 @@ pub trait Handler: Send {
         request: &AuthRequest<'_>,
     ) -> impl Future<Output = Result<(), ErrorPacket>> + Send;
 
+    /// LOAD DATA LOCAL INFILE: one piece of the file the client sends after the handler pushed
+    /// [`crate::Response::LocalInfile`], in order (one call per packet, so the file is never
+    /// held whole). The handler keeps any error for `local_infile_end`: the client sends the
+    /// whole file whatever happens, and hears the outcome only at the end.
+    fn local_infile_data(&mut self, data: &[u8]) -> impl Future<Output = ()> + Send {
+        let _ = data;
+        async {}
+    }
+
+    /// The client finished sending the file (an empty packet; at once if it could not read
+    /// it). The handler pushes the LOAD DATA statement's outcome, then those of the statements
+    /// that followed it in the same COM_QUERY (which may end in another LocalInfile request).
+    fn local_infile_end(&mut self, out: &mut Responses) -> impl Future<Output = ()> + Send {
+        out.push(ErrorPacket::new(1148, "42000", "The used command is not allowed with this MySQL version"));
+        async {}
+    }
+
+    /// KILL interrupted the handler's `query` or `execute`: its future was dropped at an await
+    /// point and the client was answered with ER_QUERY_INTERRUPTED. The handler restores what
+    /// the command left half done (its "running" state).
+    fn command_interrupted(&mut self) {}
+
     /// The session's status bits (`IN_TRANS`, `AUTOCOMMIT`, ... from [`crate::status`]) sent in
     /// every OK and EOF packet, result-set terminators included. Read after each command.
     fn status_flags(&self) -> u16;

@@ -96,6 +96,7 @@ mod codec;
 mod constants;
 mod handler;
 mod handshake;
+mod kill;
 mod packet;
 mod response;
 mod server;
@@ -108,6 +109,7 @@ pub use auth::{
 };
 pub use constants::{ColumnType, capability, charset, column_flag, command, status};
 pub use handler::{AuthRequest, Handler};
+pub use kill::{Kill, KillHandle};
 pub use response::{
     Column, ErrorPacket, OkPacket, Prepared, Response, Responses, ResultSet, Row, RowBatch,
     RowSource, Rows,
