@@ -117,12 +117,14 @@ mod optimize;
 mod outcome;
 mod parse;
 mod plan;
+mod privileges;
 mod session;
 mod show;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
 mod unique;
+mod users;
 mod variables;
 
 pub use backend::Backend;
