@@ -52,6 +52,9 @@ pub struct RunConfig {
     pub query_override: Option<String>,
     /// An operation that takes longer counts as an error and its connection is replaced.
     pub operation_timeout: Duration,
+    /// Statements each measured connection runs once when it opens (e.g. `SET cairn_plan_cache = 0`
+    /// to measure a session setting's effect).
+    pub session_sql: Vec<String>,
 }
 
 impl RunConfig {
@@ -71,6 +74,7 @@ impl RunConfig {
             seed: 1,
             query_override: None,
             operation_timeout: Duration::from_secs(10),
+            session_sql: Vec::new(),
         }
     }
 }
@@ -255,6 +259,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
 
     // Open (and prepare on) every connection before the clock starts, so connection set-up is
     // neither in the warm-up nor in the measurement.
+    let opts: Opts = OptsBuilder::from_opts(opts).init(config.session_sql.clone()).into();
     let mut opening = JoinSet::new();
     for index in 0..config.connections {
         let opts = opts.clone();

@@ -71,6 +71,11 @@ struct Args {
     #[arg(long)]
     threads: Option<usize>,
 
+    /// A statement every measured connection runs when it opens (repeatable), e.g.
+    /// `--session-sql "SET cairn_plan_cache = 0"`.
+    #[arg(long = "session-sql")]
+    session_sql: Vec<String>,
+
     /// Print the report as one JSON line instead of text.
     #[arg(long)]
     json: bool,
@@ -163,5 +168,6 @@ fn build_config(args: &Args) -> Result<RunConfig, String> {
     config.seed = args.seed;
     config.query_override = args.query.clone();
     config.operation_timeout = seconds(args.op_timeout, "op-timeout")?;
+    config.session_sql = args.session_sql.clone();
     Ok(config)
 }
