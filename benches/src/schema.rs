@@ -62,63 +62,92 @@ pub const CALMAIL_ACCOUNT_DDL: &str = "CREATE TABLE calmail.account (\
 pub const EXIM_JOIN_SQL: &str = "select a.* from calmail.account a, calmail.domain d \
     where a.domain_id=d.id and a.localpart=? and d.name=? and a.state='active'";
 
-/// The greylisting state: one row per (client /24 network, sender, recipient) triplet, as
-/// Postgrey keeps it.
-pub const GREYLIST_TABLE_DDL: &str = "CREATE TABLE greylist.triplet (\
-    client_net VARCHAR(45) NOT NULL, \
-    sender VARCHAR(160) NOT NULL, \
-    recipient VARCHAR(160) NOT NULL, \
-    first_seen BIGINT NOT NULL, \
-    last_seen BIGINT NOT NULL, \
-    hits INT UNSIGNED NOT NULL DEFAULT 1, \
-    PRIMARY KEY (client_net, sender, recipient))";
+/// The greylisting state of `examples/greylist/greylist.sql`, in the `greylist` database: one
+/// row per triplet, keyed by the client's /24 network (4 bytes, `INET_ATON`) and the key Exim
+/// builds from the envelope sender and recipient.
+pub const GREYLIST_TRIPLET_DDL: &str = "CREATE TABLE greylist.greylist_triplet (\
+    net INT UNSIGNED NOT NULL, \
+    k VARCHAR(255) NOT NULL, \
+    first_seen INT UNSIGNED NOT NULL, \
+    last_seen INT UNSIGNED NOT NULL, \
+    attempts INT UNSIGNED NOT NULL DEFAULT 1, \
+    PRIMARY KEY (net, k))";
 
-/// A Postgrey-style greylisting decision as a stored function: returns 1 when the delivery must
-/// be deferred, 0 when it may pass.
-///
-/// A triplet seen for the first time (or not seen for longer than `p_lifetime_s`) is recorded and
-/// deferred; one first seen less than `p_delay_s` ago is deferred; any other passes. Every call
-/// refreshes `last_seen`. The lookup uses aggregates so that a missing triplet yields one row of
-/// NULLs instead of a NOT FOUND condition, which keeps the body to DECLARE, SET, IF, SELECT INTO
-/// and RETURN (the subset Cairn plans to support first). The INSERT's ON DUPLICATE KEY UPDATE
-/// covers two connections meeting the same new triplet at once.
-///
-/// This is our own function written for the benchmark; CalMail's original was not available.
-pub const GREYLIST_FUNCTION_DDL: &str = "CREATE FUNCTION greylist.greylist_defer_p(\
-    p_sender VARCHAR(160), p_recipient VARCHAR(160), p_client_ip VARCHAR(45), \
-    p_delay_s INT, p_lifetime_s INT) RETURNS INT
+/// The auto-whitelist: accepted attempts per client address (4 bytes).
+pub const GREYLIST_CLIENT_DDL: &str = "CREATE TABLE greylist.greylist_client (\
+    ip INT UNSIGNED NOT NULL PRIMARY KEY, \
+    passes INT UNSIGNED NOT NULL, \
+    last_seen INT UNSIGNED NOT NULL)";
+
+/// The Postgrey-style greylisting function of `examples/greylist/greylist.sql`, created in the
+/// `greylist` database (its unqualified tables are that database's):
+/// `greylist_defer_p(key, ip, awl_count, delay, timestamp_update)` returns 1 (defer) or 0
+/// (accept). `examples/greylist/README.md` explains the algorithm; the text is the example's
+/// (a test checks that they stay the same).
+pub const GREYLIST_FUNCTION_DDL: &str = "CREATE FUNCTION greylist.greylist_defer_p(p_key VARCHAR(255), p_ip VARCHAR(45), p_awl_count INT,
+                                 p_delay INT, p_timestamp_update INT)
+RETURNS INT
 MODIFIES SQL DATA
+COMMENT 'Postgrey greylisting: 1 = defer, 0 = accept'
 BEGIN
-  DECLARE v_now BIGINT DEFAULT UNIX_TIMESTAMP();
-  DECLARE v_net VARCHAR(45) DEFAULT SUBSTRING_INDEX(p_client_ip, '.', 3);
-  DECLARE v_seen INT DEFAULT 0;
-  DECLARE v_first BIGINT DEFAULT NULL;
-  DECLARE v_last BIGINT DEFAULT NULL;
-  SELECT COUNT(*), MIN(first_seen), MIN(last_seen) INTO v_seen, v_first, v_last
-    FROM greylist.triplet
-    WHERE client_net = v_net AND sender = p_sender AND recipient = p_recipient;
-  IF v_seen = 0 OR v_now - v_last > p_lifetime_s THEN
-    INSERT INTO greylist.triplet (client_net, sender, recipient, first_seen, last_seen, hits)
-      VALUES (v_net, p_sender, p_recipient, v_now, v_now, 1)
-      ON DUPLICATE KEY UPDATE first_seen = v_now, last_seen = v_now, hits = 1;
+  DECLARE v_now INT UNSIGNED DEFAULT UNIX_TIMESTAMP();
+  DECLARE v_ip INT UNSIGNED DEFAULT INET_ATON(p_ip);
+  DECLARE v_net INT UNSIGNED;
+  DECLARE v_passes INT UNSIGNED DEFAULT 0;
+  DECLARE v_first INT UNSIGNED;
+
+  -- Not an IPv4 address (an IPv6 client, a malformed value): nothing to key it by, accept.
+  IF v_ip IS NULL THEN
+    RETURN 0;
+  END IF;
+  SET v_net = v_ip - v_ip % 256;
+
+  -- A client whose attempts were accepted awl_count times is whitelisted.
+  IF p_awl_count > 0 THEN
+    SELECT passes INTO v_passes FROM greylist_client WHERE ip = v_ip;
+    IF v_passes >= p_awl_count THEN
+      IF p_timestamp_update <> 0 THEN
+        UPDATE greylist_client SET last_seen = v_now WHERE ip = v_ip;
+      END IF;
+      RETURN 0;
+    END IF;
+  END IF;
+
+  -- Record the attempt: one atomic single-row upsert, whoever else calls at the same moment.
+  INSERT INTO greylist_triplet (net, k, first_seen, last_seen, attempts)
+    VALUES (v_net, p_key, v_now, v_now, 1)
+    ON DUPLICATE KEY UPDATE attempts = attempts + 1,
+                            last_seen = IF(p_timestamp_update <> 0, v_now, last_seen);
+  -- One row inserted: the triplet was new.
+  IF ROW_COUNT() = 1 THEN
     RETURN 1;
   END IF;
-  UPDATE greylist.triplet SET last_seen = v_now, hits = hits + 1
-    WHERE client_net = v_net AND sender = p_sender AND recipient = p_recipient;
-  IF v_now - v_first < p_delay_s THEN
+
+  -- A retry: deferred until `delay` seconds after the first attempt.
+  SELECT first_seen INTO v_first FROM greylist_triplet WHERE net = v_net AND k = p_key;
+  IF v_now < v_first + p_delay THEN
     RETURN 1;
+  END IF;
+
+  -- Accepted: the client earns a pass towards the auto-whitelist.
+  IF p_awl_count > 0 THEN
+    INSERT INTO greylist_client (ip, passes, last_seen) VALUES (v_ip, 1, v_now)
+      ON DUPLICATE KEY UPDATE passes = passes + 1,
+                              last_seen = IF(p_timestamp_update <> 0, v_now, last_seen);
   END IF;
   RETURN 0;
 END";
 
-/// `greylist`: one greylisting decision per statement, as Exim's ACL asks for it. The
-/// placeholders are sender, recipient, client IP, delay and lifetime.
+/// `greylist`: one greylisting decision per statement, as Exim's ACL asks for it:
+/// `greylist_defer_p(key, ip, awl_count, delay, timestamp_update)`.
 pub const GREYLIST_SQL: &str = "SELECT greylist.greylist_defer_p(?, ?, ?, ?, ?)";
+
+/// Postgrey's default `--auto-whitelist-clients`: accepted attempts before a client is
+/// whitelisted.
+pub const GREYLIST_AWL_COUNT: i64 = 5;
 
 /// Postgrey's default delay before a retry is accepted, in seconds.
 pub const GREYLIST_DELAY_S: i64 = 300;
-/// Postgrey's default `max-age`: a triplet unseen for 35 days is forgotten.
-pub const GREYLIST_LIFETIME_S: i64 = 35 * 24 * 3600;
 
 // ---- Generated data ----------------------------------------------------------------------------
 
@@ -165,51 +194,38 @@ pub fn calmail_account(index: u64, rows: u64) -> CalmailAccount {
     }
 }
 
-/// A greylisting triplet as the client presents it: `(sender, recipient, client_ip)`.
+/// A greylisting call's triplet as Exim presents it: the key it builds from the envelope
+/// sender and recipient, and the client's address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GreylistTriplet {
-    pub sender: String,
-    pub recipient: String,
+    pub key: String,
     pub client_ip: String,
 }
 
-impl GreylistTriplet {
-    /// The /24 network the function keys on, computed the way the function computes it.
-    pub fn client_net(&self) -> &str {
-        match self.client_ip.rfind('.') {
-            Some(position) => &self.client_ip[..position],
-            None => &self.client_ip,
-        }
-    }
-}
-
-/// Preloaded triplet number `index`: known for a day, last seen an hour ago, so it passes.
+/// Preloaded triplet number `index`: first seen a day ago from `10.x.y.z`, so a call passes.
+/// Its client has `greylist_client_passes(index)` accepted attempts on record: half the clients
+/// are whitelisted already (most mail comes from senders seen before).
 pub fn greylist_known_triplet(index: u64) -> GreylistTriplet {
     GreylistTriplet {
-        sender: format!("sender{index}@example.org"),
-        recipient: format!("rcpt{index}@example.edu"),
-        client_ip: ip_for(index),
+        key: format!("sender{index}@example.org/rcpt{index}@example.edu"),
+        client_ip: format!("10.{}.{}.{}", (index >> 16) & 0xff, (index >> 8) & 0xff, index & 0xff),
     }
 }
 
-/// A triplet no earlier call can have seen: `run_nonce` separates runs, `connection` and
-/// `sequence` separate calls within a run.
+/// Accepted attempts preloaded for the client of known triplet `index`.
+pub fn greylist_client_passes(index: u64) -> u64 {
+    index % 10
+}
+
+/// A triplet no earlier call can have seen, from a client in 172.16.0.0/12, which the preloaded
+/// whitelist never holds (and which never earns passes, as new triplets are always deferred):
+/// `run_nonce` separates runs, `connection` and `sequence` separate calls within a run.
 pub fn greylist_new_triplet(run_nonce: u64, connection: u64, sequence: u64) -> GreylistTriplet {
+    let v = mix(run_nonce ^ (connection << 40) ^ sequence);
     GreylistTriplet {
-        sender: format!("new{run_nonce:x}-{connection}-{sequence}@example.org"),
-        recipient: format!("rcpt{}@example.edu", sequence % 1000),
-        client_ip: ip_for(mix(run_nonce ^ (connection << 40) ^ sequence)),
+        key: format!("new{run_nonce:x}-{connection}-{sequence}@example.org/rcpt{}@example.edu", sequence % 1000),
+        client_ip: format!("172.{}.{}.{}", 16 + ((v >> 16) & 0xf), (v >> 8) & 0xff, v & 0xff),
     }
-}
-
-/// An IPv4 address in text form derived from `value` (only ever stored as a string).
-fn ip_for(value: u64) -> String {
-    format!(
-        "10.{}.{}.{}",
-        (value >> 16) & 0xff,
-        (value >> 8) & 0xff,
-        value & 0xff
-    )
 }
 
 /// Escapes `text` as a single-quoted SQL string literal under the default SQL mode (backslash is
@@ -258,18 +274,23 @@ mod tests {
     }
 
     #[test]
-    fn triplet_network_drops_the_last_octet() {
-        let triplet = greylist_known_triplet(0x01_02_03);
-        assert_eq!(triplet.client_ip, "10.1.2.3");
-        assert_eq!(triplet.client_net(), "10.1.2");
-    }
-
-    #[test]
     fn new_triplets_differ_from_known_ones_and_each_other() {
         let known = greylist_known_triplet(5);
         let first = greylist_new_triplet(99, 0, 5);
         let second = greylist_new_triplet(99, 1, 5);
-        assert_ne!(known.sender, first.sender);
-        assert_ne!(first.sender, second.sender);
+        assert_ne!(known.key, first.key);
+        assert_ne!(first.key, second.key);
+        assert!(known.client_ip.starts_with("10."));
+        assert!(first.client_ip.starts_with("172."), "new triplets come from outside the whitelist");
+    }
+
+    #[test]
+    fn the_function_is_the_example_one() {
+        let example = include_str!("../../examples/greylist/greylist.sql");
+        let unqualified = GREYLIST_FUNCTION_DDL.replacen("greylist.greylist_defer_p", "greylist_defer_p", 1);
+        assert!(
+            example.contains(&format!("{unqualified} //")),
+            "benches/src/schema.rs and examples/greylist/greylist.sql define different functions"
+        );
     }
 }

@@ -98,8 +98,10 @@ impl Workload {
             Workload::Greylist => vec![
                 "CREATE DATABASE IF NOT EXISTS greylist",
                 "DROP FUNCTION IF EXISTS greylist.greylist_defer_p",
-                "DROP TABLE IF EXISTS greylist.triplet",
-                schema::GREYLIST_TABLE_DDL,
+                "DROP TABLE IF EXISTS greylist.greylist_triplet",
+                "DROP TABLE IF EXISTS greylist.greylist_client",
+                schema::GREYLIST_TRIPLET_DDL,
+                schema::GREYLIST_CLIENT_DDL,
                 schema::GREYLIST_FUNCTION_DDL,
             ],
         }
@@ -118,7 +120,7 @@ impl Workload {
                 },
                 LoadTable::CalmailAccounts { rows },
             ],
-            Workload::Greylist => vec![LoadTable::GreylistTriplets { rows }],
+            Workload::Greylist => vec![LoadTable::GreylistTriplets { rows }, LoadTable::GreylistClients { rows }],
         };
         LoadStatements {
             tables,
@@ -450,13 +452,15 @@ impl OperationGenerator {
                 } else {
                     schema::greylist_known_triplet(self.rng.below(self.rows))
                 };
+                // (key, ip, awl_count, delay, timestamp_update): known triplets pass (0),
+                // whether their client is whitelisted yet or not; new ones are deferred (1).
                 Operation {
                     parameters: vec![
-                        Value::Bytes(triplet.sender.into_bytes()),
-                        Value::Bytes(triplet.recipient.into_bytes()),
+                        Value::Bytes(triplet.key.into_bytes()),
                         Value::Bytes(triplet.client_ip.into_bytes()),
+                        Value::Int(schema::GREYLIST_AWL_COUNT),
                         Value::Int(schema::GREYLIST_DELAY_S),
-                        Value::Int(schema::GREYLIST_LIFETIME_S),
+                        Value::Int(1),
                     ],
                     expected: Expected::Scalar(i64::from(is_new)),
                 }
@@ -473,6 +477,7 @@ enum LoadTable {
     CalmailDomains { domains: u64 },
     CalmailAccounts { rows: u64 },
     GreylistTriplets { rows: u64 },
+    GreylistClients { rows: u64 },
 }
 
 impl LoadTable {
@@ -480,7 +485,8 @@ impl LoadTable {
         match self {
             LoadTable::KeyValue { rows }
             | LoadTable::CalmailAccounts { rows }
-            | LoadTable::GreylistTriplets { rows } => rows,
+            | LoadTable::GreylistTriplets { rows }
+            | LoadTable::GreylistClients { rows } => rows,
             LoadTable::CalmailDomains { domains } => domains,
         }
     }
@@ -493,8 +499,9 @@ impl LoadTable {
                 "INSERT INTO calmail.account (id, domain_id, localpart, host, state) VALUES "
             }
             LoadTable::GreylistTriplets { .. } => {
-                "INSERT INTO greylist.triplet (client_net, sender, recipient, first_seen, last_seen, hits) VALUES "
+                "INSERT INTO greylist.greylist_triplet (net, k, first_seen, last_seen, attempts) VALUES "
             }
+            LoadTable::GreylistClients { .. } => "INSERT INTO greylist.greylist_client (ip, passes, last_seen) VALUES ",
         }
     }
 
@@ -531,12 +538,20 @@ impl LoadTable {
             LoadTable::GreylistTriplets { .. } => {
                 // Timestamps come from the server's clock, the same clock the function reads, so
                 // client clock skew cannot turn a known triplet into a deferred one.
+                // The /24 network is computed by the server, as the function computes it.
+                let triplet = schema::greylist_known_triplet(index);
+                let ip = quote_string(&triplet.client_ip);
+                format!(
+                    "(INET_ATON({ip}) - INET_ATON({ip}) % 256, {}, UNIX_TIMESTAMP() - 86400, UNIX_TIMESTAMP() - 3600, 1)",
+                    quote_string(&triplet.key)
+                )
+            }
+            LoadTable::GreylistClients { .. } => {
                 let triplet = schema::greylist_known_triplet(index);
                 format!(
-                    "({}, {}, {}, UNIX_TIMESTAMP() - 86400, UNIX_TIMESTAMP() - 3600, 1)",
-                    quote_string(triplet.client_net()),
-                    quote_string(&triplet.sender),
-                    quote_string(&triplet.recipient)
+                    "(INET_ATON({}), {}, UNIX_TIMESTAMP() - 3600)",
+                    quote_string(&triplet.client_ip),
+                    schema::greylist_client_passes(index)
                 )
             }
         }

@@ -17,6 +17,7 @@ pub mod sqltest;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,10 @@ pub struct ClusterSpec {
     /// HeartbeatIntervalDbDb: tests fail over much faster than NDB's 5 s default.
     pub heartbeat_ms: u64,
     pub data_memory: String,
+    /// More `[cluster]` parameters, one `Name = value` per line (DiskSync, checkpoints, ...).
+    pub cluster_extra: String,
+    /// Spare API slots (no SQL node runs in them) for tools such as `cairn restore`.
+    pub spare_api_slots: u32,
     /// ArbitrationTimeout: NDB's 7500 ms would make failover tests slow.
     pub arbitration_ms: u64,
 }
@@ -48,10 +53,15 @@ impl Default for ClusterSpec {
             mgmds: 1,
             heartbeat_ms: 100,
             data_memory: "128M".into(),
+            cluster_extra: String::new(),
+            spare_api_slots: 0,
             arbitration_ms: 1000,
         }
     }
 }
+
+/// The first spare API slot's node id (see [`ClusterSpec::spare_api_slots`]).
+pub const FIRST_SPARE_API_SLOT: u32 = 150;
 
 pub fn cairn_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CAIRN_BIN") {
@@ -90,10 +100,11 @@ impl Cluster {
         let dir = tempfile::Builder::new().prefix("cairn-e2e-").tempdir()?;
         let mut text = format!(
             "[cluster]\nName = \"e2e\"\nSecret = \"e2e-secret-{}\"\nNoOfReplicas = {}\nDataMemory = \"{}\"\n\
-             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nArbitrationTimeout = {arb}\nAllowPasswordlessRoot = true\n\n",
+             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nArbitrationTimeout = {arb}\nAllowPasswordlessRoot = true\n{}\n\n",
             std::process::id(),
             spec.replicas,
             spec.data_memory,
+            spec.cluster_extra,
             hb = spec.heartbeat_ms,
             arb = spec.arbitration_ms,
         );
@@ -105,6 +116,9 @@ impl Cluster {
         }
         for k in 0..spec.sql_nodes {
             text.push_str(&format!("[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n\n", 100 + k, free_port()));
+        }
+        for k in 0..spec.spare_api_slots {
+            text.push_str(&format!("[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n\n", FIRST_SPARE_API_SLOT + k, free_port()));
         }
         // A spare API slot the harness itself uses to inspect data nodes; never started as a process.
         text.push_str(&format!("[[mysqld]]\nNodeId = {DIAGNOSTIC_NODE}\nHostName = \"127.0.0.1\"\nPort = {}\n\n", free_port()));
@@ -119,7 +133,14 @@ impl Cluster {
             .iter()
             .map(|m| m.node_id)
             .chain(cluster.config.data_nodes.iter().map(|d| d.id.0))
-            .chain(cluster.config.sql_nodes.iter().map(|s| s.node_id).filter(|id| *id != DIAGNOSTIC_NODE))
+            .chain(
+                cluster
+                    .config
+                    .sql_nodes
+                    .iter()
+                    .map(|s| s.node_id)
+                    .filter(|id| *id != DIAGNOSTIC_NODE && !(FIRST_SPARE_API_SLOT..DIAGNOSTIC_NODE).contains(id)),
+            )
             .collect();
         for id in ids {
             cluster.start_node(id)?;
@@ -134,11 +155,22 @@ impl Cluster {
 
     /// Starts (or restarts) one node's process.
     pub fn start_node(&mut self, id: u32) -> anyhow::Result<()> {
-        self.start_node_with_env(id, &[])
+        self.start_node_with(id, &[], &[])
+    }
+
+    /// The data directory of node `id`.
+    pub fn data_dir(&self, id: u32) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
     }
 
     /// Starts one node's process with extra environment (fault injection: `CAIRN_FAILPOINT`).
     pub fn start_node_with_env(&mut self, id: u32, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.start_node_with(id, &[], env)
+    }
+
+    /// Starts one node's process with extra arguments (`--initial`, `--nostart` for a data node)
+    /// and environment.
+    pub fn start_node_with(&mut self, id: u32, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
         let node_dir = self.dir.path().join(format!("node-{id}"));
         std::fs::create_dir_all(&node_dir)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
@@ -153,8 +185,12 @@ impl Cluster {
         } else {
             vec!["sqld", "--node-id", &node, "--mgm", &mgm, "--secret-file", &config]
         };
+        let mut args = args;
+        args.extend_from_slice(extra);
         let child = Command::new(cairn_binary())
             .args(&args)
+            // Its own process group: kill -9 takes a data node's angel and worker together.
+            .process_group(0)
             .envs(env.iter().copied())
             .env("RUST_LOG", std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info,raft=warn".into()))
             .stdin(Stdio::null())
@@ -170,12 +206,38 @@ impl Cluster {
         self.dir.path().join(format!("node-{id}.log"))
     }
 
-    /// kill -9: the process gets no chance to flush or say goodbye.
+    /// kill -9: the process (for a data node, its angel and worker) gets no chance to flush or
+    /// say goodbye.
     pub fn kill9(&mut self, id: u32) {
         if let Some(mut child) = self.children.remove(&id) {
+            // SAFETY: kill(2) on the process group of a child we spawned in its own group.
+            unsafe {
+                libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Whether the process of node `id` has exited; takes its exit status then.
+    pub fn exited(&mut self, id: u32) -> Option<std::process::ExitStatus> {
+        let status = self.children.get_mut(&id).and_then(|c| c.try_wait().ok().flatten());
+        if status.is_some() {
+            self.children.remove(&id);
+        }
+        status
+    }
+
+    /// Forgets a node's process that exited on its own (after `N STOP`, `SHUTDOWN`).
+    pub fn wait_exit(&mut self, id: u32, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited(id) {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// SIGTERM and wait for a clean exit.
@@ -195,21 +257,6 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    /// Waits for a node's process to exit on its own (a failpoint); true if it did in time.
-    pub fn wait_exit(&mut self, id: u32, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            match self.children.get_mut(&id).map(|c| c.try_wait()) {
-                Some(Ok(Some(_))) | None => {
-                    self.children.remove(&id);
-                    return true;
-                }
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        false
     }
 
     pub fn is_running(&mut self, id: u32) -> bool {
@@ -236,6 +283,14 @@ impl Cluster {
         // The catalog is pushed; give a just-committed change a moment to arrive.
         tokio::time::sleep(Duration::from_millis(200)).await;
         Ok(client.catalog_now())
+    }
+
+    /// Commits a catalog change through the management node (as an SQL node would).
+    pub async fn ddl(&self, op: cairn_common::catalog::CatalogOp) -> anyhow::Result<()> {
+        self.catalog().await?;
+        let client = self.management.get().context("registered by catalog()")?;
+        client.ddl(op).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
     }
 
     /// Every row data node `node` holds of `database.table`, read from its own applied state
@@ -308,7 +363,7 @@ impl Cluster {
                 Ok(link) => {
                     let (client, _) = RpcClient::new(link);
                     let reply = client
-                        .call(Body::AdminCommand(AdminCommand { command: command.into() }), Duration::from_secs(10))
+                        .call(Body::AdminCommand(AdminCommand { command: command.into() }), Duration::from_secs(180))
                         .await?;
                     let Body::AdminReply(reply) = reply else { bail!("unexpected admin answer") };
                     return Ok(reply.text);
@@ -387,6 +442,10 @@ impl Drop for Cluster {
             eprintln!("{}", self.log_tails(30));
         }
         for (_, mut child) in std::mem::take(&mut self.children) {
+            // SAFETY: kill(2) on the process group of a child we spawned in its own group.
+            unsafe {
+                libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

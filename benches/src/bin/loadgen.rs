@@ -38,7 +38,7 @@ struct Args {
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
 
-    /// Size of the data set (rows of bench.t, calmail.account or greylist.triplet).
+    /// Size of the data set (rows of bench.t, calmail.account or greylist.greylist_triplet).
     #[arg(long, default_value_t = 100_000)]
     rows: u64,
 

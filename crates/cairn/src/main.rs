@@ -5,11 +5,13 @@
 //! - `cairn sqld`: an SQL node speaking the MySQL protocol (NDB's mysqld as API node).
 //! - `cairn mgm`: the management client (NDB's ndb_mgm).
 //! - `cairn up`: a whole local cluster in one command.
+//! - `cairn restore`: rebuild a cluster from a backup (NDB's ndb_restore).
 //!
 //! Each role is a thin shell over its crate; `main` parses arguments, sets up logging and a
 //! tokio runtime, and hands over.
 
 mod mgm;
+mod restore;
 mod up;
 
 use std::path::PathBuf;
@@ -65,7 +67,7 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Run a data node.
+    /// Run a data node (an angel process that runs the data node and restarts it on command).
     Datad {
         #[arg(long)]
         node_id: u32,
@@ -76,7 +78,19 @@ enum Command {
         secret: SecretArgs,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Initial node restart: remove this node's checkpoints and Raft log and copy everything
+        /// from a live replica (NDB's --initial). Backups stay.
+        #[arg(long)]
+        initial: bool,
+        /// Register with the management node and wait for `N START` (NDB's -n / --nostart).
+        #[arg(short = 'n', long = "nostart")]
+        nostart: bool,
+        /// Run the data node itself rather than its angel (the angel starts it so).
+        #[arg(long, hide = true)]
+        worker: bool,
     },
+    /// Rebuild a cluster's schema, users and data from a backup (NDB's ndb_restore).
+    Restore(restore::RestoreArgs),
     /// Run an SQL node (MySQL protocol).
     Sqld {
         #[arg(long)]
@@ -115,11 +129,24 @@ fn main() {
                 rt.block_on(cairn_mgmd::run(cairn_mgmd::MgmdOptions { node_id, config_path: config, data_dir }))?;
                 Ok(0)
             }
-            Command::Datad { node_id, mgm, secret, data_dir } => {
+            Command::Datad { node_id, mgm, secret, data_dir, initial, nostart, worker } => {
                 init_logging();
                 let secret = secret.resolve()?;
-                rt.block_on(cairn_datad::run(cairn_datad::DatadOptions { node_id, mgm, secret, data_dir }))?;
-                Ok(0)
+                if worker {
+                    let options =
+                        cairn_datad::DatadOptions { node_id, mgm, secret, data_dir, initial, no_start: nostart };
+                    return rt.block_on(cairn_datad::run(options));
+                }
+                // The angel: the worker gets the same node, management nodes and data
+                // directory, and the secret in its environment (not on its command line).
+                drop(rt);
+                let mut args = vec!["datad".to_string(), "--node-id".into(), node_id.to_string(), "--mgm".into(), mgm.join(",")];
+                if let Some(dir) = &data_dir {
+                    args.push("--data-dir".into());
+                    args.push(dir.to_string_lossy().into_owned());
+                }
+                let mode = cairn_datad::angel::StartMode { initial, no_start: nostart };
+                cairn_datad::angel::supervise(args, vec![("CAIRN_SECRET".into(), secret)], mode)
             }
             Command::Sqld { node_id, mgm, secret } => {
                 init_logging();
@@ -128,6 +155,10 @@ fn main() {
                 Ok(0)
             }
             Command::Mgm(args) => rt.block_on(mgm::run(args)),
+            Command::Restore(args) => {
+                init_logging();
+                rt.block_on(restore::run(args))
+            }
             Command::Up(args) => rt.block_on(up::run(args)),
         }
     })();

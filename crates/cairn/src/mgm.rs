@@ -39,16 +39,38 @@ fn find_secret(args: &MgmArgs) -> anyhow::Result<String> {
     Ok(config.cluster.secret)
 }
 
+/// How long a command may take: a backup that waits for completion copies every row, and
+/// stops and restarts wait for the nodes to go.
+fn timeout_for(line: &str) -> Duration {
+    let upper = line.to_ascii_uppercase();
+    if upper.starts_with("START BACKUP") {
+        Duration::from_secs(24 * 3600)
+    } else if ["STOP", "RESTART", "START", "SHUTDOWN", "ABORT"].iter().any(|w| upper.contains(w)) {
+        Duration::from_secs(180)
+    } else {
+        Duration::from_secs(10)
+    }
+}
+
 async fn run_command(client: &RpcClient, connect: &str, line: &str) -> anyhow::Result<bool> {
+    if line.trim().to_ascii_uppercase().starts_with("START BACKUP") && !line.to_ascii_uppercase().contains("NOWAIT") {
+        let what = if line.to_ascii_uppercase().contains("WAIT STARTED") { "started" } else { "completed" };
+        println!("Waiting for {what}, this may take several minutes");
+    }
     let reply = client
-        .call(Body::AdminCommand(AdminCommand { command: line.to_string() }), Duration::from_secs(10))
+        .call(Body::AdminCommand(AdminCommand { command: line.to_string() }), timeout_for(line))
         .await
         .with_context(|| format!("no answer from the management server at {connect}"))?;
     let Body::AdminReply(reply) = reply else { bail!("unexpected answer from the management server") };
     if line.trim().eq_ignore_ascii_case("show") {
         println!("Connected to Management Server at: {connect}");
     }
-    println!("{}", reply.text.trim_end());
+    // The management node's answer repeats the waiting line (for clients that print only the
+    // answer); it was printed above already, before the wait.
+    let text = reply.text.trim_end();
+    let text = text.strip_prefix("Waiting for completed, this may take several minutes\n").unwrap_or(text);
+    let text = text.strip_prefix("Waiting for started, this may take several minutes\n").unwrap_or(text);
+    println!("{text}");
     Ok(reply.ok)
 }
 

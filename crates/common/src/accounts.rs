@@ -459,21 +459,9 @@ impl Account {
     }
 }
 
-/// A routine, for routine-level grants: `FUNCTION db.f` or `PROCEDURE db.p`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum RoutineKind {
-    Function,
-    Procedure,
-}
-
-impl RoutineKind {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            RoutineKind::Function => "FUNCTION",
-            RoutineKind::Procedure => "PROCEDURE",
-        }
-    }
-}
+/// A routine, for routine-level grants: `FUNCTION db.f` or `PROCEDURE db.p` (the catalog's own
+/// kind of routine).
+pub use crate::routine::RoutineKind;
 
 /// What a GRANT or REVOKE names after ON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -583,6 +571,10 @@ pub enum AccountOp {
     RevokeRoles { roles: Vec<AccountName>, grantees: Vec<AccountName> },
     /// SET DEFAULT ROLE … TO …; an empty list is NONE.
     SetDefaultRoles { grantees: Vec<AccountName>, roles: Vec<AccountName> },
+    /// `cairn restore`: the accounts of a backup that the cluster does not have, each with its
+    /// grants, granted roles and default roles. Accounts the cluster already has are left as
+    /// they are (a note says so), as restored tables that exist are.
+    Restore(Accounts),
 }
 
 /// The fields ALTER USER (and SET PASSWORD) may change.
@@ -882,6 +874,25 @@ impl Accounts {
                 }
                 self.roles.retain(|_, v| !v.is_empty());
                 self.default_roles.retain(|_, v| !v.is_empty());
+            }
+            AccountOp::Restore(backup) => {
+                let Accounts { accounts, mut grants, mut roles, mut default_roles } = backup;
+                for (name, account) in accounts {
+                    if self.accounts.contains_key(&name) {
+                        outcome.notes.push((ErrorKind::UserAlreadyExists, format!("Authorization ID {name} already exists.")));
+                        continue;
+                    }
+                    if let Some(g) = grants.remove(&name) {
+                        self.grants.insert(name.clone(), g);
+                    }
+                    if let Some(r) = roles.remove(&name) {
+                        self.roles.insert(name.clone(), r);
+                    }
+                    if let Some(d) = default_roles.remove(&name) {
+                        self.default_roles.insert(name.clone(), d);
+                    }
+                    self.accounts.insert(name, account);
+                }
             }
             AccountOp::SetDefaultRoles { grantees, roles } => {
                 for g in &grantees {

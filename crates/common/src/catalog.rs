@@ -1,5 +1,6 @@
-//! The cluster catalog: databases, tables, their columns, keys and partition maps, and user
-//! accounts (`crate::accounts`). The management nodes keep it in their Raft group; every data and SQL node holds a
+//! The cluster catalog: databases, tables, their columns, keys and partition maps, stored
+//! routines (`crate::routine`), and user accounts, roles and grants (`crate::accounts`). The
+//! management nodes keep it in their Raft group; every data and SQL node holds a
 //! copy pushed to it, tagged with a version that increases with every change.
 //!
 //! Applying a [`CatalogOp`] is deterministic: every management node applies the same ops in
@@ -13,6 +14,7 @@ use crate::accounts::{AccountOp, AccountOutcome, Accounts};
 use crate::collation::Collation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{NodeGroupId, PartitionId, TableId};
+use crate::routine::{self, RoutineChanges, RoutineDef, RoutineKey, RoutineKind};
 use crate::row::RowLayout;
 use crate::types::ColumnType;
 use crate::value::Value;
@@ -250,6 +252,8 @@ pub struct Catalog {
     /// Accounts, roles and grants (`crate::accounts`).
     pub accounts: Accounts,
     pub next_table_id: u32,
+    /// Stored functions and procedures (`crate::routine`).
+    pub routines: BTreeMap<RoutineKey, RoutineDef>,
     /// (database, table name) → id; rebuilt after deserializing.
     #[serde(skip)]
     names: HashMap<(String, String), TableId>,
@@ -271,6 +275,16 @@ pub enum CatalogOp {
     AlterTable { database: String, name: String, expected_version: u64, table: TableDef },
     /// Account, role and grant changes (`crate::accounts`), applied together or not at all.
     Accounts(Vec<AccountOp>),
+    /// CREATE [OR REPLACE] FUNCTION/PROCEDURE [IF NOT EXISTS]; the version is set on apply.
+    CreateRoutine { routine: RoutineDef, or_replace: bool, if_not_exists: bool },
+    /// ALTER FUNCTION/PROCEDURE: characteristics only (the body changes by CREATE OR REPLACE).
+    AlterRoutine { database: String, kind: RoutineKind, name: String, changes: RoutineChanges },
+    DropRoutine { database: String, kind: RoutineKind, name: String, if_exists: bool },
+    /// Changes nothing: a node proposes it to learn the newest catalog version (everything
+    /// committed before it), then waits until its own copy is that new. An SQL node does this
+    /// before saying a routine does not exist, so that a routine created through another SQL
+    /// node a moment ago is found.
+    Barrier,
 }
 
 /// What applying an op did, for the caller's reply.
@@ -285,6 +299,9 @@ pub enum CatalogOutcome {
     TableAltered { id: TableId, version: u64 },
     /// Accounts changed; notes for IF [NOT] EXISTS.
     Accounts(AccountOutcome),
+    RoutineCreated,
+    RoutineAltered,
+    RoutineDropped,
 }
 
 impl Catalog {
@@ -365,10 +382,23 @@ impl Catalog {
         self.tables.values().filter(move |t| t.database == database)
     }
 
+    /// A stored function or procedure by name (routine names are case-insensitive).
+    pub fn routine(&self, database: &str, kind: RoutineKind, name: &str) -> Option<&RoutineDef> {
+        self.routines.get(&RoutineKey::new(database, kind, name))
+    }
+
+    /// Every routine, ordered by database, kind, then lower-cased name (information_schema
+    /// and SHOW … STATUS list them from here).
+    pub fn all_routines(&self) -> impl Iterator<Item = &RoutineDef> {
+        self.routines.values()
+    }
+
     /// Applies one op. `node_groups` are the cluster's node groups, for partition placement.
     /// On error the catalog is unchanged.
     pub fn apply(&mut self, op: CatalogOp, node_groups: &[NodeGroupId]) -> Result<CatalogOutcome> {
         let outcome = match op {
+            // No new version: the barrier's reply carries the current one.
+            CatalogOp::Barrier => return Ok(CatalogOutcome::Unchanged { note: None }),
             CatalogOp::CreateDatabase { name, charset, collation, if_not_exists } => {
                 if self.databases.contains_key(&name) {
                     let message = format!("Can't create database '{name}'; database exists");
@@ -395,6 +425,8 @@ impl Catalog {
                         self.names.remove(&(t.database, t.name));
                     }
                 }
+                // A database's routines go with it, as in MySQL.
+                self.routines.retain(|key, _| key.database != name);
                 CatalogOutcome::DatabaseDropped { tables: doomed }
             }
             CatalogOp::CreateTable { mut table, if_not_exists } => {
@@ -459,6 +491,50 @@ impl Catalog {
                 }
                 self.accounts = accounts;
                 CatalogOutcome::Accounts(outcome)
+            }
+            CatalogOp::CreateRoutine { mut routine, or_replace, if_not_exists } => {
+                if !self.databases.contains_key(&routine.database) {
+                    bail!(UnknownDatabase, "Unknown database '{}'", routine.database);
+                }
+                routine.validate()?;
+                let key = RoutineKey::new(&routine.database, routine.kind, &routine.name);
+                if self.routines.contains_key(&key) && !or_replace {
+                    let error = routine::already_exists(routine.kind, &routine.name);
+                    if if_not_exists {
+                        return Ok(CatalogOutcome::Unchanged { note: Some((error.kind, error.message)) });
+                    }
+                    return Err(error);
+                }
+                routine.version = self.version + 1;
+                self.routines.insert(key, routine);
+                CatalogOutcome::RoutineCreated
+            }
+            CatalogOp::AlterRoutine { database, kind, name, changes } => {
+                let Some(r) = self.routines.get_mut(&RoutineKey::new(&database, kind, &name)) else {
+                    return Err(routine::does_not_exist(kind, &database, &name));
+                };
+                if let Some(comment) = changes.comment {
+                    r.comment = comment;
+                }
+                if let Some(security) = changes.security {
+                    r.security = security;
+                }
+                if let Some(access) = changes.data_access {
+                    r.data_access = access;
+                }
+                r.modified_micros = changes.modified_micros;
+                r.version = self.version + 1;
+                CatalogOutcome::RoutineAltered
+            }
+            CatalogOp::DropRoutine { database, kind, name, if_exists } => {
+                if self.routines.remove(&RoutineKey::new(&database, kind, &name)).is_none() {
+                    let error = routine::does_not_exist(kind, &database, &name);
+                    if if_exists {
+                        return Ok(CatalogOutcome::Unchanged { note: Some((error.kind, error.message)) });
+                    }
+                    return Err(error);
+                }
+                CatalogOutcome::RoutineDropped
             }
         };
         self.version += 1;
@@ -645,6 +721,65 @@ mod tests {
         let first = mk(&mut c);
         c.apply(CatalogOp::DropTable { database: "d".into(), name: "t".into(), if_exists: false }, &groups).unwrap();
         assert_ne!(mk(&mut c), first);
+    }
+
+    fn routine(db: &str, name: &str, kind: RoutineKind) -> RoutineDef {
+        use crate::routine::{DataAccess, RoutineType, SqlSecurity};
+        RoutineDef {
+            database: db.into(),
+            name: name.into(),
+            kind,
+            version: 0,
+            params: vec![],
+            returns: (kind == RoutineKind::Function).then(|| RoutineType { ty: ColumnType::bigint(), collation: None }),
+            param_list: String::new(),
+            body: "RETURN 1".into(),
+            definer_user: "root".into(),
+            definer_host: "%".into(),
+            security: SqlSecurity::Definer,
+            deterministic: false,
+            data_access: DataAccess::ContainsSql,
+            comment: String::new(),
+            sql_mode: String::new(),
+            character_set_client: "utf8mb4".into(),
+            collation_connection: "utf8mb4_0900_ai_ci".into(),
+            database_collation: "utf8mb4_0900_ai_ci".into(),
+            created_micros: 0,
+            modified_micros: 0,
+        }
+    }
+
+    #[test]
+    fn routines_are_per_database_per_kind_and_case_insensitive() {
+        let groups = [NodeGroupId(0)];
+        let mut c = Catalog::new();
+        let create = |r: RoutineDef, or_replace: bool, if_not_exists: bool| CatalogOp::CreateRoutine { routine: r, or_replace, if_not_exists };
+        assert_eq!(c.apply(create(routine("d", "f", RoutineKind::Function), false, false), &groups).unwrap_err().code(), 1049);
+        c.apply(create_db("d"), &groups).unwrap();
+        assert_eq!(c.apply(create(routine("d", "f", RoutineKind::Function), false, false), &groups).unwrap(), CatalogOutcome::RoutineCreated);
+        let first = c.routine("d", RoutineKind::Function, "F").unwrap().version;
+        assert_eq!(first, c.version, "a routine carries the version that created it");
+        // A procedure of the same name lives in its own name space.
+        c.apply(create(routine("d", "f", RoutineKind::Procedure), false, false), &groups).unwrap();
+        let err = c.apply(create(routine("d", "F", RoutineKind::Function), false, false), &groups).unwrap_err();
+        assert_eq!((err.code(), err.message.as_str()), (1304, "FUNCTION F already exists"));
+        assert!(matches!(c.apply(create(routine("d", "f", RoutineKind::Function), false, true), &groups).unwrap(), CatalogOutcome::Unchanged { note: Some(_) }));
+        c.apply(create(routine("d", "f", RoutineKind::Function), true, false), &groups).unwrap();
+        assert!(c.routine("d", RoutineKind::Function, "f").unwrap().version > first, "OR REPLACE gives a new version");
+        let drop = |if_exists| CatalogOp::DropRoutine { database: "d".into(), kind: RoutineKind::Function, name: "F".into(), if_exists };
+        assert_eq!(c.apply(drop(false), &groups).unwrap(), CatalogOutcome::RoutineDropped);
+        let err = c.apply(drop(false), &groups).unwrap_err();
+        assert_eq!((err.code(), err.message.as_str()), (1305, "FUNCTION d.F does not exist"));
+        assert!(matches!(c.apply(drop(true), &groups).unwrap(), CatalogOutcome::Unchanged { .. }));
+        let mut bad = routine("d", "g", RoutineKind::Function);
+        bad.name = "x".repeat(65);
+        assert_eq!(c.apply(create(bad, false, false), &groups).unwrap_err().code(), 1458);
+        // Dropping the database drops its routines; the catalog round-trips through postcard.
+        let bytes = postcard::to_stdvec(&c).unwrap();
+        let back: Catalog = postcard::from_bytes(&bytes).unwrap();
+        assert!(back.routine("d", RoutineKind::Procedure, "f").is_some());
+        c.apply(CatalogOp::DropDatabase { name: "d".into(), if_exists: false }, &groups).unwrap();
+        assert_eq!(c.all_routines().count(), 0);
     }
 
     #[test]

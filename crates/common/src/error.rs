@@ -256,6 +256,91 @@ error_kinds! {
     /// ER_STACK_OVERRUN_NEED_MORE: a statement nests or chains expressions beyond what the
     /// SQL node evaluates safely.
     StackOverrun = (1436, "HY000", Report),
+    // ----- Stored routines (docs/routines.md) -----
+    /// ER_SP_NO_RECURSIVE_CREATE: CREATE FUNCTION/PROCEDURE inside a routine.
+    RoutineCreateInRoutine = (1303, "2F003", Report),
+    /// ER_SP_ALREADY_EXISTS
+    RoutineExists = (1304, "42000", Report),
+    /// ER_SP_LILABEL_MISMATCH: LEAVE/ITERATE naming no enclosing label.
+    LabelMismatch = (1308, "42000", Report),
+    /// ER_SP_LABEL_REDEFINE
+    LabelRedefined = (1309, "42000", Report),
+    /// ER_SP_LABEL_MISMATCH: an end label that does not match the begin label.
+    EndLabelMismatch = (1310, "42000", Report),
+    /// ER_SP_BADSELECT: a procedure returning a result set where none may be sent.
+    ProcedureResultSetNotAllowed = (1312, "0A000", Report),
+    /// ER_SP_NO_DROP_SP: DROP or ALTER FUNCTION/PROCEDURE inside a routine.
+    RoutineDropInRoutine = (1357, "HY000", Report),
+    /// ER_SP_BADRETURN
+    ReturnOutsideFunction = (1313, "42000", Report),
+    /// ER_SP_BADSTATEMENT
+    StatementNotAllowedInRoutine = (1314, "0A000", Report),
+    /// ER_SP_WRONG_NO_OF_ARGS
+    RoutineArgumentCount = (1318, "42000", Report),
+    /// ER_SP_COND_MISMATCH
+    UndefinedCondition = (1319, "42000", Report),
+    /// ER_SP_NORETURN
+    FunctionWithoutReturn = (1320, "42000", Report),
+    /// ER_SP_NORETURNEND
+    FunctionEndedWithoutReturn = (1321, "2F005", Report),
+    /// ER_SP_BAD_CURSOR_QUERY
+    CursorNotSelect = (1322, "42000", Report),
+    /// ER_SP_BAD_CURSOR_SELECT
+    CursorSelectWithInto = (1323, "42000", Report),
+    /// ER_SP_CURSOR_MISMATCH
+    UndefinedCursor = (1324, "42000", Report),
+    /// ER_SP_CURSOR_ALREADY_OPEN
+    CursorAlreadyOpen = (1325, "24000", Report),
+    /// ER_SP_CURSOR_NOT_OPEN
+    CursorNotOpen = (1326, "24000", Report),
+    /// ER_SP_UNDECLARED_VAR
+    UndeclaredVariable = (1327, "42000", Report),
+    /// ER_SP_WRONG_NO_OF_FETCH_ARGS
+    FetchArgumentCount = (1328, "HY000", Report),
+    /// ER_SP_FETCH_NO_DATA: the NOT FOUND condition (a FETCH past the end, a SELECT INTO of no row).
+    NoData = (1329, "02000", Report),
+    /// ER_SP_DUP_PARAM
+    DuplicateParameter = (1330, "42000", Report),
+    /// ER_SP_DUP_VAR
+    DuplicateVariable = (1331, "42000", Report),
+    /// ER_SP_DUP_COND
+    DuplicateCondition = (1332, "42000", Report),
+    /// ER_SP_DUP_CURS
+    DuplicateCursor = (1333, "42000", Report),
+    /// ER_STMT_NOT_ALLOWED_IN_SF_OR_TRG
+    NotAllowedInFunction = (1336, "0A000", Report),
+    /// ER_SP_VARCOND_AFTER_CURSHNDLR
+    DeclarationOrder = (1337, "42000", Report),
+    /// ER_SP_CURSOR_AFTER_HANDLER
+    CursorAfterHandler = (1338, "42000", Report),
+    /// ER_SP_CASE_NOT_FOUND
+    CaseNotFound = (1339, "20000", Report),
+    /// ER_SP_BAD_SQLSTATE
+    BadSqlState = (1407, "42000", Report),
+    /// ER_SP_DUP_HANDLER
+    DuplicateHandler = (1413, "42000", Report),
+    /// ER_SP_NOT_VAR_ARG: an OUT or INOUT argument that is not a variable.
+    OutArgumentNotVariable = (1414, "42000", Report),
+    /// ER_SP_NO_RETSET
+    ResultSetFromFunction = (1415, "0A000", Report),
+    /// ER_COMMIT_NOT_ALLOWED_IN_SF_OR_TRG
+    CommitInFunction = (1422, "HY000", Report),
+    /// ER_SP_NO_RECURSION
+    RecursiveFunction = (1424, "HY000", Report),
+    /// ER_SP_RECURSION_LIMIT
+    RecursionLimit = (1456, "HY000", Report),
+    /// ER_SP_WRONG_NAME
+    WrongRoutineName = (1458, "42000", Report),
+    /// ER_SIGNAL_WARN: an unhandled SIGNAL of a warning SQLSTATE ('01…').
+    SignalWarning = (1642, "01000", Report),
+    /// ER_SIGNAL_NOT_FOUND: an unhandled SIGNAL of a not-found SQLSTATE ('02…').
+    SignalNotFound = (1643, "02000", Report),
+    /// ER_SIGNAL_EXCEPTION: an unhandled SIGNAL of any other SQLSTATE.
+    SignalException = (1644, "HY000", Report),
+    /// ER_RESIGNAL_WITHOUT_ACTIVE_HANDLER
+    ResignalWithoutHandler = (1645, "0K000", Report),
+    /// ER_SIGNAL_BAD_CONDITION_TYPE
+    SignalBadCondition = (1646, "HY000", Report),
 }
 
 /// An error with its kind and the message the client sees.
@@ -263,11 +348,30 @@ error_kinds! {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+    /// The number and SQLSTATE a stored routine's `SIGNAL` chose, which need not be in the
+    /// registry (MySQL lets a routine raise any SQLSTATE with any number). None for every error
+    /// Cairn raises itself.
+    pub signal: Option<Box<SignalCondition>>,
+}
+
+/// A condition raised by `SIGNAL` / `RESIGNAL`: what the client sees instead of the kind's own
+/// number and SQLSTATE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalCondition {
+    pub code: u16,
+    /// Five characters of `[0-9A-Z]`, not of class '00' (checked by the SIGNAL statement).
+    pub sqlstate: String,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into() }
+        Error { kind, message: message.into(), signal: None }
+    }
+
+    /// A condition raised by SIGNAL with its own number and SQLSTATE; `kind` is the closest
+    /// registry kind (1642/1643/1644 by the SQLSTATE's class), for code that branches on kinds.
+    pub fn signalled(kind: ErrorKind, code: u16, sqlstate: impl Into<String>, message: impl Into<String>) -> Error {
+        Error { kind, message: message.into(), signal: Some(Box::new(SignalCondition { code, sqlstate: sqlstate.into() })) }
     }
 
     /// An internal error: something Cairn did not expect. The message says what.
@@ -288,11 +392,17 @@ impl Error {
     }
 
     pub fn code(&self) -> u16 {
-        self.kind.code()
+        match &self.signal {
+            Some(s) => s.code,
+            None => self.kind.code(),
+        }
     }
 
-    pub fn sqlstate(&self) -> &'static str {
-        self.kind.sqlstate()
+    pub fn sqlstate(&self) -> &str {
+        match &self.signal {
+            Some(s) => &s.sqlstate,
+            None => self.kind.sqlstate(),
+        }
     }
 
     pub fn is_retryable(&self) -> bool {

@@ -139,16 +139,22 @@ pub struct EvalContext<'a> {
     pub session: Option<&'a mut dyn SessionContext>,
     /// Strict mode for writes: conversions that would warn in a SELECT fail an INSERT/UPDATE.
     pub strict: bool,
+    /// Parameters whose values the caller computes only when evaluation reaches them (a
+    /// stored function call inside IF() or CASE runs only if its branch is taken). Reading one
+    /// fails and records its index in `missing`; the caller computes it and evaluates again.
+    pub unbound: &'a [u32],
+    /// The unbound parameter the last evaluation needed.
+    pub missing: Option<u32>,
 }
 
 impl<'a> EvalContext<'a> {
     /// A context with no session, as data nodes use.
     pub fn detached() -> EvalContext<'static> {
-        EvalContext { params: &[], warnings: Vec::new(), session: None, strict: false }
+        EvalContext { params: &[], warnings: Vec::new(), session: None, strict: false, unbound: &[], missing: None }
     }
 
     pub fn with_params(params: &'a [Value]) -> EvalContext<'a> {
-        EvalContext { params, warnings: Vec::new(), session: None, strict: false }
+        EvalContext { params, warnings: Vec::new(), session: None, strict: false, unbound: &[], missing: None }
     }
 
     pub fn warn(&mut self, code: u16, message: impl Into<String>) {
@@ -353,11 +359,16 @@ impl Expr {
                 .cloned()
                 .ok_or_else(|| Error::internal(format!("column {i} out of range of a {}-column row", row.len()))),
             Expr::Literal(v) => Ok(v.clone()),
-            Expr::Param(i) => ctx
-                .params
-                .get(*i as usize)
-                .cloned()
-                .ok_or_else(|| Error::new(ErrorKind::WrongArguments, "Incorrect arguments to mysqld_stmt_execute")),
+            Expr::Param(i) => {
+                if ctx.unbound.contains(i) {
+                    ctx.missing = Some(*i);
+                    return Err(Error::internal(format!("parameter {i} is not bound yet")));
+                }
+                ctx.params
+                    .get(*i as usize)
+                    .cloned()
+                    .ok_or_else(|| Error::new(ErrorKind::WrongArguments, "Incorrect arguments to mysqld_stmt_execute"))
+            }
             Expr::Not(a) => Ok(match a.eval(row, ctx)?.truthy() {
                 None => Value::Null,
                 Some(b) => Value::from_bool(!b),

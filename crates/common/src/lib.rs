@@ -11,6 +11,7 @@
 //! - [`row`]: the packed in-memory row format ("every byte counts").
 //! - [`key`]: order-preserving key encoding and the partition hash (an on-disk contract).
 //! - [`catalog`]: databases, tables, users; deterministic catalog ops.
+//! - [`routine`]: stored functions and procedures as the catalog keeps them.
 //! - [`expr`], [`functions`]: expressions evaluated on SQL and data nodes alike.
 //! - [`group`]: grouping keys shared by SQL and data nodes.
 //! - [`ops`]: requests from SQL nodes to node groups, and the write sets of the Raft log.
@@ -30,6 +31,7 @@ pub mod group;
 pub mod ids;
 pub mod key;
 pub mod ops;
+pub mod routine;
 pub mod row;
 pub mod temporal;
 pub mod types;

@@ -120,6 +120,22 @@ fn default_gcp_ms() -> u64 {
 fn default_hb_db_ms() -> u64 {
     5000
 }
+fn default_min_disk_write_speed() -> Bytes {
+    Bytes(10 << 20)
+}
+fn default_max_disk_write_speed() -> Bytes {
+    Bytes(20 << 20)
+}
+fn default_lcp_log2_words() -> u32 {
+    20
+}
+fn default_max_lcp_interval_ms() -> u64 {
+    300_000
+}
+fn default_fragment_log_file_size() -> Bytes {
+    Bytes(16 << 20)
+}
+
 fn default_hb_api_ms() -> u64 {
     1500
 }
@@ -142,6 +158,14 @@ fn default_max_connections() -> u32 {
     1024
 }
 
+impl ClusterSection {
+    /// Raft log bytes applied since the previous local checkpoint started that start the next
+    /// one: TimeBetweenLocalCheckpoints in NDB's unit (2^n words of 4 bytes).
+    pub fn local_checkpoint_log_bytes(&self) -> u64 {
+        4u64 << self.time_between_local_checkpoints.min(31)
+    }
+}
+
 /// Cluster-wide parameters (NDB's `[ndbd default]` and friends).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +183,25 @@ pub struct ClusterSection {
     pub disk_sync: DiskSync,
     #[serde(rename = "TimeBetweenGlobalCheckpoints", default = "default_gcp_ms")]
     pub time_between_global_checkpoints_ms: u64,
+    /// Local checkpoints are written no slower than this when the node is busy (NDB's
+    /// MinDiskWriteSpeed, bytes per second).
+    #[serde(rename = "MinDiskWriteSpeed", default = "default_min_disk_write_speed")]
+    pub min_disk_write_speed: Bytes,
+    /// ... and no faster than this when it is idle (NDB's MaxDiskWriteSpeed).
+    #[serde(rename = "MaxDiskWriteSpeed", default = "default_max_disk_write_speed")]
+    pub max_disk_write_speed: Bytes,
+    /// NDB's TimeBetweenLocalCheckpoints, in NDB's unit: a local checkpoint starts once
+    /// 4 × 2^n bytes of Raft log were applied since the previous one started (20: 4 MiB).
+    #[serde(rename = "TimeBetweenLocalCheckpoints", default = "default_lcp_log2_words")]
+    pub time_between_local_checkpoints: u32,
+    /// Cairn's time trigger: a local checkpoint also starts this many milliseconds after the
+    /// previous one if anything was applied since (0: only the log-size trigger).
+    #[serde(rename = "MaxTimeBetweenLocalCheckpoints", default = "default_max_lcp_interval_ms")]
+    pub max_time_between_local_checkpoints_ms: u64,
+    /// Size of one Raft log segment file (NDB's redo log file size); whole segments are deleted
+    /// once a checkpoint makes them unnecessary.
+    #[serde(rename = "FragmentLogFileSize", default = "default_fragment_log_file_size")]
+    pub fragment_log_file_size: Bytes,
     #[serde(rename = "HeartbeatIntervalDbDb", default = "default_hb_db_ms")]
     pub heartbeat_interval_db_db_ms: u64,
     #[serde(rename = "HeartbeatIntervalDbApi", default = "default_hb_api_ms")]
@@ -203,6 +246,9 @@ pub struct DatadSection {
     pub node_group: Option<u32>,
     #[serde(rename = "DataMemory", default)]
     pub data_memory: Option<Bytes>,
+    /// Where backups go (`<BackupDataDir>/BACKUP/BACKUP-<id>/`); default: the DataDir.
+    #[serde(rename = "BackupDataDir", default)]
+    pub backup_data_dir: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -241,6 +287,7 @@ pub struct DataNode {
     pub data_dir: Option<String>,
     pub node_group: NodeGroupId,
     pub data_memory: u64,
+    pub backup_data_dir: Option<String>,
 }
 
 impl DataNode {
@@ -290,6 +337,30 @@ impl ClusterConfig {
             if value < min {
                 return fail(format!("[cluster] {name} = {value} ms is below the minimum of {min} ms"));
             }
+        }
+        if c.min_disk_write_speed.0 < 1 << 20 {
+            return fail(format!("[cluster] MinDiskWriteSpeed = {} is below the minimum of 1M (bytes per second)", c.min_disk_write_speed));
+        }
+        if c.max_disk_write_speed.0 < c.min_disk_write_speed.0 {
+            return fail(format!(
+                "[cluster] MaxDiskWriteSpeed = {} is below MinDiskWriteSpeed = {}",
+                c.max_disk_write_speed, c.min_disk_write_speed
+            ));
+        }
+        if c.time_between_local_checkpoints > 31 {
+            return fail(format!(
+                "[cluster] TimeBetweenLocalCheckpoints = {} must be between 0 and 31 (a checkpoint starts after 4 x 2^n bytes of log)",
+                c.time_between_local_checkpoints
+            ));
+        }
+        if c.max_time_between_local_checkpoints_ms != 0 && c.max_time_between_local_checkpoints_ms < 100 {
+            return fail(format!(
+                "[cluster] MaxTimeBetweenLocalCheckpoints = {} ms is below the minimum of 100 ms (0 turns the time trigger off)",
+                c.max_time_between_local_checkpoints_ms
+            ));
+        }
+        if !(1 << 20..=1 << 30).contains(&c.fragment_log_file_size.0) {
+            return fail(format!("[cluster] FragmentLogFileSize = {} must be between 1M and 1G", c.fragment_log_file_size));
         }
         if c.root_password.is_none() && !c.allow_passwordless_root {
             return fail(
@@ -365,6 +436,7 @@ impl ClusterConfig {
                 data_dir: d.data_dir.clone(),
                 node_group: NodeGroupId(group),
                 data_memory: d.data_memory.unwrap_or(c.data_memory).0,
+                backup_data_dir: d.backup_data_dir.clone(),
             });
         }
         for (group, size) in &group_sizes {
@@ -486,6 +558,32 @@ mod tests {
         assert!(e.contains("unknown field"), "{e}");
         let e = error_of("this is not toml [");
         assert!(e.starts_with("config: "), "{e}");
+    }
+
+    #[test]
+    fn durability_parameters_have_ndb_defaults_and_are_checked() {
+        let c = ClusterConfig::parse(GOOD).unwrap();
+        assert_eq!(c.cluster.disk_sync, DiskSync::Commit);
+        assert_eq!(c.cluster.time_between_global_checkpoints_ms, 2000);
+        assert_eq!(c.cluster.min_disk_write_speed, Bytes(10 << 20));
+        assert_eq!(c.cluster.max_disk_write_speed, Bytes(20 << 20));
+        assert_eq!(c.cluster.local_checkpoint_log_bytes(), 4 << 20, "TimeBetweenLocalCheckpoints = 20 is 4 MiB");
+        assert_eq!(c.cluster.fragment_log_file_size, Bytes(16 << 20));
+        let with = |line: &str| GOOD.replace("NoOfReplicas = 2", &format!("NoOfReplicas = 2\n{line}"));
+        let c = ClusterConfig::parse(&with("DiskSync = \"Interval\"")).unwrap();
+        assert_eq!(c.cluster.disk_sync, DiskSync::Interval);
+        let e = error_of(&with("MinDiskWriteSpeed = \"30M\""));
+        assert!(e.contains("MaxDiskWriteSpeed = 20M is below MinDiskWriteSpeed = 30M"), "{e}");
+        let e = error_of(&with("MinDiskWriteSpeed = 1000"));
+        assert!(e.contains("below the minimum of 1M"), "{e}");
+        let e = error_of(&with("TimeBetweenLocalCheckpoints = 32"));
+        assert!(e.contains("between 0 and 31"), "{e}");
+        let e = error_of(&with("MaxTimeBetweenLocalCheckpoints = 5"));
+        assert!(e.contains("below the minimum of 100 ms"), "{e}");
+        let e = error_of(&with("FragmentLogFileSize = \"100K\""));
+        assert!(e.contains("between 1M and 1G"), "{e}");
+        let e = error_of(&with("DiskSync = \"Sometimes\""));
+        assert!(e.contains("Sometimes"), "{e}");
     }
 
     #[test]

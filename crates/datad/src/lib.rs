@@ -5,9 +5,14 @@
 //! holds every partition of every table that maps to its node group, in RAM
 //! (`cairn-storage`), and writes its Raft log to its data directory (the redo log).
 //!
-//! Start-up: register with a management node (proving the cluster secret), take the config and
-//! the catalog it pushes, open the Raft log, replay it into the store, join the node group's
-//! Raft group, and serve.
+//! Processes: `cairn datad` is an angel ([`angel`]) that runs the real data node as a child
+//! process (`--worker`) and starts it again when the management node orders a restart.
+//!
+//! Start-up (NDB's start phases, reported in heartbeats and shown by `N STATUS`): register with
+//! a management node (proving the cluster secret) and take the config and the catalog it
+//! pushes (phase 0); open the Raft log (1); restore the newest local checkpoint (2, see
+//! [`start`]); replay the log after it (3); join the node group's Raft group and catch up from
+//! the leader, by log or by a snapshot of its checkpoint (4); serve ("started").
 //!
 //! Serving (see [`node_group`]): SQL nodes send reads and write batches; the leader answers
 //! reads after confirming its leadership (a lease, or a heartbeat round), and evaluates writes
@@ -23,29 +28,45 @@
 //! prepared transactions whose coordinator died through their decision group), see
 //! `cairn_storage::txn` and [`node_group`].
 //!
-//! Not yet here: local checkpoints (so the log is replayed from its start on restart),
-//! arbitration for two-replica node groups, node-restart commands, follower reads.
+//! Durability (see `node_group::durability`): local checkpoints written while serving (with the
+//! node group's replicated transaction state at the cut), the Raft log truncated behind them,
+//! checkpoints sent as Raft snapshots ([`snapshot`]) over dedicated connections,
+//! `DiskSync = Interval`, and online backups, with file writes on their own thread
+//! ([`disk_writer`]).
+//!
+//! Not yet here: follower reads.
 
+pub mod angel;
+pub mod disk_writer;
 pub mod node_group;
+pub mod snapshot;
+pub mod start;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cairn_common::ids::NodeId;
+use cairn_control::config::DiskSync;
 use cairn_mgmd::client::{ManagementClient, raft_outbound};
 use cairn_proto::data::{DataRequestBody, decode, encode};
 use cairn_proto::link::{FrameSender, Identity, Link};
-use cairn_proto::pb::{DataResponse, Frame, Hello, frame::Body};
+use cairn_proto::pb::{DataResponse, Frame, Hello, NodeStatus, frame::Body};
+use cairn_proto::recovery::{NodeAction, RecoveryMessage};
 use cairn_proto::{Role, accept};
-use cairn_replication::wal::{FileLogStore, WalIdentity, WalOptions, group_dir};
+use cairn_replication::wal::{LogStore, WalIdentity, WalOptions, group_dir};
 use cairn_replication::{Replica, ReplicaConfig, decode_message};
-use node_group::{Event, NodeGroupLoop};
+use cairn_storage::checkpoint::{CheckpointConfig, DiskWriteSpeed, Identity as CheckpointIdentity};
+use node_group::{DurabilityEvent, DurabilitySetup, Event, NodeGroupLoop};
 use tokio::net::{TcpListener, TcpStream};
 
 const MAX_RAFT_MESSAGE: usize = 64 << 20;
+/// How long a node that stops at once waits for its ack to the management node to leave.
+const ACK_GRACE: Duration = Duration::from_millis(200);
+/// How long a port still held by a dying predecessor is waited for.
+const BIND_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Clone, Debug)]
 pub struct DatadOptions {
@@ -53,11 +74,25 @@ pub struct DatadOptions {
     pub mgm: Vec<String>,
     pub secret: String,
     pub data_dir: Option<PathBuf>,
+    /// `--initial`: wipe this node's checkpoints and Raft log and copy from a live replica.
+    pub initial: bool,
+    /// `--nostart` (NDB's `-n`): register, then wait for `N START`.
+    pub no_start: bool,
 }
 
 type Inbox = std::sync::mpsc::Sender<Event>;
 
-pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
+/// What the node reports before its node group loop runs (and while it waits).
+#[derive(Default)]
+struct StartBoard {
+    phase: String,
+    start_phase: u32,
+    notices: Vec<String>,
+}
+
+/// Runs the data node worker (the angel in [`angel`] runs this as a child process). Returns the
+/// exit code that tells the angel what to do next.
+pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
     let identity = Identity {
         node_id: options.node_id,
         role: Role::Datad,
@@ -78,21 +113,150 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
         .or_else(|| me.data_dir.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(format!("datad-{}", me.id)));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let listener = TcpListener::bind((me.host.as_str(), me.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{} (is the port taken?)", me.host, me.port))?;
+    let backup_root = me.backup_data_dir.as_ref().map_or_else(|| data_dir.clone(), PathBuf::from);
+    let group = me.node_group;
+    let group_id = group.0 as u64;
+    let cluster_id = cairn_mgmd::cluster_id(&config);
 
+    // Heartbeats start now, so that N STATUS shows the start phases (and a node waiting for
+    // N START) before the node group loop exists.
+    let board = Arc::new(Mutex::new(StartBoard { phase: "starting".into(), ..StartBoard::default() }));
+    let loop_inbox: Arc<Mutex<Option<Inbox>>> = Arc::default();
+    {
+        let (board, loop_inbox, management) = (board.clone(), loop_inbox.clone(), management.clone());
+        let heartbeat_every = Duration::from_millis(config.cluster.heartbeat_interval_db_api_ms.clamp(50, 5000));
+        let backup_root = backup_root.clone();
+        let (node_id, data_memory) = (me.id.0, me.data_memory);
+        tokio::spawn(async move {
+            loop {
+                let inbox = loop_inbox.lock().expect("inbox lock").clone();
+                let status = match inbox {
+                    Some(inbox) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        if inbox.send(Event::Status(tx)).is_err() {
+                            return;
+                        }
+                        rx.await.ok()
+                    }
+                    None => {
+                        let board = board.lock().expect("board lock");
+                        Some(NodeStatus {
+                            node_id,
+                            phase: board.phase.clone(),
+                            node_group: group.0,
+                            start_phase: board.start_phase,
+                            notice: board.notices.join("; "),
+                            data_memory_total: data_memory,
+                            last_backup_id: cairn_storage::backup::list_backups(&backup_root).last().copied().unwrap_or(0),
+                            software_version: cairn_mgmd::admin::SOFTWARE_VERSION.into(),
+                            ..Default::default()
+                        })
+                    }
+                };
+                if let Some(status) = status {
+                    management.heartbeat(status).await;
+                }
+                tokio::time::sleep(heartbeat_every).await;
+            }
+        });
+    }
+    // Requests from the management node: node actions go to this function, backup requests to
+    // the loop.
+    let (actions_tx, mut actions) = tokio::sync::mpsc::unbounded_channel::<NodeAction>();
+    if let Some(mut commands) = management.take_commands() {
+        let (management, loop_inbox) = (management.clone(), loop_inbox.clone());
+        tokio::spawn(async move {
+            while let Some((request_id, message)) = commands.recv().await {
+                let answer = match message {
+                    RecoveryMessage::Node(action) => {
+                        // The ack leaves before the node starts to stop.
+                        management.answer(request_id, RecoveryMessage::Ack).await;
+                        let _ = actions_tx.send(action);
+                        continue;
+                    }
+                    RecoveryMessage::Backup(request) => {
+                        let inbox = loop_inbox.lock().expect("inbox lock").clone();
+                        match inbox {
+                            Some(inbox) => {
+                                let (reply, rx) = tokio::sync::oneshot::channel();
+                                let event = Event::Durability(DurabilityEvent::Backup { request, reply });
+                                if inbox.send(event).is_err() {
+                                    RecoveryMessage::Refused("the data node is shutting down".into())
+                                } else {
+                                    rx.await.unwrap_or(RecoveryMessage::Refused("the data node is shutting down".into()))
+                                }
+                            }
+                            None => RecoveryMessage::Refused("the data node is starting".into()),
+                        }
+                    }
+                    other => RecoveryMessage::Refused(format!("a data node does not take {other:?}")),
+                };
+                management.answer(request_id, answer).await;
+            }
+        });
+    }
+    let set_phase = |phase: &str| board.lock().expect("board lock").phase = phase.to_string();
+
+    if options.no_start {
+        set_phase("not started");
+        tracing::info!(node = me.id.0, "not started: waiting for N START");
+        if let Some(code) = wait_for_start(&mut actions).await {
+            return Ok(code);
+        }
+        set_phase("starting");
+    }
+
+    let listener = bind(&me.host, me.port).await?;
     // Wait for the first catalog push before replaying the log: applying needs table definitions.
     if !management.wait_for_catalog(0, Duration::from_secs(30)).await {
         bail!("the management node sent no catalog");
     }
-    let group = me.node_group;
-    let group_id = group.0 as u64;
-    let wal_identity = WalIdentity { cluster_id: cairn_mgmd::cluster_id(&config), node_id: me.id.0 as u64, group_id };
+
+    let wal_identity = WalIdentity { cluster_id, node_id: me.id.0 as u64, group_id };
     let mut wal_options = WalOptions::new(wal_identity);
-    wal_options.sync = config.cluster.disk_sync == cairn_control::config::DiskSync::Commit;
-    let store = FileLogStore::open(&group_dir(&data_dir, group_id), wal_options)
-        .map_err(|e| anyhow::anyhow!("the Raft log in {} cannot be used: {e}", data_dir.display()))?;
+    wal_options.sync = config.cluster.disk_sync == DiskSync::Commit;
+    wal_options.segment_bytes = config.cluster.fragment_log_file_size.0;
+    let checkpoint_identity = CheckpointIdentity { cluster_id, node_id: me.id, node_group: group };
+    let restore_threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    let recovered = {
+        let board = board.clone();
+        let (data_dir, log_dir) = (data_dir.clone(), group_dir(&data_dir, group_id));
+        let (initial, replicas) = (options.initial, config.cluster.no_of_replicas);
+        tokio::task::spawn_blocking(move || {
+            let progress = move |phase: u32, notice: Option<String>| {
+                let mut board = board.lock().expect("board lock");
+                board.start_phase = board.start_phase.max(phase);
+                board.notices.extend(notice);
+            };
+            start::recover(&start::StartParams {
+                data_dir: &data_dir,
+                log_dir,
+                wal_options,
+                identity: checkpoint_identity,
+                initial,
+                replicas,
+                restore_threads,
+                progress: &progress,
+            })
+        })
+        .await
+        .context("the start task failed")?
+    };
+    let recovered = match recovered {
+        Ok(recovered) => recovered,
+        Err(start::StartError::Refused(reason)) => {
+            tracing::error!(node = me.id.0, %reason, "this data node will not start; waiting for the operator");
+            {
+                let mut board = board.lock().expect("board lock");
+                board.phase = "not started".into();
+                board.notices = vec![reason];
+            }
+            // N START tries again from scratch; N RESTART -i copies everything from a replica.
+            return Ok(wait_for_start(&mut actions).await.unwrap_or(angel::EXIT_RESTART));
+        }
+        Err(start::StartError::Failed(e)) => return Err(e),
+    };
+
     let members = config.members_of(group);
     let voters: Vec<u64> = members.iter().map(|d| d.id.0 as u64).collect();
     let (tick, heartbeat_tick, election_tick) = cairn_mgmd::raft_timing(config.cluster.heartbeat_interval_db_db_ms);
@@ -100,13 +264,27 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
     replica_config.heartbeat_tick = heartbeat_tick;
     replica_config.election_tick = election_tick;
     replica_config.lease_ticks = election_tick - 2;
-    let replica = Replica::new(replica_config, store).map_err(|e| anyhow::anyhow!("node group replica: {e}"))?;
+    replica_config.applied_index = recovered.applied_index;
+    let replay_until = recovered.log.hard_state().commit;
+    let mut replica =
+        Replica::new(replica_config, recovered.log).map_err(|e| anyhow::anyhow!("node group replica: {e}"))?;
+    let offered = snapshot::OfferedSnapshot::default();
+    replica.set_snapshot_source(Box::new(offered.clone()));
 
     let mut peers = HashMap::new();
     for peer in members.iter().filter(|d| d.id != me.id) {
         let (tx, rx) = tokio::sync::mpsc::channel(8192);
         peers.insert(peer.id.0 as u64, tx);
         tokio::spawn(raft_outbound(peer.address(), identity.clone(), group_id, rx));
+    }
+    let (to_management, mut management_outbox) = tokio::sync::mpsc::unbounded_channel::<RecoveryMessage>();
+    {
+        let management = management.clone();
+        tokio::spawn(async move {
+            while let Some(message) = management_outbox.recv().await {
+                management.tell(message).await;
+            }
+        });
     }
     let settings = node_group::LoopSettings {
         tick,
@@ -151,10 +329,49 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
         arbitrator,
     );
     let _ = inbox_cell.set(inbox.clone());
+    let cluster = &config.cluster;
+    let setup = DurabilitySetup {
+        data_dir: data_dir.clone(),
+        backup_root,
+        identity: checkpoint_identity,
+        checkpoint_config: CheckpointConfig::default(),
+        speed: DiskWriteSpeed {
+            min_bytes_per_second: cluster.min_disk_write_speed.0,
+            max_bytes_per_second: cluster.max_disk_write_speed.0,
+        },
+        lcp_log_bytes: cluster.local_checkpoint_log_bytes(),
+        lcp_max_interval: (cluster.max_time_between_local_checkpoints_ms > 0)
+            .then(|| Duration::from_millis(cluster.max_time_between_local_checkpoints_ms)),
+        flush_interval: (cluster.disk_sync == DiskSync::Interval)
+            .then(|| Duration::from_millis(cluster.time_between_global_checkpoints_ms)),
+        applied_term: recovered.applied_term,
+        kept: recovered.kept,
+        notices: recovered.notices,
+        lost_log: recovered.vote_barrier,
+        block_votes: recovered.vote_barrier && members.len() >= 3,
+        offered,
+        fetch: snapshot::FetchContext {
+            config: config.clone(),
+            link_identity: identity.clone(),
+            data_dir: data_dir.clone(),
+            identity: checkpoint_identity,
+            checkpoint_config: CheckpointConfig::default(),
+            restore_threads,
+        },
+        runtime: tokio::runtime::Handle::current(),
+        inbox: inbox.clone(),
+        management: to_management,
+        replay_until,
+    };
+    let node_loop = node_loop
+        .with_store(recovered.store, recovered.applied_index, &recovered.txn_state)?
+        .with_durability(setup)
+        .context("cannot start the checkpoint writer")?;
     let loop_thread = std::thread::Builder::new()
         .name(format!("datad-{}-group-{}", me.id, group))
         .spawn(move || node_loop.run())
         .context("cannot start the node group thread")?;
+    *loop_inbox.lock().expect("inbox lock") = Some(inbox.clone());
 
     // Catalog pushes go to the loop.
     let mut catalog_rx = management.catalog.clone();
@@ -167,60 +384,100 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<()> {
             }
         }
     });
-    // Heartbeats carry the node's status to the management node.
-    let heartbeat_inbox = inbox.clone();
-    let heartbeat_management = management.clone();
-    let heartbeat_every = Duration::from_millis(config.cluster.heartbeat_interval_db_api_ms.clamp(50, 5000));
-    tokio::spawn(async move {
-        loop {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if heartbeat_inbox.send(Event::Status(tx)).is_err() {
-                return;
-            }
-            if let Ok(status) = rx.await {
-                heartbeat_management.heartbeat(status).await;
-            }
-            tokio::time::sleep(heartbeat_every).await;
-        }
-    });
 
     tracing::info!(node = me.id.0, group = %group, port = me.port, data_dir = %data_dir.display(), "data node serving");
-    let server_config = config.clone();
-    let server_identity = identity.clone();
-    let server_inbox = inbox.clone();
-    let server_shared = shared.clone();
+    let serve = Arc::new(Serving {
+        config: config.clone(),
+        identity: identity.clone(),
+        group,
+        inbox: inbox.clone(),
+        shared: shared.clone(),
+        data_dir: data_dir.clone(),
+        checkpoint_identity,
+    });
     let server = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
-            let config = server_config.clone();
-            let identity = server_identity.clone();
-            let inbox = server_inbox.clone();
-            let shared = server_shared.clone();
-            tokio::spawn(async move { connection(stream, identity, config, group, inbox, shared).await });
+            let serve = serve.clone();
+            tokio::spawn(async move { connection(stream, serve).await });
         }
     });
 
     let loop_done = tokio::task::spawn_blocking(move || loop_thread.join());
     tokio::pin!(loop_done);
-    tokio::select! {
-        _ = cairn_mgmd::shutdown_signal() => {
-            tracing::info!("data node shutting down");
-            server.abort();
-            let _ = inbox.send(Event::Shutdown);
-            match loop_done.await {
-                Ok(Ok(result)) => result,
-                _ => bail!("the node group thread panicked"),
+    let code = loop {
+        tokio::select! {
+            _ = cairn_mgmd::shutdown_signal() => {
+                tracing::info!("data node shutting down");
+                break 0;
+            }
+            action = actions.recv() => {
+                let code = match action {
+                    Some(NodeAction::Stop) | None => 0,
+                    Some(NodeAction::Restart { initial, no_start }) => angel::restart_code(initial, no_start),
+                    Some(NodeAction::Start) => continue,
+                };
+                tracing::info!(node = me.id.0, ?action, "stopping on the management node's order");
+                break code;
+            }
+            result = &mut loop_done => {
+                server.abort();
+                return match result {
+                    Ok(Ok(Ok(()))) => Ok(0),
+                    Ok(Ok(Err(e))) => Err(e.context("the node group stopped")),
+                    _ => bail!("the node group thread panicked"),
+                };
             }
         }
-        result = &mut loop_done => {
-            server.abort();
-            match result {
-                Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(e.context("the node group stopped")),
-                _ => bail!("the node group thread panicked"),
+    };
+    server.abort();
+    let _ = inbox.send(Event::Shutdown);
+    match loop_done.await {
+        Ok(Ok(Ok(()))) => Ok(code),
+        Ok(Ok(Err(e))) => Err(e.context("the node group stopped with an error")),
+        _ => bail!("the node group thread panicked"),
+    }
+}
+
+/// Waits in "not started" for the management node's word; None means "start now", Some is the
+/// exit code for the angel.
+async fn wait_for_start(actions: &mut tokio::sync::mpsc::UnboundedReceiver<NodeAction>) -> Option<i32> {
+    let code = tokio::select! {
+        _ = cairn_mgmd::shutdown_signal() => return Some(0),
+        action = actions.recv() => match action {
+            Some(NodeAction::Start) => return None,
+            Some(NodeAction::Stop) | None => 0,
+            Some(NodeAction::Restart { initial, no_start }) => angel::restart_code(initial, no_start),
+        },
+    };
+    // The process ends now: give the ack queued for the management node a moment to leave.
+    tokio::time::sleep(ACK_GRACE).await;
+    Some(code)
+}
+
+/// Binds the data node's port, waiting for a predecessor that is still exiting.
+async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    let deadline = tokio::time::Instant::now() + BIND_WAIT;
+    loop {
+        match TcpListener::bind((host, port)).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {host}:{port} (is the port taken?)")),
         }
     }
+}
+
+/// What connection handlers need.
+struct Serving {
+    config: cairn_control::ClusterConfig,
+    identity: Identity,
+    group: cairn_common::ids::NodeGroupId,
+    inbox: Inbox,
+    shared: Arc<node_group::SharedReads>,
+    data_dir: PathBuf,
+    checkpoint_identity: CheckpointIdentity,
 }
 
 fn admit(hello: &Hello, config: &cairn_control::ClusterConfig, group: cairn_common::ids::NodeGroupId) -> Result<(), String> {
@@ -274,46 +531,57 @@ fn resolver(
     })
 }
 
-async fn connection(
-    stream: TcpStream,
-    identity: Identity,
-    config: cairn_control::ClusterConfig,
-    group: cairn_common::ids::NodeGroupId,
-    inbox: Inbox,
-    shared: Arc<node_group::SharedReads>,
-) {
-    let link = match accept(stream, &identity, |hello| admit(hello, &config, group)).await {
+async fn connection(stream: TcpStream, serve: Arc<Serving>) {
+    let link = match accept(stream, &serve.identity, |hello| admit(hello, &serve.config, serve.group)).await {
         Ok(link) => link,
         Err(e) => {
             tracing::debug!(error = %e, "handshake failed");
             return;
         }
     };
-    let same_group = config.data_node(NodeId(link.peer.node_id)).is_some_and(|d| d.node_group == group);
+    let same_group = serve.config.data_node(NodeId(link.peer.node_id)).is_some_and(|d| d.node_group == serve.group);
     match link.peer.role {
-        Role::Datad if same_group => raft_inbound(link, inbox).await,
-        Role::Datad => data_session(link, inbox, shared).await,
+        // Another replica of this node group: Raft messages and snapshot transfers.
+        Role::Datad if same_group => peer_inbound(link, &serve).await,
+        // A data node of another group resolving a transaction whose decision group this is.
+        Role::Datad => data_session(link, serve.inbox.clone(), serve.shared.clone()).await,
         Role::Sqld => {
             let sql_node = link.peer.node_id;
-            data_session(link, inbox.clone(), shared).await;
+            data_session(link, serve.inbox.clone(), serve.shared.clone()).await;
             // Its connection is gone: transactions it was running here cannot finish.
-            let _ = inbox.send(Event::CoordinatorGone { sql_node });
+            let _ = serve.inbox.send(Event::CoordinatorGone { sql_node });
         }
         _ => {}
     }
 }
 
-async fn raft_inbound(mut link: Link, inbox: Inbox) {
+/// Frames from another replica of this node group: Raft messages, and requests for parts of a
+/// checkpoint (snapshot transfers, each on a connection of its own).
+async fn peer_inbound(mut link: Link, serve: &Serving) {
     while let Some(frame) = link.receiver.recv().await {
-        if let Some(Body::Raft(raft)) = frame.body {
-            match decode_message(&raft.message, MAX_RAFT_MESSAGE) {
+        match frame.body {
+            Some(Body::Raft(raft)) => match decode_message(&raft.message, MAX_RAFT_MESSAGE) {
                 Ok(message) => {
-                    if inbox.send(Event::Raft(message)).is_err() {
+                    if serve.inbox.send(Event::Raft(message)).is_err() {
                         return;
                     }
                 }
                 Err(e) => tracing::warn!(peer = link.peer.node_id, error = %e, "dropped an undecodable raft message"),
-            }
+            },
+            Some(body @ Body::Recovery(_)) => match RecoveryMessage::from_body(&body) {
+                Some(RecoveryMessage::Fetch(fetch)) => {
+                    tracing::debug!(peer = link.peer.node_id, ?fetch, "sending part of a checkpoint");
+                    snapshot::serve(
+                        serve.data_dir.clone(),
+                        serve.checkpoint_identity,
+                        fetch,
+                        frame.request_id,
+                        link.sender.clone(),
+                    );
+                }
+                _ => tracing::warn!(peer = link.peer.node_id, "dropped an unexpected recovery frame"),
+            },
+            _ => {}
         }
     }
 }

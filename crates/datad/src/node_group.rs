@@ -11,6 +11,13 @@
 //! A request that needs a row another transaction has locked is parked; parked requests are
 //! tried again whenever locks are released, and fail with MySQL's 1205 after
 //! TransactionDeadlockDetectionTimeout (aborting their transaction here, as NDB does).
+//!
+//! Checkpoints, snapshots, log truncation, `DiskSync = Interval` flushes and backups live in
+//! [`durability`], called from a few hooks here.
+
+mod durability;
+
+pub use durability::{DurabilityEvent, DurabilitySetup};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -61,6 +68,8 @@ pub enum Event {
     CoordinatorGone { sql_node: u32 },
     Catalog(Arc<Catalog>),
     Status(oneshot::Sender<NodeStatus>),
+    /// Checkpoint, snapshot and backup work finished off the loop thread, or a backup request.
+    Durability(DurabilityEvent),
     Shutdown,
 }
 
@@ -266,6 +275,7 @@ pub struct NodeGroupLoop {
     prepared_seen: HashMap<TxnId, (Instant, bool)>,
     /// Dropped tables whose rows this leader has proposed to free.
     drops_proposed: std::collections::HashSet<TableId>,
+    durability: Option<durability::Durability>,
 }
 
 fn lock_wait_timeout() -> DataError {
@@ -320,6 +330,7 @@ impl NodeGroupLoop {
             txn_term: None,
             prepared_seen: HashMap::new(),
             drops_proposed: Default::default(),
+            durability: None,
         };
         (this, tx)
     }
@@ -328,16 +339,21 @@ impl NodeGroupLoop {
         let mut next_tick = Instant::now() + self.settings.tick;
         loop {
             // While an index is being built, rounds follow each other without waiting.
-            let wait = if self.shared.store.read().unwrap_or_else(|e| e.into_inner()).indexes_pending() { Duration::ZERO } else { next_tick.saturating_duration_since(Instant::now()) };
-            match self.inbox.recv_timeout(wait) {
+            let indexing = self.shared.store.read().unwrap_or_else(|e| e.into_inner()).indexes_pending();
+            let wake = self.durability_wakeup().map_or(next_tick, |at| at.min(next_tick));
+            let wait = if indexing { Duration::ZERO } else { wake.saturating_duration_since(Instant::now()) };
+            let waiting = Instant::now();
+            let received = self.inbox.recv_timeout(wait);
+            self.note_idle(waiting.elapsed());
+            match received {
                 Ok(event) => {
-                    if !self.handle(event) {
+                    if !self.handle(event)? {
                         return Ok(());
                     }
                     for _ in 0..MAX_EVENTS_PER_ROUND {
                         match self.inbox.try_recv() {
                             Ok(event) => {
-                                if !self.handle(event) {
+                                if !self.handle(event)? {
                                     return Ok(());
                                 }
                             }
@@ -374,6 +390,7 @@ impl NodeGroupLoop {
             self.take_over_transactions();
             self.publish_lease();
             self.serve_ready_reads();
+            self.durability_round()?;
             if std::mem::take(&mut self.locks_released) {
                 self.retry_lock_waits();
             }
@@ -381,6 +398,7 @@ impl NodeGroupLoop {
                 && self.replica.leader_id().is_some()
                 && self.apply_queue.is_empty()
                 && self.store_applied >= self.replica.commit_index()
+                && self.durability_caught_up()
             {
                 self.started = true;
                 tracing::info!(node = self.node_id, group = %self.group, "node started");
@@ -388,13 +406,16 @@ impl NodeGroupLoop {
         }
     }
 
-    fn handle(&mut self, event: Event) -> bool {
+    fn handle(&mut self, event: Event) -> anyhow::Result<bool> {
         match event {
             Event::Raft(message) => {
-                if let Err(e) = self.replica.step(message) {
+                if let Some(message) = self.filter_raft(message)
+                    && let Err(e) = self.replica.step(message)
+                {
                     tracing::debug!(error = %e, "dropped a raft message");
                 }
             }
+            Event::Durability(event) => self.on_durability_event(event)?,
             Event::Read { op, reply } => self.request(Request::Read { op, reply }),
             Event::Write { ops, reply } => self.request(Request::Write { ops, reply }),
             Event::TxnRead { step, lock, op, reply } => self.request(Request::TxnRead { step, lock, op, reply }),
@@ -418,6 +439,15 @@ impl NodeGroupLoop {
                 }
             }
             Event::CoordinatorGone { sql_node } => {
+                // Its requests still waiting for a row lock go too: granted later, they would
+                // lock rows for a transaction nobody is left to end.
+                let (doomed, kept) = std::mem::take(&mut self.lock_waits)
+                    .into_iter()
+                    .partition::<VecDeque<_>, _>(|(_, request)| request.txn().is_some_and(|t| t.coordinator() == sql_node));
+                self.lock_waits = kept;
+                for (_, request) in doomed {
+                    request.fail(DataError::Unavailable("the SQL node coordinating this transaction is gone".into()));
+                }
                 let aborted = self.txns.abort_coordinated_by(sql_node);
                 if !aborted.is_empty() {
                     tracing::info!(node = self.node_id, sql_node, count = aborted.len(), "aborted the running transactions of a vanished SQL node");
@@ -444,9 +474,12 @@ impl NodeGroupLoop {
             Event::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Event::Shutdown => return false,
+            Event::Shutdown => {
+                self.durability_exit();
+                return Ok(false);
+            }
         }
-        true
+        Ok(true)
     }
 
     fn not_leader(&self) -> DataError {
@@ -594,6 +627,7 @@ impl NodeGroupLoop {
                 }
             }
         }
+        let Some(request) = self.hold_for_backup(request) else { return };
         match request {
             Request::Read { .. } | Request::TxnRead { .. } if deadline.is_none() => self.reads_this_round.push(request),
             Request::Read { op, reply } => self.serve_read(Request::Read { op, reply }, deadline),
@@ -864,15 +898,21 @@ impl NodeGroupLoop {
     fn process_ready(&mut self) -> anyhow::Result<()> {
         while self.replica.has_ready() {
             let peers = &self.peers;
+            let mut snapshots_sent = Vec::new();
             let output = self
                 .replica
-                .handle_ready_with(|outbox| Self::send(peers, outbox.to, outbox.messages))
+                .handle_ready_with(|outbox| {
+                    note_snapshots(&outbox.messages, outbox.to, &mut snapshots_sent);
+                    Self::send(peers, outbox.to, outbox.messages)
+                })
                 .map_err(|e| anyhow::anyhow!("the Raft log of node group {} failed: {e}", self.group))?;
             for outbox in output.messages {
+                note_snapshots(&outbox.messages, outbox.to, &mut snapshots_sent);
                 Self::send(&self.peers, outbox.to, outbox.messages);
             }
-            if output.snapshot.is_some() {
-                anyhow::bail!("received a Raft snapshot, which this version cannot restore yet");
+            self.snapshots_sent(snapshots_sent);
+            if let Some(snapshot) = &output.snapshot {
+                self.install_snapshot(snapshot)?;
             }
             self.apply_queue.extend(output.committed);
             self.drain_apply_queue()?;
@@ -944,7 +984,27 @@ impl NodeGroupLoop {
     /// not have yet (the push is on its way); a table id below the catalog's next id that is
     /// missing was dropped, and its changes are skipped.
     fn drain_apply_queue(&mut self) -> anyhow::Result<()> {
-        while let Some(entry) = self.apply_queue.front() {
+        while let Some(front) = self.apply_queue.front() {
+            // Control entries (backup markers) are not log entries of the store; `Bytes` clones
+            // share their buffer.
+            let data = match &front.payload {
+                EntryPayload::Data(data) => Some(data.clone()),
+                _ => None,
+            };
+            let (index, term) = (front.index, front.term);
+            if let Some(data) = data
+                && self.apply_control_entry(index, &data)
+            {
+                self.apply_queue.pop_front();
+                self.store_applied = index;
+                self.note_applied(term);
+                continue;
+            }
+            let Some(entry) = self.apply_queue.front() else { break };
+            let entry_bytes = match &entry.payload {
+                EntryPayload::Data(data) => data.len(),
+                _ => 0,
+            };
             let decoded = match &entry.payload {
                 EntryPayload::Data(data) => Some(
                     LogEntry::decode(data).map_err(|e| anyhow::anyhow!("committed entry {} is undecodable: {e}", entry.index))?,
@@ -964,11 +1024,9 @@ impl NodeGroupLoop {
                 if let Some(ws) = Self::entry_write_set(&mut log_entry) {
                     self.keep_existing_tables(ws);
                 }
-                let applied = {
-                    let mut store = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
-                    self.txns.apply(&log_entry, entry.index, &mut store, &self.catalog)
-                }
-                .map_err(|e| anyhow::anyhow!("applying committed entry {} failed: {e}", entry.index))?;
+                let applied = self
+                    .apply_committed(&log_entry, entry.index, entry_bytes)
+                    .map_err(|e| anyhow::anyhow!("applying committed entry {} failed: {e}", entry.index))?;
                 if applied.released {
                     self.locks_released = true;
                 }
@@ -986,6 +1044,7 @@ impl NodeGroupLoop {
                 }
             }
             self.store_applied = entry.index;
+            self.note_applied(entry.term);
         }
         Ok(())
     }
@@ -1034,8 +1093,9 @@ impl NodeGroupLoop {
         }
     }
 
-    fn status(&self) -> NodeStatus {
-        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+    fn status(&mut self) -> NodeStatus {
+        let shared = self.shared.clone();
+        let store = shared.store.read().unwrap_or_else(|e| e.into_inner());
         let mut rows = 0;
         let tables = store
             .tables()
@@ -1048,7 +1108,7 @@ impl NodeGroupLoop {
                 Some(TableRows { table_id: id.0, rows: table_rows, partitions: counts.len() as u32 })
             })
             .collect();
-        NodeStatus {
+        let mut status = NodeStatus {
             node_id: self.node_id,
             phase: if self.started { "started" } else { "starting" }.into(),
             node_group: self.group.0,
@@ -1061,6 +1121,17 @@ impl NodeGroupLoop {
             rows,
             tables,
             software_version: cairn_mgmd::admin::SOFTWARE_VERSION.into(),
-        }
+            ..Default::default()
+        };
+        drop(store);
+        self.durability_status(&mut status);
+        status
+    }
+}
+
+/// Collects the followers this round's messages send a Raft snapshot to.
+fn note_snapshots(messages: &[Message], to: u64, sent: &mut Vec<u64>) {
+    if messages.iter().any(|m| m.get_msg_type() == cairn_replication::eraftpb::MessageType::MsgSnapshot) {
+        sent.push(to);
     }
 }

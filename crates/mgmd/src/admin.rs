@@ -26,6 +26,26 @@ pub enum AdminCommand {
     /// Cairn's addition: rows each data node holds per table.
     ReportTables(Target),
     Help,
+    /// `N STOP`, `ALL STOP`.
+    Stop(Target),
+    /// `N RESTART [-n] [-i]`, `ALL RESTART [-n] [-i]` (a system restart).
+    Restart { target: Target, initial: bool, no_start: bool },
+    /// `N START`, `ALL START`: start nodes waiting after `RESTART -n`.
+    Start(Target),
+    /// `SHUTDOWN`: stop every data node, then this management node.
+    Shutdown,
+    /// `START BACKUP [id] [WAIT COMPLETED | WAIT STARTED | NOWAIT]`.
+    StartBackup { id: Option<u32>, wait: BackupWait },
+    /// `ABORT BACKUP id`.
+    AbortBackup(u32),
+}
+
+/// How long `START BACKUP` waits before it answers (ndb_mgm's default is WAIT COMPLETED).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupWait {
+    Completed,
+    Started,
+    NoWait,
 }
 
 /// Parses a command line as ndb_mgm does (case-insensitive, `ALL` or a node id first).
@@ -37,6 +57,27 @@ pub fn parse(line: &str) -> Result<AdminCommand, String> {
     };
     match words.as_slice() {
         ["SHOW"] => Ok(AdminCommand::Show),
+        ["SHUTDOWN"] => Ok(AdminCommand::Shutdown),
+        ["START", "BACKUP", rest @ ..] => parse_start_backup(rest).ok_or_else(|| invalid(line)),
+        ["ABORT", "BACKUP", id] => id.parse().map(AdminCommand::AbortBackup).map_err(|_| invalid(line)),
+        [t, "STOP"] => target(t).map(AdminCommand::Stop).ok_or_else(|| invalid(line)),
+        [t, "START"] => target(t).map(AdminCommand::Start).ok_or_else(|| invalid(line)),
+        [t, "RESTART", flags @ ..] => {
+            let target = target(t).ok_or_else(|| invalid(line))?;
+            let (mut initial, mut no_start) = (false, false);
+            for flag in flags {
+                match *flag {
+                    "-I" | "-INITIAL" => initial = true,
+                    "-N" | "-NOSTART" => no_start = true,
+                    "-I-N" | "-N-I" | "-NI" | "-IN" => {
+                        initial = true;
+                        no_start = true;
+                    }
+                    _ => return Err(invalid(line)),
+                }
+            }
+            Ok(AdminCommand::Restart { target, initial, no_start })
+        }
         ["HELP"] | ["?"] => Ok(AdminCommand::Help),
         [t, "STATUS"] => target(t).map(AdminCommand::Status).ok_or_else(|| invalid(line)),
         [t, "REPORT", what] => {
@@ -49,6 +90,21 @@ pub fn parse(line: &str) -> Result<AdminCommand, String> {
         }
         _ => Err(invalid(line)),
     }
+}
+
+fn parse_start_backup(rest: &[&str]) -> Option<AdminCommand> {
+    let (id, rest) = match rest.first().map(|w| w.parse::<u32>()) {
+        Some(Ok(id)) if id > 0 => (Some(id), &rest[1..]),
+        Some(Ok(_)) => return None,
+        _ => (None, rest),
+    };
+    let wait = match rest {
+        [] | ["WAIT", "COMPLETED"] => BackupWait::Completed,
+        ["WAIT", "STARTED"] => BackupWait::Started,
+        ["NOWAIT"] => BackupWait::NoWait,
+        _ => return None,
+    };
+    Some(AdminCommand::StartBackup { id, wait })
 }
 
 fn invalid(line: &str) -> String {
@@ -67,6 +123,16 @@ ALL STATUS                             Print status of all data nodes
 ALL REPORT MEMORY                      Print data memory usage of all data nodes
 <id> REPORT TABLES                     Print rows held per table (Cairn)
 ALL REPORT TABLES                      Print rows held per table on every data node (Cairn)
+<id> STOP                              Stop data node
+ALL STOP                               Stop all data nodes
+<id> RESTART [-n] [-i]                 Restart data node (-n: wait for START, -i: initial)
+ALL RESTART [-n] [-i]                  Restart all data nodes (a system restart)
+<id> START                             Start data node (started with -n)
+ALL START                              Start all data nodes waiting after -n
+SHUTDOWN                               Shutdown all data nodes and this management server
+START BACKUP [id] [NOWAIT | WAIT STARTED | WAIT COMPLETED]
+                                       Start backup (default WAIT COMPLETED)
+ABORT BACKUP <backup id>               Abort backup
 QUIT                                   Quit management client
 ";
 
@@ -94,11 +160,30 @@ fn version_of(node: &LiveNode) -> &str {
 }
 
 fn phase_of(node: &LiveNode) -> &str {
+    if node.stopping {
+        return "stopping";
+    }
     node.status.as_ref().map(|s| s.phase.as_str()).filter(|p| !p.is_empty()).unwrap_or("starting")
+}
+
+/// The phase as ndb_mgm words it: "starting" carries the last completed start phase.
+fn phase_words(node: &LiveNode) -> String {
+    let phase = phase_of(node);
+    match node.status.as_ref() {
+        Some(status) if phase == "starting" => format!("starting (Last completed phase {})", status.start_phase),
+        _ => phase.to_string(),
+    }
 }
 
 pub fn execute(command: &AdminCommand, view: &View<'_>) -> String {
     match command {
+        // Operations that act on nodes run in `operations`, not here.
+        AdminCommand::Stop(_)
+        | AdminCommand::Restart { .. }
+        | AdminCommand::Start(_)
+        | AdminCommand::Shutdown
+        | AdminCommand::StartBackup { .. }
+        | AdminCommand::AbortBackup(_) => String::from("This command runs as an operation"),
         AdminCommand::Show => show(view),
         AdminCommand::Help => HELP.to_string(),
         AdminCommand::Status(target) => data_targets(target, view)
@@ -133,7 +218,13 @@ fn status_line(id: u32, view: &View<'_>) -> String {
     match view.live(id) {
         None => format!("Node {id}: not connected"),
         Some(node) => match role {
-            cairn_control::config::NodeKind::Datad => format!("Node {id}: {} ({})", phase_of(node), version_of(node)),
+            cairn_control::config::NodeKind::Datad => {
+                let notice = node.status.as_ref().map(|s| s.notice.as_str()).filter(|n| !n.is_empty());
+                match notice {
+                    Some(notice) => format!("Node {id}: {} ({})\nNode {id}: {notice}", phase_words(node), version_of(node)),
+                    None => format!("Node {id}: {} ({})", phase_words(node), version_of(node)),
+                }
+            }
             _ => format!("Node {id}: connected ({})", version_of(node)),
         },
     }
@@ -260,6 +351,8 @@ mod tests {
             connected_at: Instant::now(),
             last_heartbeat: Instant::now(),
             status,
+            channel: None,
+            stopping: false,
             catalog_version: 0,
         }
     }
@@ -308,7 +401,10 @@ mod tests {
             execute(&parse("all report memory").unwrap(), &view),
             "Node 1: Data usage is 5%(177 32K pages of total 3200)\nNode 2: Data usage is 5%(177 32K pages of total 3200)"
         );
-        assert_eq!(execute(&parse("2 status").unwrap(), &view), format!("Node 2: starting ({SOFTWARE_VERSION})"));
+        assert_eq!(
+            execute(&parse("2 status").unwrap(), &view),
+            format!("Node 2: starting (Last completed phase 0) ({SOFTWARE_VERSION})")
+        );
         assert_eq!(execute(&parse("51 STATUS").unwrap(), &view), "Node 51: not connected");
         assert_eq!(execute(&parse("1 report tables").unwrap(), &view), "Node 1: table #7: 50000 rows in 8 partitions");
         // A node that stopped sending heartbeats (paused, hung) is not shown as alive.
@@ -325,5 +421,54 @@ mod tests {
         assert_eq!(parse("frobnicate").unwrap_err(), "Invalid command: frobnicate\nType HELP for help.");
         assert!(parse("x STATUS").is_err());
         assert_eq!(parse("ALL STATUS").unwrap(), AdminCommand::Status(Target::All));
+    }
+
+    #[test]
+    fn restart_stop_start_and_backup_commands_parse_as_ndb_mgm_spells_them() {
+        assert_eq!(
+            parse("2 restart -n -i").unwrap(),
+            AdminCommand::Restart { target: Target::Node(2), initial: true, no_start: true }
+        );
+        assert_eq!(
+            parse("ALL RESTART").unwrap(),
+            AdminCommand::Restart { target: Target::All, initial: false, no_start: false }
+        );
+        assert_eq!(parse("3 STOP").unwrap(), AdminCommand::Stop(Target::Node(3)));
+        assert_eq!(parse("3 start").unwrap(), AdminCommand::Start(Target::Node(3)));
+        assert_eq!(parse("shutdown").unwrap(), AdminCommand::Shutdown);
+        assert_eq!(parse("START BACKUP").unwrap(), AdminCommand::StartBackup { id: None, wait: BackupWait::Completed });
+        assert_eq!(
+            parse("start backup 7 wait started").unwrap(),
+            AdminCommand::StartBackup { id: Some(7), wait: BackupWait::Started }
+        );
+        assert_eq!(parse("START BACKUP NOWAIT").unwrap(), AdminCommand::StartBackup { id: None, wait: BackupWait::NoWait });
+        assert_eq!(parse("ABORT BACKUP 7").unwrap(), AdminCommand::AbortBackup(7));
+        assert!(parse("2 RESTART -x").is_err());
+        assert!(parse("START BACKUP 0").is_err());
+        assert!(parse("START BACKUP WAIT FOREVER").is_err());
+        assert!(parse("ABORT BACKUP").is_err());
+    }
+
+    #[test]
+    fn starting_nodes_show_their_last_completed_phase_and_notices() {
+        let config = config();
+        let mut nodes = BTreeMap::new();
+        let mut starting = data_status("starting", false);
+        starting.start_phase = 3;
+        starting.notice = "recovered from a damaged local checkpoint".into();
+        nodes.insert(1, live(Role::Datad, Some(starting)));
+        let mut stopping = live(Role::Datad, Some(data_status("started", true)));
+        stopping.stopping = true;
+        nodes.insert(2, stopping);
+        let catalog = Catalog::new();
+        let view = View { config: &config, nodes: &nodes, catalog: &catalog, mgm_leader: 49, heartbeat_timeout: std::time::Duration::from_secs(3) };
+        assert_eq!(
+            execute(&parse("1 status").unwrap(), &view),
+            format!("Node 1: starting (Last completed phase 3) ({SOFTWARE_VERSION})\nNode 1: recovered from a damaged local checkpoint")
+        );
+        assert_eq!(execute(&parse("2 status").unwrap(), &view), format!("Node 2: stopping ({SOFTWARE_VERSION})"));
+        let show = execute(&AdminCommand::Show, &view);
+        assert!(show.contains(&format!("id=1\t@127.0.0.1  ({SOFTWARE_VERSION}, starting, Nodegroup: 0)")), "{show}");
+        assert!(show.contains(&format!("id=2\t@127.0.0.1  ({SOFTWARE_VERSION}, stopping, Nodegroup: 0, *)")), "{show}");
     }
 }

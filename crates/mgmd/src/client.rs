@@ -12,9 +12,10 @@ use cairn_common::catalog::{Catalog, CatalogOp, CatalogOutcome};
 use cairn_common::{Error, Result};
 use cairn_control::ClusterConfig;
 use cairn_proto::data::{decode, encode};
-use cairn_proto::pb::{DdlRequest, Heartbeat, NodeStatus, Register, frame::Body};
+use cairn_proto::pb::{DdlRequest, Frame, Heartbeat, NodeStatus, Register, frame::Body};
+use cairn_proto::recovery::RecoveryMessage;
 use cairn_proto::{Identity, RpcClient};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a DDL caller waits for the pushed catalog to include its change.
@@ -31,7 +32,14 @@ pub struct ManagementClient {
     catalog_tx: watch::Sender<Arc<Catalog>>,
     pub catalog: watch::Receiver<Arc<Catalog>>,
     connection: Mutex<Option<RpcClient>>,
+    /// Recovery requests from the management node (node stop/restart, backups): the request id
+    /// to answer with, and the request. Taken once by the node that handles them.
+    commands_tx: mpsc::UnboundedSender<(u64, RecoveryMessage)>,
+    commands_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(u64, RecoveryMessage)>>>,
 }
+
+/// A recovery request from the management node and how to answer it.
+pub type Command = (u64, RecoveryMessage);
 
 async fn register(
     address: &str,
@@ -70,7 +78,10 @@ impl ManagementClient {
                     Ok((client, pushes, config_text, _leader)) => {
                         let config = ClusterConfig::parse(&config_text)?;
                         let (catalog_tx, catalog) = watch::channel(Arc::new(Catalog::new()));
+                        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
                         let this = Arc::new(ManagementClient {
+                            commands_tx,
+                            commands_rx: std::sync::Mutex::new(Some(commands_rx)),
                             identity,
                             serving_address,
                             addresses: addresses.clone(),
@@ -101,6 +112,12 @@ impl ManagementClient {
     async fn maintain(self: Arc<Self>, mut pushes: tokio::sync::mpsc::UnboundedReceiver<cairn_proto::pb::Frame>) {
         loop {
             while let Some(frame) = pushes.recv().await {
+                if let Some(body) = &frame.body
+                    && let Some(message) = RecoveryMessage::from_body(body)
+                {
+                    let _ = self.commands_tx.send((frame.request_id, message));
+                    continue;
+                }
                 if let Some(Body::CatalogUpdate(update)) = frame.body {
                     match decode::<Catalog>(&update.catalog) {
                         Ok(mut catalog) => {
@@ -168,6 +185,26 @@ impl ManagementClient {
     pub async fn heartbeat(&self, status: NodeStatus) {
         if let Some(client) = self.current().await {
             let _ = client.notify(Body::Heartbeat(Heartbeat { node_id: self.identity.node_id, status: Some(status) })).await;
+        }
+    }
+
+    /// The recovery requests the management node sends this node (once; later calls get None).
+    pub fn take_commands(&self) -> Option<mpsc::UnboundedReceiver<Command>> {
+        self.commands_rx.lock().expect("commands lock").take()
+    }
+
+    /// Answers recovery request `request_id` (a lost answer makes the management node time out).
+    pub async fn answer(&self, request_id: u64, message: RecoveryMessage) {
+        if let Some(client) = self.current().await {
+            let _ = client.sender().send(Frame { request_id, body: Some(message.into_body()) }).await;
+        }
+    }
+
+    /// Sends a recovery message the management node did not ask for (backup progress).
+    pub async fn tell(&self, message: RecoveryMessage) -> bool {
+        match self.current().await {
+            Some(client) => client.notify(message.into_body()).await.is_ok(),
+            None => false,
         }
     }
 

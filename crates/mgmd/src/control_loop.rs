@@ -204,13 +204,16 @@ impl ControlLoop {
             for entry in output.committed {
                 let EntryPayload::Data(data) = entry.payload else { continue };
                 let id = ProposalId { index: entry.index, term: entry.term };
+                let before = self.state.catalog.version;
                 let result = match ControlCommand::decode(&data) {
                     Ok(command) => self.state.apply(entry.index, command, &self.node_groups),
                     Err(e) => Some(Err(e)),
                 };
                 let version = self.state.catalog.version;
                 if let Some(result) = result {
-                    catalog_changed |= matches!(result, Ok(ControlOutcome::Catalog(_)));
+                    // Only a new version is pushed: ops that change nothing (IF NOT EXISTS
+                    // matches, catalog barriers) cost no push to every node.
+                    catalog_changed |= version != before;
                     if let Some(reply) = self.waiting.remove(&id) {
                         let _ = reply.send(result.map(|outcome| (outcome, version)));
                     }

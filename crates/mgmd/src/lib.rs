@@ -12,7 +12,10 @@
 //! - tracks which nodes are connected and what their heartbeats say (soft state, not
 //!   replicated);
 //! - answers `cairn mgm` in ndb_mgm's words and format (`SHOW`, `N STATUS`,
-//!   `ALL REPORT MEMORY`).
+//!   `ALL REPORT MEMORY`);
+//! - stops and restarts data nodes (`N STOP`, `N RESTART [-n] [-i]`, `N START`, `ALL RESTART`,
+//!   `SHUTDOWN`) and coordinates consistent online backups (`START BACKUP`, `ABORT BACKUP`), see
+//!   [`operations`].
 //!
 //! It is not on the data path: reads and writes go from SQL nodes straight to data nodes and
 //! continue while every management node is down (no DDL meanwhile).
@@ -20,13 +23,13 @@
 //! The daemon is a thin shell: [`control_loop`] runs the sans-IO replica and control state on
 //! one thread; [`server`] is the tokio side.
 //!
-//! Not yet here: arbitration for two-replica node groups, node stop/restart commands, backups,
-//! the HTTP status page and /metrics.
+//! Not yet here: arbitration for two-replica node groups, the HTTP status page and /metrics.
 
 pub mod admin;
 pub mod client;
 pub mod control_loop;
 pub mod nodes;
+pub mod operations;
 pub mod server;
 
 use std::collections::HashMap;
@@ -122,17 +125,14 @@ pub async fn run(options: MgmdOptions) -> anyhow::Result<()> {
         .spawn(move || control.run())
         .context("cannot start the control thread")?;
 
-    let shared = Arc::new(server::Shared {
-        config,
-        identity,
-        control: handle.clone(),
-        nodes: Default::default(),
-        forward: Default::default(),
-    });
+    let shared = Arc::new(server::Shared::new(config, identity, handle.clone()));
     tracing::info!(node = me.node_id, port = me.port, data_dir = %data_dir.display(), "management node started");
-    let server = tokio::spawn(server::serve(listener, shared));
+    let server = tokio::spawn(server::serve(listener, shared.clone()));
 
-    shutdown_signal().await;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = shared.shutdown.notified() => tracing::info!("SHUTDOWN ordered by an administrator"),
+    }
     tracing::info!("management node shutting down");
     server.abort();
     handle.send(control_loop::ControlEvent::Shutdown);

@@ -1,12 +1,62 @@
 //! Soft state: which nodes are connected to this management node and what they last reported.
 //! Not replicated; after a management failover it is rebuilt from reconnects and heartbeats.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use cairn_proto::pb::NodeStatus;
 use cairn_proto::Role;
+use cairn_proto::link::FrameSender;
+use cairn_proto::pb::{Frame, NodeStatus};
+use cairn_proto::recovery::RecoveryMessage;
+use tokio::sync::oneshot;
+
+/// Requests this management node sends to a registered node over its registration link, and
+/// the answers it waits for. Ids come from the accepting side's half of the id space, so they
+/// never collide with the node's own requests on the same link.
+#[derive(Clone, Debug)]
+pub struct NodeChannel {
+    sender: FrameSender,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<RecoveryMessage>>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl NodeChannel {
+    pub fn new(sender: FrameSender) -> NodeChannel {
+        NodeChannel { sender, pending: Arc::default(), next_id: Arc::new(AtomicU64::new(1 << 63)) }
+    }
+
+    /// Sends a request and waits for its answer.
+    pub async fn call(&self, message: RecoveryMessage, timeout: Duration) -> Result<RecoveryMessage, String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending lock").insert(id, tx);
+        if self.sender.send(Frame { request_id: id, body: Some(message.into_body()) }).await.is_err() {
+            self.pending.lock().expect("pending lock").remove(&id);
+            return Err("the node disconnected".into());
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err("the node disconnected".into()),
+            Err(_) => {
+                self.pending.lock().expect("pending lock").remove(&id);
+                Err(format!("no answer within {timeout:?}"))
+            }
+        }
+    }
+
+    /// Hands an answer to the request waiting for it; false if none waits (not an answer).
+    pub fn deliver(&self, request_id: u64, message: RecoveryMessage) -> Result<(), RecoveryMessage> {
+        match self.pending.lock().expect("pending lock").remove(&request_id) {
+            Some(waiter) => {
+                let _ = waiter.send(message);
+                Ok(())
+            }
+            None => Err(message),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct LiveNode {
@@ -19,6 +69,11 @@ pub struct LiveNode {
     pub connected_at: Instant,
     pub last_heartbeat: Instant,
     pub status: Option<NodeStatus>,
+    /// How to send this node requests (None for nodes that registered without one).
+    pub channel: Option<NodeChannel>,
+    /// Set when this management node told the node to stop or restart: shown as "stopping"
+    /// until it disconnects.
+    pub stopping: bool,
     /// The newest catalog version the node acknowledged.
     pub catalog_version: u64,
 }
@@ -54,6 +109,21 @@ impl NodeTable {
             if status.is_some() {
                 node.status = status;
             }
+        }
+    }
+
+    pub fn channel(&self, id: u32) -> Option<NodeChannel> {
+        self.nodes.lock().expect("node table lock").get(&id).and_then(|n| n.channel.clone())
+    }
+
+    /// Marks the registration of node `id` that connected at `connected_at` as stopping. A node
+    /// that has already stopped and registered again (a fast restart) is a new registration and
+    /// is left alone: it would otherwise show "stopping" until it disconnects again.
+    pub fn mark_stopping(&self, id: u32, connected_at: Instant) {
+        if let Some(node) = self.nodes.lock().expect("node table lock").get_mut(&id)
+            && node.connected_at == connected_at
+        {
+            node.stopping = true;
         }
     }
 

@@ -16,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::admin;
 use crate::control_loop::{ControlEvent, ControlHandle};
-use crate::nodes::{LiveNode, NodeTable};
+use crate::nodes::{LiveNode, NodeChannel, NodeTable};
+use cairn_proto::recovery::RecoveryMessage;
 
 /// How long a DDL may wait for the management nodes to commit it.
 const DDL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,8 +31,29 @@ pub struct Shared {
     pub identity: Identity,
     pub control: ControlHandle,
     pub nodes: NodeTable,
+    /// Backup progress reported by data nodes, for the START BACKUP waiting on it.
+    pub backup_events: tokio::sync::broadcast::Sender<cairn_proto::recovery::BackupEvent>,
+    /// Backup ids this management node handed out (data nodes report the ones on their disks).
+    pub last_backup_id: std::sync::atomic::AtomicU32,
+    /// Notified by SHUTDOWN once the data nodes stopped: the management node exits.
+    pub shutdown: tokio::sync::Notify,
     /// A connection to the management leader, for forwarding DDL from a follower.
     pub forward: tokio::sync::Mutex<Option<(u32, cairn_proto::RpcClient)>>,
+}
+
+impl Shared {
+    pub fn new(config: ClusterConfig, identity: Identity, control: ControlHandle) -> Shared {
+        Shared {
+            config,
+            identity,
+            control,
+            nodes: NodeTable::default(),
+            forward: Default::default(),
+            backup_events: tokio::sync::broadcast::channel(1024).0,
+            last_backup_id: Default::default(),
+            shutdown: tokio::sync::Notify::new(),
+        }
+    }
 }
 
 /// Decides an arbitration request: here if this node leads, else through the leader.
@@ -251,8 +273,11 @@ async fn node_session(mut link: Link, shared: Arc<Shared>) {
         connected_at: Instant::now(),
         last_heartbeat: Instant::now(),
         status: None,
+        channel: Some(NodeChannel::new(link.sender.clone())),
+        stopping: false,
         catalog_version: 0,
     };
+    let channel = live.channel.clone();
     if !shared.nodes.connect(node_id, live) {
         tracing::warn!(node = node_id, "refused a second registration of the same node id");
         return;
@@ -264,6 +289,22 @@ async fn node_session(mut link: Link, shared: Arc<Shared>) {
         while let Some(frame) = link.receiver.recv().await {
             match frame.body {
                 Some(Body::Heartbeat(hb)) => shared.nodes.heartbeat(node_id, hb.status),
+                Some(Body::Recovery(recovery)) => match RecoveryMessage::decode(&recovery.body) {
+                    Ok(message) => {
+                        let unanswered = match &channel {
+                            Some(channel) if frame.request_id != 0 => channel.deliver(frame.request_id, message),
+                            _ => Err(message),
+                        };
+                        match unanswered {
+                            Ok(()) => {}
+                            Err(RecoveryMessage::BackupEvent(event)) => {
+                                let _ = shared.backup_events.send(event);
+                            }
+                            Err(other) => tracing::debug!(node = node_id, message = ?other, "ignored an unexpected recovery message"),
+                        }
+                    }
+                    Err(e) => tracing::warn!(node = node_id, error = %e, "dropped an undecodable recovery message"),
+                },
                 Some(Body::CatalogAck(ack)) => shared.nodes.ack_catalog(node_id, ack.version),
                 Some(Body::ArbitrationRequest(request)) => {
                     let sender = link.sender.clone();
@@ -299,10 +340,11 @@ async fn push_catalog(sender: FrameSender, mut catalog: tokio::sync::watch::Rece
     }
 }
 
-async fn admin_session(mut link: Link, shared: &Shared) {
+async fn admin_session(mut link: Link, shared: &Arc<Shared>) {
     while let Some(frame) = link.receiver.recv().await {
         let Some(Body::AdminCommand(command)) = frame.body else { continue };
         let (text, ok) = match admin::parse(&command.command) {
+            Ok(parsed) if crate::operations::is_operation(&parsed) => crate::operations::run(&parsed, shared).await,
             Ok(parsed) => {
                 let nodes = shared.nodes.snapshot();
                 let catalog = shared.control.catalog.borrow().clone();

@@ -26,6 +26,7 @@ pub mod data;
 pub mod frame;
 pub mod handshake;
 pub mod link;
+pub mod recovery;
 pub mod rpc;
 
 /// The generated protocol messages.

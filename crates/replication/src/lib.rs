@@ -34,9 +34,10 @@
 //! default, fsynced; `sync = false` in [`wal::WalOptions`] plus a timer calling
 //! [`Replica::flush_and_sync`] gives NDB's behaviour.
 //!
-//! Left out for now: state-machine snapshots (the [`SnapshotSource`] hook is here, checkpoints
-//! will provide one), arbitration for two-voter groups (a mgmd decision, not Raft's), witness
-//! replicas, asynchronous log writes, and one shared log for several groups.
+//! State-machine snapshots come from the owner through the [`SnapshotSource`] hook (data nodes
+//! offer their local checkpoints, fetched outside Raft). Left out for now: arbitration for
+//! two-voter groups (a mgmd decision, not Raft's), witness replicas, asynchronous log writes,
+//! and one shared log for several groups.
 
 // rust-protobuf messages have hidden bookkeeping fields, so they are built by assigning
 // fields of a default value, as raft-rs itself does.

@@ -62,12 +62,14 @@
 //! # Snapshots
 //!
 //! A [`SnapshotSource`] gives raft-rs a state-machine snapshot when a follower needs entries
-//! that were compacted away. Until the checkpoint work plugs one in, [`NoSnapshots`] answers
-//! "temporarily unavailable" and raft-rs retries later; that is safe as long as the owner
-//! compacts only entries that every member already has. A follower that receives a snapshot
-//! gets it in [`ReadyOutput::snapshot`], with its metadata already written to the log; the
-//! owner restores its state machine from it before applying the committed entries of the same
-//! output.
+//! that were compacted away ([`NoSnapshots`], the default, answers "temporarily unavailable"
+//! and raft-rs retries later; that is safe as long as the owner compacts only entries that every
+//! member already has). Data nodes offer their newest local checkpoint, whose data travels
+//! outside Raft: the leader calls [`Replica::report_snapshot`] once the (small) snapshot message
+//! left, and the follower steps it only when it holds the data. A follower that receives a
+//! snapshot gets it in [`ReadyOutput::snapshot`], with its metadata already written to the log;
+//! the owner restores its state machine from it before applying the committed entries of the
+//! same output.
 //!
 //! Left out: proposal forwarding (followers refuse proposals with a leader hint), witnesses,
 //! and asynchronous persistence (`advance_append_async`).
@@ -647,7 +649,7 @@ impl<L: LogStore> Replica<L> {
     }
 
     /// Steps a message received from a peer.
-    pub fn step(&mut self, message: Message) -> Result<(), StepError> {
+    pub fn step(&mut self, mut message: Message) -> Result<(), StepError> {
         if let Some(reason) = &self.failure {
             return Err(StepError::Failed {
                 reason: reason.clone(),
@@ -672,6 +674,51 @@ impl<L: LogStore> Replica<L> {
                 )));
             }
             MessageType::MsgAppend => check_append(&message).map_err(StepError::Invalid)?,
+            // A replica that lost entries it had acknowledged (its files were wiped for an
+            // initial node restart, or an operating-system crash took unsynced writes with
+            // `DiskSync = Interval`) gets heartbeats committing entries it no longer has;
+            // raft-rs would assert. Committing less is always safe: the append that brings the
+            // entries back brings the commit index too.
+            MessageType::MsgHeartbeat if message.commit > self.raw.raft.raft_log.last_index() => {
+                let (leader, claimed) = (message.from, message.commit);
+                message.commit = self.raw.raft.raft_log.last_index();
+                self.raw.step(message).map_err(StepError::Raft)?;
+                // Tell the leader, which may have nothing new to send and so would never learn
+                // it from a refused append: the same refusal a short log gives an append.
+                let last = self.raw.raft.raft_log.last_index();
+                let mut refusal = Message::default();
+                refusal.set_msg_type(MessageType::MsgAppendResponse);
+                refusal.to = leader;
+                refusal.from = self.node_id;
+                refusal.term = self.raw.raft.term;
+                refusal.reject = true;
+                refusal.index = claimed;
+                refusal.reject_hint = last;
+                refusal.log_term = self.raw.raft.raft_log.term(last).unwrap_or(0);
+                self.raw.raft.msgs.push(refusal);
+                return Ok(());
+            }
+            // The leader learns of such a loss when the follower refuses an append with a hint
+            // below what the leader thought it matched. raft-rs never lowers `matched` and would
+            // keep probing above the follower's log forever; probing again from the hint finds
+            // the entries (or a snapshot) the follower needs.
+            MessageType::MsgAppendResponse if message.reject && self.is_leader() && message.term == self.term() => {
+                let hint = message.reject_hint;
+                if let Some(progress) = self.raw.raft.mut_prs().get_mut(message.from)
+                    && hint < progress.matched
+                {
+                    tracing::warn!(
+                        peer = message.from,
+                        matched = progress.matched,
+                        follower_last = hint,
+                        "a follower lost log entries it had acknowledged; replicating to it again from its log's end"
+                    );
+                    progress.matched = hint;
+                    progress.become_probe();
+                    progress.next_idx = hint + 1;
+                    return Ok(());
+                }
+            }
             MessageType::MsgHeartbeatResponse
                 if self.is_leader() && message.term == self.term() =>
             {
@@ -1124,6 +1171,15 @@ impl<L: LogStore> Replica<L> {
     }
 
     // ----- Log maintenance. -----
+
+    /// The term of log entry `index`, if this replica's log holds it (or it is the compaction
+    /// point).
+    pub fn log_term(&self, index: u64) -> Option<u64> {
+        if index + 1 < self.raw.store().log.first_index() || index > self.raw.store().log.last_index() {
+            return None;
+        }
+        self.raw.store().log.term(index).ok()
+    }
 
     /// Drops log entries up to `index` (at most the applied index), typically after a
     /// checkpoint at `index`. Followers that still need them will need a snapshot.

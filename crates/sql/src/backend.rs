@@ -32,6 +32,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Applies a catalog change cluster-wide.
     fn ddl(&self, op: CatalogOp) -> impl Future<Output = Result<CatalogOutcome>> + Send;
 
+    /// Brings this node's catalog up to every change committed anywhere in the cluster before
+    /// the call (a round trip through the management nodes' log). Called before reporting that
+    /// a stored routine does not exist; backends whose catalog is always current need nothing.
+    fn sync_catalog(&self) -> impl Future<Output = Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// A read served by the leader of `group`.
     fn read(&self, group: NodeGroupId, op: ReadOp) -> impl Future<Output = Result<ReadResult>> + Send;
 

@@ -106,6 +106,9 @@ pub(crate) enum Slot {
     /// The per-row result of correlated subquery `index` of `PlanContext::correlated`; the
     /// planner replaces references to it by a column the Apply operator appends.
     Correlated { index: usize },
+    /// A stored function's value for these arguments (crate::routine), computed when the
+    /// statement is bound.
+    Routine(Box<crate::routine::RoutineCall>),
 }
 
 /// A subquery that reads columns of the enclosing query: run once per row of it.
@@ -150,6 +153,11 @@ pub(crate) struct PlanContext<'a> {
     pub outer: Vec<Scope>,
     /// Correlated subqueries met so far; each select plans an Apply for its own.
     pub correlated: Vec<Correlated>,
+    /// The variables of the stored routine whose statement is being planned: an unqualified
+    /// name that is one of them reads it, bound like the `?` parameter of its frame slot.
+    pub locals: Option<std::sync::Arc<crate::routine::Locals>>,
+    /// Stored functions the plan calls, with the catalog versions it was built against.
+    pub routines: Vec<(cairn_common::routine::RoutineKey, u64)>,
 }
 
 impl<'a> PlanContext<'a> {
@@ -164,6 +172,8 @@ impl<'a> PlanContext<'a> {
             depth: 0,
             outer: Vec::new(),
             correlated: Vec::new(),
+            locals: None,
+            routines: Vec::new(),
         }
     }
 
@@ -235,6 +245,18 @@ pub(crate) enum AggregateFunc {
     BitOr,
     BitXor,
     AnyValue,
+}
+
+/// Whether an unqualified function name is a built-in one (which then hides a stored function
+/// of the same name, as in MySQL). `upper` is the name in upper case.
+pub(crate) fn is_builtin_function(upper: &str) -> bool {
+    aggregate_func(upper).is_some()
+        || matches!(
+            upper,
+            "DATE_ADD" | "DATE_SUB" | "ADDDATE" | "SUBDATE" | "TIMESTAMPDIFF" | "TIMESTAMPADD" | "CHAR" | "INSERT" | "VALUES" | "FORMAT"
+                | "REGEXP_LIKE" | "REGEXP_REPLACE" | "REGEXP_SUBSTR" | "JSON_EXTRACT"
+        )
+        || Func::from_name(upper).is_some_and(|f| !f.name().starts_with('$'))
 }
 
 pub(crate) fn aggregate_func(name: &str) -> Option<AggregateFunc> {
@@ -747,6 +769,15 @@ impl<'c, 'a, 's> Compiler<'c, 'a, 's> {
             let slot = self.ctx.add_slot(Slot::UserVar(name));
             return Ok((Expr::Param(slot), ty));
         }
+        // A stored routine's variable (and parameter) hides a column of the same name, as in
+        // MySQL.
+        if let ([one], Some(locals)) = (parts, self.ctx.locals.as_ref())
+            && let Some((index, ty)) = locals.lookup(&one.value)
+        {
+            let ty = ty.clone();
+            let slot = self.ctx.param_slot(index);
+            return Ok((Expr::Param(slot), ty));
+        }
         let names: Vec<String> = parts.iter().map(|p| p.value.clone()).collect();
         let (qualifier, name) = names.split_at(names.len() - 1);
         let name = &name[0];
@@ -1187,6 +1218,11 @@ impl<'c, 'a, 's> Compiler<'c, 'a, 's> {
         if f.over.is_some() {
             return Err(Error::not_supported("window functions"));
         }
+        if f.name.0.len() == 2 {
+            // `db.f(…)`: always a stored function.
+            let parts: Vec<String> = f.name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), |i| i.value.clone())).collect();
+            return self.stored_function(f, &parts[0], &parts[1]);
+        }
         if f.name.0.len() != 1 {
             return Err(Error::new(ErrorKind::RoutineDoesNotExist, format!("FUNCTION {} does not exist", f.name)));
         }
@@ -1248,9 +1284,69 @@ impl<'c, 'a, 's> Compiler<'c, 'a, 's> {
         }
         let Some(func) = Func::from_name(&upper).filter(|f| !f.name().starts_with('$')) else {
             let db = self.ctx.env.database.unwrap_or("");
+            let plain = f.name.0.first().and_then(|p| p.as_ident()).map_or_else(|| name.clone(), |i| i.value.clone());
+            if !db.is_empty() && self.ctx.env.catalog.routine(db, cairn_common::routine::RoutineKind::Function, &plain).is_some() {
+                let db = db.to_string();
+                return self.stored_function(f, &db, &plain);
+            }
             return Err(Error::new(ErrorKind::RoutineDoesNotExist, format!("FUNCTION {db}{}{name} does not exist", if db.is_empty() { "" } else { "." })));
         };
         self.call_func(func, &args)
+    }
+
+    /// A call of a stored function: its arguments are compiled here and the call becomes a
+    /// slot, bound (the function run) once per execution of the statement. Arguments that read
+    /// the columns of the rows being processed would need one call per row: refused (1235).
+    fn stored_function(&mut self, f: &ast::Function, database: &str, name: &str) -> Result<Typed, Error> {
+        use cairn_common::routine::{RoutineKey, RoutineKind, does_not_exist};
+        let Some(def) = self.ctx.env.catalog.routine(database, RoutineKind::Function, name) else {
+            return Err(does_not_exist(RoutineKind::Function, database, name));
+        };
+        let (expected, version, routine_name) = (def.params.len(), def.version, def.name.clone());
+        let ty = match &def.returns {
+            Some(r) => crate::routine::return_sql_type(r),
+            None => return Err(Error::internal("a stored function without a return type")),
+        };
+        let (args, star, _) = self.function_args(f)?;
+        if star {
+            return Err(crate::lexer::syntax_error_near("*)", 1));
+        }
+        if args.len() != expected {
+            bail!(
+                RoutineArgumentCount,
+                "Incorrect number of arguments for FUNCTION {database}.{routine_name}; expected {expected}, got {}",
+                args.len()
+            );
+        }
+        let mut exprs = Vec::with_capacity(args.len());
+        for a in args {
+            let (e, _) = self.compile(a)?;
+            exprs.push(e);
+        }
+        let per_row = exprs.iter().any(|e| {
+            let mut found = false;
+            let mut stack = vec![e];
+            while let Some(node) = stack.pop() {
+                match node {
+                    Expr::Column(_) => found = true,
+                    Expr::Param(slot) => {
+                        found |= matches!(self.ctx.slots.get(*slot as usize), Some(Slot::Outer { .. } | Slot::Correlated { .. }));
+                    }
+                    other => stack.extend(children(other)),
+                }
+            }
+            found
+        });
+        if per_row {
+            return Err(Error::not_supported("stored function calls whose arguments read the columns of the rows being read"));
+        }
+        let key = RoutineKey::new(database, RoutineKind::Function, &routine_name);
+        if !self.ctx.routines.iter().any(|(k, _)| *k == key) {
+            self.ctx.routines.push((key, version));
+        }
+        let call = crate::routine::RoutineCall { database: database.to_string(), name: routine_name, args: exprs, display: f.to_string() };
+        let slot = self.ctx.add_slot(Slot::Routine(Box::new(call)));
+        Ok((Expr::Param(slot), ty))
     }
 
     /// Compiles a call of a built-in function with its MySQL result type.

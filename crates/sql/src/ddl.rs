@@ -42,7 +42,7 @@ fn int(width: IntWidth, unsigned: bool) -> ColumnType {
 
 /// Maps a declared type to Cairn's, with MySQL's limits (1074 for over-long strings, 1426 for
 /// too-precise temporals, 1235 for types Cairn does not have).
-fn column_type(dt: &DataType, column: &str, mb_per_char: u64) -> Result<(ColumnType, bool), Error> {
+pub(crate) fn column_type(dt: &DataType, column: &str, mb_per_char: u64) -> Result<(ColumnType, bool), Error> {
     // (type, implies NOT NULL AUTO_INCREMENT UNIQUE (SERIAL))
     let too_long = |max: u64| err!(ColumnLengthTooBig, "Column length too big for column '{column}' (max = {max}); use BLOB or TEXT instead");
     let fsp = |p: &Option<u64>| -> Result<u8, Error> {

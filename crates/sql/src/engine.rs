@@ -166,6 +166,13 @@ pub struct Engine<B: Backend> {
     pub(crate) stats: Stats,
     /// Plans of text-protocol statements by normalized text (cache.rs).
     pub(crate) plans: crate::cache::PlanCache<crate::session::CachedPlan>,
+    /// Parsed stored routines by catalog version (routine/cache.rs).
+    pub(crate) routines: crate::routine::cache::RoutineCache,
+    /// When this node last synchronized its catalog after a routine was not found (microseconds
+    /// of the engine's clock): at most one such round trip per `CATALOG_SYNC_INTERVAL_MICROS`.
+    pub(crate) last_catalog_sync_micros: std::sync::atomic::AtomicI64,
+    /// A catalog synchronization is under way (one at a time per node).
+    pub(crate) catalog_sync_running: std::sync::atomic::AtomicBool,
     /// Started at, for SHOW STATUS Uptime.
     pub(crate) started_micros: i64,
     /// The next transaction number; starts at this node's start time in milliseconds so that
@@ -191,6 +198,9 @@ impl<B: Backend> Engine<B> {
             layouts: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             plans: crate::cache::PlanCache::new(),
+            routines: crate::routine::cache::RoutineCache::new(),
+            last_catalog_sync_micros: std::sync::atomic::AtomicI64::new(i64::MIN),
+            catalog_sync_running: std::sync::atomic::AtomicBool::new(false),
             started_micros,
         })
     }

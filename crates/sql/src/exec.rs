@@ -130,13 +130,31 @@ const MAX_WARNINGS: usize = 1024;
 impl<B: Backend> Exec<B> {
     /// Evaluates with the session and the bound values; warnings go to the statement's list.
     pub fn eval(&mut self, e: &Expr, row: &[Value]) -> Result<Value, Error> {
+        self.eval_partly(e, row, &[]).0
+    }
+
+    /// Evaluates with some parameters not bound yet: when evaluation reaches one of `unbound`,
+    /// it stops and names it (the caller computes it and evaluates again, so that a stored
+    /// function call runs only if evaluation gets to it). Warnings of a stopped evaluation are
+    /// dropped: the next one produces them again.
+    pub fn eval_partly(&mut self, e: &Expr, row: &[Value], unbound: &[u32]) -> (Result<Value, Error>, Option<u32>) {
         let bound = self.bound.clone();
-        let mut ctx = EvalContext { params: &bound.values, warnings: Vec::new(), session: Some(&mut self.snapshot), strict: self.strict };
+        let mut ctx = EvalContext {
+            params: &bound.values,
+            warnings: Vec::new(),
+            session: Some(&mut self.snapshot),
+            strict: self.strict,
+            unbound,
+            missing: None,
+        };
         let result = e.eval(row, &mut ctx);
+        let missing = ctx.missing;
         let warnings = std::mem::take(&mut ctx.warnings);
         drop(ctx);
-        self.add_warnings(warnings);
-        result
+        if missing.is_none() {
+            self.add_warnings(warnings);
+        }
+        (result, missing)
     }
 
     pub fn matches(&mut self, e: &Expr, row: &[Value]) -> Result<bool, Error> {
@@ -176,7 +194,7 @@ pub(crate) fn bind(e: &Expr, bound: &Bound, snapshot: &Snapshot) -> Result<Expr,
         Ok(match node {
             Expr::Param(i) => Expr::Literal(bound.values.get(i as usize).cloned().unwrap_or(Value::Null)),
             Expr::Call { func, args } if func.needs_session() && args.iter().all(|a| matches!(a, Expr::Literal(_))) => {
-                let mut ctx = EvalContext { params: &[], warnings: Vec::new(), session: Some(&mut snap), strict: false };
+                let mut ctx = EvalContext { params: &[], warnings: Vec::new(), session: Some(&mut snap), strict: false, unbound: &[], missing: None };
                 Expr::Literal(Expr::Call { func, args }.eval(&[], &mut ctx)?)
             }
             other => other,

@@ -153,6 +153,47 @@ fn starts_routine(significant: &[&Token]) -> bool {
     })
 }
 
+/// Whether the `IF` at `at` starts an IF statement of a routine body (closed by `END IF`)
+/// rather than being the IF() function or part of `IF [NOT] EXISTS`: it does not follow a word
+/// that makes it an expression or a DDL clause, and its condition reaches a THEN before the
+/// statement could end (CASE … END expressions inside the condition are skipped).
+fn starts_if_statement(tokens: &[TokenWithSpan], previous: Option<usize>, at: usize) -> bool {
+    if let Some(p) = previous {
+        let prev = &tokens[p].token;
+        let expression_context = matches!(prev, Token::Word(w) if w.quote_style.is_none() && matches!(
+            w.value.to_ascii_uppercase().as_str(),
+            "FUNCTION" | "PROCEDURE" | "TABLE" | "DATABASE" | "SCHEMA" | "VIEW" | "TRIGGER" | "EVENT" | "INDEX" | "USER"
+                | "IF" | "ELSEIF" | "WHEN" | "WHILE" | "UNTIL" | "RETURN" | "SELECT" | "AND" | "OR" | "NOT" | "XOR"
+        )) || !matches!(prev, Token::Word(_) | Token::SemiColon | Token::Colon | Token::RParen | Token::SingleQuotedString(_) | Token::DoubleQuotedString(_));
+        if expression_context {
+            return false;
+        }
+    }
+    let mut depth = 0i32;
+    let mut cases = 0usize;
+    for t in tokens[at + 1..].iter().filter(|t| !matches!(t.token, Token::Whitespace(_))) {
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Token::SemiColon => return false,
+            Token::Word(w) if w.quote_style.is_none() && depth == 0 => match w.keyword {
+                Keyword::CASE => cases += 1,
+                Keyword::END if cases > 0 => cases -= 1,
+                Keyword::END | Keyword::BEGIN | Keyword::DO => return false,
+                Keyword::THEN if cases == 0 => return true,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Splits a text into statements on top-level `;`. Empty statements (only whitespace and
 /// comments) are dropped; the caller decides what an entirely empty text means.
 pub(crate) fn split(text: &str) -> Result<Vec<StatementText>, Error> {
@@ -160,8 +201,11 @@ pub(crate) fn split(text: &str) -> Result<Vec<StatementText>, Error> {
     let locator = Locator::new(text);
     let mut statements = Vec::new();
     let mut current: Vec<TokenWithSpan> = Vec::new();
-    // Stack of open blocks inside a routine body: BEGIN (true) or CASE (false).
-    let mut blocks: Vec<bool> = Vec::new();
+    // Open compound statements inside a routine body: BEGIN, CASE, LOOP, WHILE, REPEAT and
+    // IF, each closed by exactly one END (`END`, `END CASE`, `END LOOP`, …), so a routine's
+    // inner `;` never ends it, with or without an outer BEGIN … END.
+    let mut blocks: usize = 0;
+    let mut previous: Option<usize> = None;
     let mut routine = false;
     let mut significant_seen: Vec<Token> = Vec::new();
 
@@ -187,28 +231,36 @@ pub(crate) fn split(text: &str) -> Result<Vec<StatementText>, Error> {
                 routine = starts_routine(&refs);
             }
             if routine {
-                if is_keyword(&token.token, Keyword::BEGIN) {
-                    blocks.push(true);
-                } else if is_keyword(&token.token, Keyword::CASE) {
-                    blocks.push(false);
+                let after_end = previous.is_some_and(|p| is_keyword(&tokens[p].token, Keyword::END));
+                let next = tokens[i + 1..].iter().find(|t| !matches!(t.token, Token::Whitespace(_)));
+                let opens = if after_end {
+                    // `END IF`, `END LOOP`, … : the closing words, not new statements.
+                    false
+                } else if is_keyword(&token.token, Keyword::BEGIN) || is_keyword(&token.token, Keyword::CASE) {
+                    true
+                } else if word_is(&token.token, "LOOP") || is_keyword(&token.token, Keyword::WHILE) {
+                    true
+                } else if word_is(&token.token, "REPEAT") {
+                    // REPEAT(str, n) is a function.
+                    !next.is_some_and(|t| t.token == Token::LParen)
+                } else if is_keyword(&token.token, Keyword::IF) {
+                    starts_if_statement(&tokens, previous, i)
+                } else {
+                    false
+                };
+                if opens {
+                    blocks += 1;
                 } else if is_keyword(&token.token, Keyword::END) {
-                    let next = tokens[i + 1..].iter().find(|t| !matches!(t.token, Token::Whitespace(_)));
-                    let closes_other = next.is_some_and(|t| {
-                        is_keyword(&t.token, Keyword::IF)
-                            || is_keyword(&t.token, Keyword::WHILE)
-                            || word_is(&t.token, "LOOP")
-                            || word_is(&t.token, "REPEAT")
-                    });
-                    if !closes_other {
-                        blocks.pop();
-                    }
+                    blocks = blocks.saturating_sub(1);
                 }
             }
+            previous = Some(i);
         }
-        if matches!(token.token, Token::SemiColon) && blocks.is_empty() {
+        if matches!(token.token, Token::SemiColon) && blocks == 0 {
             flush(&mut current, &mut statements);
             significant_seen.clear();
             routine = false;
+            previous = None;
         } else {
             current.push(token.clone());
         }
@@ -346,6 +398,19 @@ mod tests {
         assert_eq!(parts[1], "SELECT f(1)");
         let sql = "CREATE DEFINER=`root`@`localhost` PROCEDURE p() BEGIN SELECT 1; SELECT 2; END;SELECT 3";
         assert_eq!(texts(sql).len(), 2);
+        // Compound bodies without BEGIN, IF () with a parenthesized condition, IF() functions,
+        // REPEAT() the function, IF [NOT] EXISTS clauses inside and in the header.
+        for (sql, parts) in [
+            ("CREATE PROCEDURE p() l: LOOP SET @a = IF(@a > 1, 1, 2); LEAVE l; END LOOP l; SELECT 1", 2),
+            ("CREATE PROCEDURE p() WHILE (@a < 3) DO SET @a = @a + 1; END WHILE; SELECT 1", 2),
+            ("CREATE PROCEDURE p() REPEAT SET @s = REPEAT('x', 2); UNTIL 1 END REPEAT; SELECT 1", 2),
+            ("CREATE PROCEDURE p() IF (@a) THEN SELECT 1; ELSEIF IF(@b, 1, 0) THEN SELECT 2; END IF; SELECT 3", 2),
+            ("CREATE PROCEDURE IF NOT EXISTS p() BEGIN DROP TABLE IF EXISTS t; IF EXISTS (SELECT 1) THEN SELECT 1; END IF; END; SELECT 2", 2),
+            ("CREATE FUNCTION f() RETURNS INT RETURN IF(1, CASE WHEN 1 THEN 2 END, 3); SELECT f()", 2),
+            ("CREATE PROCEDURE p() CASE @a WHEN 1 THEN SELECT 1; ELSE SELECT 2; END CASE; SELECT 3", 2),
+        ] {
+            assert_eq!(texts(sql).len(), parts, "{sql}: {:?}", texts(sql));
+        }
     }
 
     #[test]

@@ -118,6 +118,7 @@ mod outcome;
 mod parse;
 mod plan;
 mod privileges;
+mod routine;
 mod session;
 mod show;
 #[cfg(feature = "testing")]

@@ -146,6 +146,10 @@ pub(crate) enum Show {
     /// SHOW [FULL] PROCESSLIST: this session only (the node does not list its peers' yet);
     /// without FULL, Info is cut to 100 characters as in MySQL.
     Processlist { full: bool },
+    /// SHOW CREATE FUNCTION / PROCEDURE (crate::routine::show).
+    CreateRoutine { kind: cairn_common::routine::RoutineKind, name: crate::routine::QualifiedName },
+    /// SHOW FUNCTION / PROCEDURE STATUS [LIKE | WHERE].
+    RoutineStatus { kind: cairn_common::routine::RoutineKind, filter: ShowFilter },
 }
 
 /// A statement, ready for planning. Parsed once per text (and kept by prepared statements),
@@ -183,6 +187,9 @@ pub(crate) enum Statement {
     Savepoint(String),
     RollbackToSavepoint(String),
     ReleaseSavepoint(String),
+    /// Stored routines: CREATE/DROP/ALTER FUNCTION and PROCEDURE, CALL, SELECT … INTO
+    /// (crate::routine).
+    Routine(crate::routine::RoutineStatement),
     /// Parsed, but not something Cairn runs yet: answered with 1235 naming it.
     Unsupported(String),
     /// CREATE USER, GRANT, SHOW GRANTS and the other account statements (`crate::users`).
@@ -391,7 +398,15 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
         _ => return Err(c.error()),
     };
     match keyword.as_str() {
-        "SELECT" | "WITH" | "VALUES" | "TABLE" => parse_query(statement),
+        "SELECT" | "WITH" => match crate::routine::parse::into_position(statement) {
+            Some((into, end)) => crate::routine::parse::parse_select_into(statement, into, end),
+            None => parse_query(statement),
+        },
+        "VALUES" | "TABLE" => parse_query(statement),
+        "CREATE" if crate::routine::parse::is_create_routine(statement) => crate::routine::parse::parse_create(statement),
+        "DROP" if crate::routine::parse::is_drop_routine(statement) => crate::routine::parse::parse_drop(statement),
+        "ALTER" if crate::routine::parse::is_alter_routine(statement) => crate::routine::parse::parse_alter(statement),
+        "CALL" => crate::routine::parse::parse_call(statement),
         "INSERT" | "REPLACE" | "UPDATE" | "DELETE" => parse_with_sqlparser(statement, &rewrite_binary_operator(&statement.tokens)),
         "CREATE" => parse_create(statement, &mut c),
         "DROP" => parse_drop(&mut c),
@@ -502,7 +517,7 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
             Ok(Statement::Do(exprs))
         }
         "ALTER" | "RENAME" | "GRANT" | "REVOKE" | "FLUSH" | "KILL" | "LOCK" | "UNLOCK" | "ANALYZE" | "OPTIMIZE"
-        | "CHECK" | "REPAIR" | "CALL" | "PREPARE" | "EXECUTE" | "DEALLOCATE" | "LOAD" | "XA" | "HANDLER"
+        | "CHECK" | "REPAIR" | "PREPARE" | "EXECUTE" | "DEALLOCATE" | "LOAD" | "XA" | "HANDLER"
         | "CHECKSUM" | "INSTALL" | "UNINSTALL" | "RESET" | "PURGE" | "CHANGE" | "SIGNAL" | "RESIGNAL" | "GET"
         | "IMPORT" | "CLONE" | "RESTART" | "SHUTDOWN" | "HELP" | "BINLOG" | "CACHE" | "TABLE_STATS" => {
             let words: Vec<String> =
@@ -1014,6 +1029,20 @@ fn parse_show(c: &mut Cursor<'_>) -> Result<Statement, Error> {
                 false
             };
             Show::CreateDatabase { name: c.ident()?, if_not_exists }
+        } else if c.peek_is("FUNCTION") || c.peek_is("PROCEDURE") {
+            let kind = if c.eat("FUNCTION") {
+                cairn_common::routine::RoutineKind::Function
+            } else {
+                c.next();
+                cairn_common::routine::RoutineKind::Procedure
+            };
+            let first = c.ident()?;
+            let name = if c.eat_token(&Token::Period) {
+                crate::routine::QualifiedName { database: Some(first), name: c.ident()? }
+            } else {
+                crate::routine::QualifiedName { database: None, name: first }
+            };
+            Show::CreateRoutine { kind, name }
         } else {
             let what = c.peek().map(|t| t.token.to_string().to_ascii_uppercase()).unwrap_or_default();
             return Ok(Statement::Unsupported(format!("SHOW CREATE {what}")));
@@ -1067,6 +1096,17 @@ fn parse_show(c: &mut Cursor<'_>) -> Result<Statement, Error> {
         Show::TableStatus { database, filter: show_filter(c)? }
     } else if c.eat("PROCESSLIST") {
         Show::Processlist { full: false }
+    } else if (c.peek_is("FUNCTION") || c.peek_is("PROCEDURE"))
+        && matches!(c.peek_nth(1), Some(TokenWithSpan { token: Token::Word(w), .. }) if w.value.eq_ignore_ascii_case("STATUS"))
+    {
+        let kind = if c.eat("FUNCTION") {
+            cairn_common::routine::RoutineKind::Function
+        } else {
+            c.next();
+            cairn_common::routine::RoutineKind::Procedure
+        };
+        c.expect("STATUS")?;
+        Show::RoutineStatus { kind, filter: show_filter(c)? }
     } else {
         // [GLOBAL|SESSION|LOCAL] VARIABLES/STATUS, [EXTENDED] [FULL] TABLES/COLUMNS/FIELDS.
         let global = if c.eat("GLOBAL") {

@@ -69,8 +69,6 @@ impl SessionSecurity {
         SessionSecurity { account, login_user: login_user.to_string(), login_host: login_host.to_string(), roles, cache: Mutex::new(None) }
     }
 
-    // Called by stored routines and admin statements as they land (issue 7's hooks).
-    #[allow(dead_code)]
     /// The security context of a routine with SQL SECURITY DEFINER: the definer's grants and
     /// none of the caller's roles. A definer that no longer exists gets no privileges.
     pub fn for_definer(&self, definer: AccountName) -> SessionSecurity {
@@ -179,20 +177,12 @@ impl SessionSecurity {
         self.authorization(catalog).is_none_or(|a| a.global().has(p))
     }
 
-    // Called by stored routines and admin statements as they land (issue 7's hooks).
-    #[allow(dead_code)]
     /// EXECUTE on a routine (the caller's check before a CALL or a stored function call).
     pub fn check_routine(&self, catalog: &Catalog, database: &str, kind: RoutineKind, name: &str) -> Result<(), Error> {
         let Some(auth) = self.authorization(catalog) else {
             return Ok(());
         };
-        if auth.on_routine(database, kind, name).has(Privilege::Execute) {
-            return Ok(());
-        }
-        Err(Error::new(
-            ErrorKind::RoutineAccessDenied,
-            format!("execute command denied to user {} for routine '{database}.{name}'", self.user_at_host()),
-        ))
+        self.need_routine(&auth, Privilege::Execute, database, kind, name)
     }
 
     /// Checks a planned statement, on every execution.
@@ -229,14 +219,27 @@ impl SessionSecurity {
             }
         };
         // Every other table the statement touches is read.
+        self.need_reads(&auth, catalog, tables, target)
+    }
+
+    /// SELECT on every table an expression reads (a stored routine's `RETURN (SELECT …)`,
+    /// `SET v = (SELECT …)`, `IF EXISTS (SELECT …)`), on every evaluation.
+    pub fn check_reads(&self, catalog: &Catalog, tables: &[(TableId, u64)]) -> Result<(), Error> {
+        let Some(auth) = self.authorization(catalog) else {
+            return Ok(());
+        };
+        self.need_reads(&auth, catalog, tables, None)
+    }
+
+    fn need_reads(&self, auth: &Authorization, catalog: &Catalog, tables: &[(TableId, u64)], written: Option<TableId>) -> Result<(), Error> {
         for (id, _) in tables {
-            if Some(*id) == target {
+            if Some(*id) == written {
                 continue;
             }
             // Only tables users name: the hidden tables of unique indexes are maintained for the
             // statement's own table and need no grant of their own.
             if let Some(def) = catalog.tables.get(id) {
-                self.need_table(&auth, Privilege::Select, &def.database, &def.name)?;
+                self.need_table(auth, Privilege::Select, &def.database, &def.name)?;
             }
         }
         Ok(())
@@ -262,7 +265,32 @@ impl SessionSecurity {
             // Account statements are checked by `crate::users` with the statement at hand (it
             // needs to know the grantor's own privileges at the level named).
             CatalogOp::Accounts(_) => Ok(()),
+            CatalogOp::CreateRoutine { routine, or_replace, .. } => {
+                need_db(Privilege::CreateRoutine, &routine.database)?;
+                // OR REPLACE may drop an existing routine: that also takes ALTER ROUTINE on it.
+                if *or_replace && catalog.routine(&routine.database, routine.kind, &routine.name).is_some() {
+                    self.need_routine(&auth, Privilege::AlterRoutine, &routine.database, routine.kind, &routine.name)?;
+                }
+                Ok(())
+            }
+            CatalogOp::AlterRoutine { database, kind, name, .. } | CatalogOp::DropRoutine { database, kind, name, .. } => {
+                self.need_routine(&auth, Privilege::AlterRoutine, database, *kind, name)
+            }
+            // A barrier changes nothing.
+            CatalogOp::Barrier => Ok(()),
         }
+    }
+
+    /// `privilege` (EXECUTE or ALTER ROUTINE) on one routine, at routine, database or global level.
+    fn need_routine(&self, auth: &Authorization, privilege: Privilege, database: &str, kind: RoutineKind, name: &str) -> Result<(), Error> {
+        if auth.on_routine(database, kind, name).has(privilege) {
+            return Ok(());
+        }
+        let command = if privilege == Privilege::Execute { "execute" } else { "alter routine" };
+        Err(Error::new(
+            ErrorKind::RoutineAccessDenied,
+            format!("{command} command denied to user {} for routine '{database}.{name}'", self.user_at_host()),
+        ))
     }
 
     /// Checks a statement that is not planned (planned ones go through [`Self::check_plan`],
@@ -322,6 +350,10 @@ impl SessionSecurity {
                     let (db, name) = resolve(table);
                     if self.sees_table(catalog, &db, &name) { Ok(()) } else { Err(self.table_denied("SELECT", &name)) }
                 }
+                // SHOW CREATE FUNCTION/PROCEDURE and SHOW … STATUS answer from the catalog's
+                // definitions, which MySQL shows to any user with a privilege on the routine;
+                // the routine statements module checks them with the routine at hand.
+                Show::CreateRoutine { .. } | Show::RoutineStatus { .. } => Ok(()),
                 Show::CreateDatabase { name, .. } => {
                     if self.sees_database(catalog, name) { Ok(()) } else { Err(self.database_denied(name)) }
                 }
@@ -340,6 +372,9 @@ impl SessionSecurity {
                 | Show::Processlist { .. } => Ok(()),
             },
             Statement::Account(_) => Ok(()),
+            // CREATE/ALTER/DROP FUNCTION/PROCEDURE are checked as catalog changes
+            // ([`Self::check_catalog_op`]), CALL and function calls by [`Self::check_routine`].
+            Statement::Routine(_) => Ok(()),
             Statement::Set(_)
             | Statement::Begin
             | Statement::Commit
@@ -389,6 +424,16 @@ pub(crate) fn describe_catalog_op(op: &CatalogOp) -> String {
             }
         }
         CatalogOp::Accounts(ops) => format!("ACCOUNTS {}", crate::users::describe_ops(ops)),
+        CatalogOp::CreateRoutine { routine, or_replace, .. } => format!(
+            "CREATE {}{} {}.{}",
+            if *or_replace { "OR REPLACE " } else { "" },
+            routine.kind.keyword(),
+            routine.database,
+            routine.name
+        ),
+        CatalogOp::AlterRoutine { database, kind, name, .. } => format!("ALTER {} {database}.{name}", kind.keyword()),
+        CatalogOp::DropRoutine { database, kind, name, .. } => format!("DROP {} {database}.{name}", kind.keyword()),
+        CatalogOp::Barrier => "BARRIER".to_string(),
     }
 }
 

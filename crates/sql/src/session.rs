@@ -27,6 +27,9 @@ use crate::show::{self, ShowResult};
 use crate::types::{self, ColumnOrigin, SqlType, column_meta, conform};
 use crate::variables::{self, DefaultValue, SessionVariables, VarDef};
 
+// Stored routines: CALL, stored function calls, and the statements about routines.
+mod routines;
+
 /// Times a statement refused because a table's definition changed is planned again.
 const MAX_REPLANS: u32 = 3;
 
@@ -88,6 +91,8 @@ pub(crate) struct CachedPlan {
     pub slots: Arc<Vec<Slot>>,
     /// Tables and the definition versions the plan was built from.
     pub tables: Vec<(TableId, u64)>,
+    /// Stored functions the plan calls, with their catalog versions.
+    pub routines: Vec<(cairn_common::routine::RoutineKey, u64)>,
     /// The current database when planned (names resolve against it).
     pub database: Option<String>,
     /// A query's result metadata for the result collation it was last built for (shared by
@@ -140,6 +145,8 @@ pub struct Session<B: Backend> {
     /// `user@host` (USER(), CURRENT_USER()) and the server version, shared by snapshots.
     user_at_host: Arc<str>,
     version: Arc<str>,
+    /// The routines running and the result sets their procedures produced.
+    routines: routines::RoutineState,
 }
 
 impl<B: Backend> std::fmt::Debug for Session<B> {
@@ -223,6 +230,7 @@ impl<B: Backend> Session<B> {
             current_text: String::new(),
             user_at_host,
             version,
+            routines: routines::RoutineState::default(),
         };
         session.apply_handshake_collation();
         session
@@ -398,6 +406,8 @@ impl<B: Backend> Session<B> {
         let mut outcomes = Vec::with_capacity(statements.len());
         for text in statements {
             let outcome = self.run_text(&text).await;
+            // Result sets of the procedures a CALL ran come before the CALL's own answer.
+            outcomes.append(&mut self.routines.take_results());
             let failed = outcome.is_error();
             outcomes.push(outcome);
             if failed {
@@ -420,6 +430,10 @@ impl<B: Backend> Session<B> {
 
     async fn run_text_inner(&mut self, text: &StatementText) -> Outcome {
         Stats::bump(&self.engine.stats.questions);
+        // `SELECT f(literals)` of a stored function (Exim's greylisting) skips parse and plan.
+        if let Some(outcome) = self.fast_function_call(text).await {
+            return outcome;
+        }
         // Repeated statements with inlined values reuse a plan (cache.rs), unless the session
         // turned the cache off (`SET cairn_plan_cache = OFF`).
         let cache_on = !matches!(self.read_var_value("cairn_plan_cache"), Some(Value::Int(0)));
@@ -494,6 +508,16 @@ impl<B: Backend> Session<B> {
 
     /// Plans (or reuses a cached plan of) a plannable statement.
     fn plan_statement(&self, statement: &Statement, text: &StatementText) -> Result<Option<CachedPlan>, Error> {
+        self.plan_statement_with(statement, text, None)
+    }
+
+    /// Plans a statement; `locals` are the variables of the routine it belongs to.
+    fn plan_statement_with(
+        &self,
+        statement: &Statement,
+        text: &StatementText,
+        locals: Option<Arc<crate::routine::Locals>>,
+    ) -> Result<Option<CachedPlan>, Error> {
         let catalog = self.engine.backend.catalog();
         let system_var = |scope: VarScope, name: &str| self.system_var(scope, name);
         let user_var = |name: &str| self.user_vars.get(name).cloned().unwrap_or(Value::Null);
@@ -506,7 +530,8 @@ impl<B: Backend> Session<B> {
             only_full_group_by: self.has_mode("ONLY_FULL_GROUP_BY"),
             source: Some(text),
         };
-        let mut ctx = PlanContext::new(env, placeholders(text));
+        let mut ctx = PlanContext::new(env, if locals.is_some() { Vec::new() } else { placeholders(text) });
+        ctx.locals = locals;
         let mut planned = match statement {
             Statement::Query(q) => Planned::Query(plan::plan_query(&mut ctx, q)?),
             Statement::Insert(i) => Planned::Insert(dml::plan_insert(&mut ctx, i)?),
@@ -532,6 +557,7 @@ impl<B: Backend> Session<B> {
             planned: Arc::new(planned),
             slots: Arc::new(ctx.slots),
             tables: ctx.tables,
+            routines: ctx.routines,
             database: self.database.clone(),
             metadata: Arc::new(Mutex::new(None)),
         }))
@@ -553,11 +579,19 @@ impl<B: Backend> Session<B> {
     }
 
     fn plan_is_current(&self, cached: &CachedPlan, catalog: &Catalog) -> bool {
-        cached.database == self.database && cached.tables.iter().all(|(id, version)| catalog.table(*id).is_some_and(|t| t.version == *version))
+        cached.database == self.database && self.dependencies_current(&cached.tables, &cached.routines, catalog)
     }
 
     /// Binds a plan's slots: parameters, variables, and the results of its subqueries.
     async fn bind(&mut self, slots: &[Slot], params: &[Value], exec: &mut Exec<B>) -> Result<(), Error> {
+        self.bind_slots(slots, params, exec, false).await.map(|_| ())
+    }
+
+    /// Binds slots; with `lazy`, stored function calls are left unbound (their indexes are
+    /// returned) for an evaluation that computes them only when it reaches them
+    /// (routines::eval_lazily).
+    async fn bind_slots(&mut self, slots: &[Slot], params: &[Value], exec: &mut Exec<B>, lazy: bool) -> Result<Vec<u32>, Error> {
+        let mut unbound = Vec::new();
         let mut bound = Bound { values: Vec::with_capacity(slots.len()), lists: HashMap::new() };
         for (i, slot) in slots.iter().enumerate() {
             let value = match slot {
@@ -571,6 +605,20 @@ impl<B: Backend> Session<B> {
                 Slot::UnixNow => Value::Int(exec.snapshot.utc_now.to_unix_seconds().unwrap_or(0)),
                 // Bound per row by the Apply operator that runs the correlated subquery.
                 Slot::Outer { .. } | Slot::Correlated { .. } => Value::Null,
+                Slot::Routine(_) if lazy => {
+                    unbound.push(i as u32);
+                    Value::Null
+                }
+                Slot::Routine(call) => {
+                    // The arguments read earlier slots only (compile::stored_function).
+                    exec.bound = Arc::new(bound.clone());
+                    let mut args = Vec::with_capacity(call.args.len());
+                    for a in &call.args {
+                        args.push(exec.eval(a, &[])?);
+                    }
+                    let now = (exec.snapshot.now, exec.snapshot.utc_now);
+                    self.call_function(call, args, now).await?
+                }
                 Slot::Subquery { kind, plan } => {
                     // Earlier slots (including this subquery's own) are bound already.
                     exec.bound = Arc::new(bound.clone());
@@ -592,7 +640,7 @@ impl<B: Backend> Session<B> {
             bound.values.push(value);
         }
         exec.bound = Arc::new(bound);
-        Ok(())
+        Ok(unbound)
     }
 
     fn new_exec(&mut self, warnings: Arc<Mutex<Vec<Warning>>>) -> Exec<B> {
@@ -686,7 +734,7 @@ impl<B: Backend> Session<B> {
                     let catalog = self.engine.backend.catalog();
                     let plan = match cached.take() {
                         Some(c) if self.plan_is_current(&c, &catalog) => c,
-                        _ => self.plan_statement(statement, text)?.ok_or_else(|| Error::internal("statement without a plan"))?,
+                        _ => self.plan_statement_synced(statement, text).await?.ok_or_else(|| Error::internal("statement without a plan"))?,
                     };
                     self.bind(&plan.slots, params, &mut exec).await?;
                     match self.run_planned(&plan, &mut exec).await {
@@ -927,7 +975,7 @@ impl<B: Backend> Session<B> {
             }
             Statement::Set(items) => {
                 for item in items {
-                    self.run_set(item, text, params, exec)?;
+                    self.run_set(item, text, params, exec).await?;
                 }
                 if self.commit_requested {
                     self.end_transaction(true).await?;
@@ -960,9 +1008,10 @@ impl<B: Backend> Session<B> {
                 }
                 Ok(self.ok_with_warnings(0))
             }
+            Statement::Routine(r) => self.run_routine_statement(r, text, exec, params).await,
             Statement::Do(exprs) => {
                 for e in exprs {
-                    self.eval_set_value(e, text, params, exec, false)?;
+                    self.eval_set_value(e, text, params, exec, false).await?;
                 }
                 Ok(self.ok_with_warnings(0))
             }
@@ -1013,52 +1062,18 @@ impl<B: Backend> Session<B> {
     }
 
     /// Evaluates an expression of a SET (no tables in scope).
-    fn eval_set_value(&self, e: &sqlparser::ast::Expr, text: &StatementText, params: &[Value], exec: &mut Exec<B>, system: bool) -> Result<Value, Error> {
+    async fn eval_set_value(&mut self, e: &sqlparser::ast::Expr, text: &StatementText, params: &[Value], exec: &mut Exec<B>, system: bool) -> Result<Value, Error> {
         // `SET autocommit = ON`, `SET sql_mode = TRADITIONAL`: a bare word is its name.
         if system
             && let sqlparser::ast::Expr::Identifier(i) = e
                 && !i.value.starts_with('@') {
                     return Ok(Value::text(&i.value));
                 }
-        let catalog = self.engine.backend.catalog();
-        let system_var = |scope: VarScope, name: &str| self.system_var(scope, name);
-        let user_var = |name: &str| self.user_vars.get(name).cloned().unwrap_or(Value::Null);
-        let env = PlanEnv {
-            catalog: &catalog,
-            database: self.database.as_deref(),
-            system_var: &system_var,
-            user_var: &user_var,
-            pipes_as_concat: self.has_mode("PIPES_AS_CONCAT"),
-            only_full_group_by: false,
-            source: None,
-        };
-        let mut ctx = PlanContext::new(env, placeholders(text));
-        let scope = Scope::default();
-        let mut c = Compiler::new(&mut ctx, &scope, "field list");
-        let (expr, _) = c.compile(e)?;
-        crate::compile::check_depth(&expr)?;
-        if ctx.slots.iter().any(|s| matches!(s, Slot::Subquery { .. })) {
-            return Err(Error::not_supported("subqueries in SET"));
-        }
-        let mut values = Vec::with_capacity(ctx.slots.len());
-        for slot in &ctx.slots {
-            values.push(match slot {
-                Slot::Param(n) => params.get(*n as usize).cloned().ok_or_else(|| err!(WrongArguments, "Incorrect arguments to mysqld_stmt_execute"))?,
-                Slot::SystemVar { scope, name } => self.system_var(*scope, name)?,
-                Slot::UserVar(name) => self.user_vars.get(name).cloned().unwrap_or(Value::Null),
-                Slot::UtcNow { fsp } => {
-                    let now = exec.snapshot.utc_now;
-                    Value::DateTime(now.round_to_fsp(*fsp).unwrap_or(now))
-                }
-                Slot::UnixNow => Value::Int(exec.snapshot.utc_now.to_unix_seconds().unwrap_or(0)),
-                Slot::Outer { .. } | Slot::Correlated { .. } | Slot::Subquery { .. } => Value::Null,
-            });
-        }
-        exec.bound = Arc::new(Bound { values, lists: HashMap::new() });
-        exec.eval(&expr, &[])
+        // Bound like a statement's slots: variables, subqueries and stored function calls.
+        self.eval_standalone(e, text, params, exec).await
     }
 
-    fn run_set(&mut self, item: &SetItem, text: &StatementText, params: &[Value], exec: &mut Exec<B>) -> Result<(), Error> {
+    async fn run_set(&mut self, item: &SetItem, text: &StatementText, params: &[Value], exec: &mut Exec<B>) -> Result<(), Error> {
         match item {
             SetItem::Names { charset, collation } => {
                 let (cs, coll) = match charset {
@@ -1121,7 +1136,7 @@ impl<B: Backend> Session<B> {
             SetItem::Variable { scope: VarScope::User, name, value } => {
                 let v = match value {
                     SetValue::Default => Value::Null,
-                    SetValue::Expr(e) => self.eval_set_value(e, text, params, exec, false)?,
+                    SetValue::Expr(e) => self.eval_set_value(e, text, params, exec, false).await?,
                 };
                 self.user_vars.insert(name.to_ascii_lowercase(), v);
             }
@@ -1130,7 +1145,7 @@ impl<B: Backend> Session<B> {
                 variables::check_settable(def, *scope == VarScope::Global)?;
                 let v = match value {
                     SetValue::Default => None,
-                    SetValue::Expr(e) => Some(self.eval_set_value(e, text, params, exec, true)?),
+                    SetValue::Expr(e) => Some(self.eval_set_value(e, text, params, exec, true).await?),
                 };
                 match v {
                     None => self.vars.reset(def),
@@ -1256,6 +1271,7 @@ impl<B: Backend> Session<B> {
                     ("Cairn_plan_cache_hits".to_string(), get(&s.plan_cache_hits)),
                     ("Cairn_plan_cache_misses".to_string(), get(&s.plan_cache_misses)),
                     ("Cairn_pushed_aggregates".to_string(), get(&s.pushed_aggregates)),
+                    ("Cairn_routine_parses".to_string(), Value::UInt(self.engine.routines.parses())),
                     ("Cairn_scans".to_string(), get(&s.scans)),
                     ("Com_delete".to_string(), get(&s.com_delete)),
                     ("Com_insert".to_string(), get(&s.com_insert)),
@@ -1296,6 +1312,12 @@ impl<B: Backend> Session<B> {
             Show::Engines => (show::engines(), Default::default()),
             Show::Collation(f) => (show::collations(), f.clone()),
             Show::CharacterSet(f) => (show::charsets(), f.clone()),
+            Show::CreateRoutine { kind, name } => (self.show_create_routine(*kind, name)?, Default::default()),
+            Show::RoutineStatus { kind, filter } => {
+                // LIKE matches the Name column here (crate::routine::show).
+                let result = crate::routine::show::show_status(&catalog, *kind, filter.like.as_deref());
+                (result, crate::parse::ShowFilter { like: None, filter: filter.filter.clone() })
+            }
             Show::Processlist { full } => (
                 show::processlist(
                     self.info.connection_id,
@@ -1333,7 +1355,7 @@ impl<B: Backend> Session<B> {
                     Slot::Param(n) => params.get(*n as usize).cloned().unwrap_or(Value::Null),
                     Slot::SystemVar { scope, name } => self.system_var(*scope, name)?,
                     Slot::UserVar(name) => self.user_vars.get(name).cloned().unwrap_or(Value::Null),
-                    Slot::UtcNow { .. } | Slot::UnixNow | Slot::Subquery { .. } | Slot::Outer { .. } | Slot::Correlated { .. } => {
+                    Slot::UtcNow { .. } | Slot::UnixNow | Slot::Subquery { .. } | Slot::Outer { .. } | Slot::Correlated { .. } | Slot::Routine(_) => {
                         return Err(Error::not_supported("this expression in SHOW ... WHERE"));
                     }
                 });
@@ -1383,7 +1405,7 @@ impl<B: Backend> Session<B> {
         let param_count = u16::try_from(param_count).map_err(|_| err!(TooManyRows, "Prepared statement contains too many placeholders"))?;
         // Plannable statements are planned now: errors (1146, 1054…) come at prepare time, as
         // in MySQL, and the plan is kept for every execution.
-        let cached = self.plan_statement(&statement, &text)?;
+        let cached = self.plan_statement_synced(&statement, &text).await?;
         let columns = match cached.as_ref().map(|c| c.planned.as_ref()) {
             Some(Planned::Query(q)) => q.columns.iter().map(|c| column_meta(&c.name, &c.ty, c.origin.as_ref(), self.result_collation)).collect(),
             _ => Vec::new(),
@@ -1442,6 +1464,7 @@ impl<B: Backend> Session<B> {
         let _ = self.end_transaction(false).await;
         self.vars.clear();
         self.user_vars.clear();
+        self.routines.clear();
         self.prepared.clear();
         self.last_insert_id = 0;
         self.found_rows = 0;

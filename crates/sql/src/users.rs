@@ -1051,6 +1051,9 @@ pub(crate) fn describe_ops(ops: &[AccountOp]) -> String {
                 if columns.is_empty() { String::new() } else { format!(" columns {columns:?}") },
                 grantees.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
             ),
+            AccountOp::Restore(backup) => {
+                format!("restore {}", backup.accounts.keys().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
+            }
             AccountOp::RevokeAll { grantees } => {
                 format!("revoke all from {}", grantees.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
             }

@@ -161,6 +161,7 @@ pub(crate) static VARIABLES: &[VarDef] = &[
     var("max_error_count", VarKind::Int { min: 0, max: 65535 }, Both, false, D::Int(1024)),
     var("max_execution_time", U32, Both, false, D::Int(0)),
     var("max_prepared_stmt_count", VarKind::Int { min: 0, max: 4_194_304 }, Global, false, D::Int(16382)),
+    var("max_sp_recursion_depth", VarKind::Int { min: 0, max: 255 }, Both, false, D::Int(0)),
     var("max_user_connections", U32, Both, false, D::Int(0)),
     var("ndb_autoincrement_prefetch_sz", VarKind::Int { min: 1, max: 65536 }, Both, false, D::Config),
     var("net_buffer_length", VarKind::Int { min: 1024, max: 1_048_576 }, Both, false, D::Int(16384)),

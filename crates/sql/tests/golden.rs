@@ -278,6 +278,10 @@ impl Runner {
                     let rest = d.splitn(4, ' ').nth(3).unwrap_or("");
                     let params: Vec<Value> = split_params(rest).iter().map(|p| parse_param(p)).collect();
                     let outcome = self.session().execute_prepared(id, params).await;
+                    // A prepared CALL's result sets come before its own answer.
+                    for result in self.session().take_call_results() {
+                        self.print(result, meta, out).await;
+                    }
                     self.print(outcome, meta, out).await;
                 }
                 Some("close") => {

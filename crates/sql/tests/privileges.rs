@@ -187,3 +187,47 @@ async fn grant_option_and_roles() {
     ok(&mut clerk, "SET ROLE NONE").await;
     assert_eq!(fails(&mut clerk, "INSERT INTO calmail.alias VALUES (10, 1)").await.0, 1142);
 }
+
+#[tokio::test]
+async fn routine_privileges_and_sql_security() {
+    let (engine, mut root) = setup().await;
+    // A definer-rights function reads a table its callers may not read; an invoker-rights one
+    // reads with the caller's own privileges.
+    ok(&mut root, "CREATE FUNCTION calmail.key_count() RETURNS INT READS SQL DATA SQL SECURITY DEFINER RETURN (SELECT COUNT(*) FROM secret.keys)").await;
+    ok(&mut root, "CREATE FUNCTION calmail.key_count_invoker() RETURNS INT READS SQL DATA SQL SECURITY INVOKER RETURN (SELECT COUNT(*) FROM secret.keys)").await;
+    ok(&mut root, "CREATE PROCEDURE calmail.touch() MODIFIES SQL DATA UPDATE calmail.account SET quota = quota + 1 WHERE id = 1").await;
+    ok(&mut root, "CREATE USER 'exim'@'%' IDENTIFIED BY 'pw'").await;
+    ok(&mut root, "GRANT SELECT ON calmail.* TO 'exim'@'%'").await;
+    let mut exim = login(&engine, "exim", "%", "10.0.0.1");
+
+    // No EXECUTE yet: 1370 for a function call and for CALL.
+    let (code, message) = fails(&mut exim, "SELECT calmail.key_count()").await;
+    assert_eq!(code, 1370, "{message}");
+    assert!(message.contains("execute command denied to user 'exim'@'10.0.0.1' for routine 'calmail.key_count'"), "{message}");
+    assert_eq!(fails(&mut exim, "CALL calmail.touch()").await.0, 1370);
+
+    // EXECUTE on one routine: that one runs, with its definer's rights.
+    ok(&mut root, "GRANT EXECUTE ON FUNCTION calmail.key_count TO 'exim'@'%'").await;
+    assert_eq!(rows(&mut exim, "SELECT calmail.key_count()").await, vec![vec!["1".to_string()]]);
+    assert_eq!(fails(&mut exim, "SELECT COUNT(*) FROM secret.keys").await.0, 1142, "the caller itself still may not read it");
+    assert_eq!(fails(&mut exim, "SELECT calmail.key_count_invoker()").await.0, 1370);
+
+    // EXECUTE on the database: the invoker-rights function runs with the caller's rights and
+    // is refused the table; the procedure's UPDATE runs as its definer.
+    ok(&mut root, "GRANT EXECUTE ON calmail.* TO 'exim'@'%'").await;
+    assert_eq!(fails(&mut exim, "SELECT calmail.key_count_invoker()").await.0, 1142);
+    ok(&mut exim, "CALL calmail.touch()").await;
+    assert_eq!(rows(&mut root, "SELECT quota FROM calmail.account WHERE id = 1").await, vec![vec!["11".to_string()]]);
+
+    // Creating, altering and dropping routines take CREATE ROUTINE and ALTER ROUTINE.
+    assert_eq!(fails(&mut exim, "CREATE FUNCTION calmail.f() RETURNS INT RETURN 1").await.0, 1044);
+    assert_eq!(fails(&mut exim, "DROP FUNCTION calmail.key_count").await.0, 1370);
+    ok(&mut root, "GRANT CREATE ROUTINE, ALTER ROUTINE ON calmail.* TO 'exim'@'%'").await;
+    ok(&mut exim, "CREATE FUNCTION calmail.f() RETURNS INT RETURN 1").await;
+    ok(&mut exim, "DROP FUNCTION calmail.f").await;
+
+    // A REVOKE reaches the next call.
+    ok(&mut root, "REVOKE EXECUTE ON calmail.* FROM 'exim'@'%'").await;
+    ok(&mut root, "REVOKE EXECUTE ON FUNCTION calmail.key_count FROM 'exim'@'%'").await;
+    assert_eq!(fails(&mut exim, "SELECT calmail.key_count()").await.0, 1370);
+}

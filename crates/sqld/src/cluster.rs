@@ -35,6 +35,12 @@ pub struct ClusterClient {
     config: ClusterConfig,
     identity: Identity,
     connections: Mutex<HashMap<NodeId, RpcClient>>,
+    /// Per data node, held while a connection to it is opened, so that statements starting
+    /// together open one connection, not one each: a data node takes a closed connection from
+    /// an SQL node as that node's end and aborts every transaction it coordinates there, so a
+    /// spare connection dropped after a race would abort transactions on the one kept. Per
+    /// node, so that a connect hanging on a dead node holds up no other node.
+    connecting: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
     leaders: Mutex<HashMap<NodeGroupId, NodeId>>,
 }
 
@@ -48,14 +54,22 @@ enum Idempotence {
 impl ClusterClient {
     pub fn new(management: Arc<ManagementClient>, identity: Identity) -> ClusterClient {
         let config = management.config.clone();
-        ClusterClient { management, config, identity, connections: Mutex::default(), leaders: Mutex::default() }
+        ClusterClient { management, config, identity, connections: Mutex::default(), connecting: Mutex::default(), leaders: Mutex::default() }
+    }
+
+    fn open_connection(&self, node: NodeId) -> Option<RpcClient> {
+        self.connections.lock().expect("connections lock").get(&node).filter(|c| !c.is_closed()).cloned()
     }
 
     async fn connection(&self, node: NodeId) -> std::result::Result<RpcClient, String> {
-        if let Some(client) = self.connections.lock().expect("connections lock").get(&node) {
-            if !client.is_closed() {
-                return Ok(client.clone());
-            }
+        if let Some(client) = self.open_connection(node) {
+            return Ok(client);
+        }
+        let gate = self.connecting.lock().expect("connecting lock").entry(node).or_default().clone();
+        let _connecting = gate.lock().await;
+        // Another statement may have opened it while this one waited.
+        if let Some(client) = self.open_connection(node) {
+            return Ok(client);
         }
         let address = self.config.data_node(node).map(|d| d.address()).ok_or("unknown data node")?;
         let link = tokio::time::timeout(CONNECT_TIMEOUT, cairn_proto::connect(&address, &self.identity))
@@ -164,6 +178,12 @@ impl Backend for ClusterClient {
 
     async fn ddl(&self, op: CatalogOp) -> Result<CatalogOutcome> {
         self.management.ddl(op).await
+    }
+
+    async fn sync_catalog(&self) -> Result<()> {
+        // The barrier is ordered after every committed change, and `ddl` returns once this
+        // node's catalog includes it.
+        self.management.ddl(CatalogOp::Barrier).await.map(|_| ())
     }
 
     async fn read(&self, group: NodeGroupId, op: ReadOp) -> Result<ReadResult> {

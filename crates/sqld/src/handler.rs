@@ -334,7 +334,14 @@ impl cairn_wire::Handler for SqlHandler {
         self.counters.questions.fetch_add(1, Ordering::Relaxed);
         let values: Vec<Value> = params.iter().map(sql_param).collect();
         match self.session() {
-            Ok(session) => out.push(response(session.execute_prepared(statement_id, values).await)),
+            Ok(session) => {
+                let outcome = session.execute_prepared(statement_id, values).await;
+                // A prepared CALL sends the result sets of its procedures before its own OK.
+                for result in session.take_call_results() {
+                    out.push(response(result));
+                }
+                out.push(response(outcome));
+            }
             Err(e) => out.push(Response::Error(e)),
         }
     }

@@ -47,11 +47,12 @@
 //!
 //! Online ADD COLUMN (rows carry a layout version byte, but there is one layout per table).
 //!
-//! Local checkpoints (NDB's LCP) live in [`checkpoint`]: the one part of this crate that touches
-//! files, and only through its `Disk` trait.
+//! Local checkpoints (NDB's LCP) live in [`checkpoint`], online backups in [`backup`]: the parts
+//! of this crate that touch files, only through the checkpoint module's `Disk` trait.
 
 pub mod aggregate;
 pub mod arena;
+pub mod backup;
 pub mod checkpoint;
 pub mod coerce;
 pub mod evaluate;

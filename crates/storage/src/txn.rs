@@ -530,11 +530,23 @@ impl TxnManager {
 
     /// Applies a committed log entry (every replica, in log order).
     pub fn apply(&mut self, entry: &LogEntry, index: u64, store: &mut Store, catalog: &Catalog) -> Result<Applied> {
+        self.apply_with(entry, index, store, |store, write_set| store.apply_write_set(write_set, catalog))
+    }
+
+    /// [`TxnManager::apply`], with the store changed only through `apply_write_set`: a data node
+    /// that is writing a checkpoint or a backup must see every write set the store takes.
+    pub fn apply_with(
+        &mut self,
+        entry: &LogEntry,
+        index: u64,
+        store: &mut Store,
+        mut apply_write_set: impl FnMut(&mut Store, &WriteSet) -> Result<()>,
+    ) -> Result<Applied> {
         use cairn_common::ops::TxnOutcome;
         let mut applied = Applied::default();
         match entry {
             LogEntry::Write { txn, write_set } => {
-                store.apply_write_set(write_set, catalog)?;
+                apply_write_set(store, write_set)?;
                 if let Some(id) = txn {
                     self.active.remove(id);
                     applied.released = self.locks.release(*id);
@@ -574,7 +586,7 @@ impl TxnManager {
                 let committed = *commit && prepared.is_some();
                 if committed {
                     if let Some(p) = &prepared {
-                        store.apply_write_set(&p.write_set, catalog)?;
+                        apply_write_set(store, &p.write_set)?;
                     }
                 }
                 self.decided.insert(*txn, committed);

@@ -171,7 +171,7 @@ fn dump(store: &Store) -> Dump {
 }
 
 fn cut(index: u64) -> Cut {
-    Cut { applied_index: index, applied_term: 2, catalog_version: 9, raft_membership: vec![1, 2, 3] }
+    Cut { applied_index: index, applied_term: 2, catalog_version: 9, raft_membership: vec![1, 2, 3], txn_state: vec![7] }
 }
 
 fn small_config() -> CheckpointConfig {
@@ -198,6 +198,7 @@ fn round_trip_keeps_rows_slots_counters_and_definitions() {
     assert_eq!((manifest.applied_index, manifest.applied_term, manifest.catalog_version), (42, 2, 9));
     assert_eq!((manifest.cluster_id, manifest.node_id, manifest.node_group), (0xCA1_2000, NodeId(3), NodeGroupId(0)));
     assert_eq!(manifest.raft_membership, vec![1, 2, 3]);
+    assert_eq!(manifest.txn_state, vec![7], "the transaction state of the cut is kept");
     assert_eq!(manifest.rows, store.memory().rows);
     assert_eq!(manifest.files.len(), 3, "partitions are spread over every stream");
     for file in &manifest.files {

@@ -354,3 +354,53 @@ fn transactions_of_a_vanished_coordinator_are_aborted_but_prepared_ones_wait() {
     assert!(matches!(f.write(None, vec![f.add(2, 1)]), WriteAttempt::Wait { .. }), "prepared: only its decision frees it");
     let _ = TableId(0);
 }
+
+#[test]
+fn a_prepared_transaction_survives_a_checkpoint_and_commits_after_the_restore() {
+    use cairn_common::ids::NodeId;
+    use cairn_storage::checkpoint::{CheckpointConfig, Cut, FsDisk, Identity, restore_checkpoint, write_checkpoint};
+
+    let mut f = fixture(TxnLimits::default());
+    done(f.autocommit(vec![f.insert(1, 100), f.insert(2, 100)]));
+    done(f.write(Some(step(t(1), 1)), vec![f.add(1, -40)]));
+    let prepare = f.txns.prepare(t(1), TERM, vec![NodeGroupId(0), NodeGroupId(1)], NodeGroupId(1)).unwrap();
+    f.apply(&prepare);
+    // A transaction decided before the cut is remembered across it (a late question gets the
+    // same answer).
+    done(f.write(Some(step(t(2), 1)), vec![f.add(2, 7)]));
+    let prepare = f.txns.prepare(t(2), TERM, vec![NodeGroupId(0), NodeGroupId(1)], NodeGroupId(0)).unwrap();
+    f.apply(&prepare);
+    let ControlAttempt::Propose(decide, _) = f.txns.decide(t(2), Some(true)) else { panic!() };
+    f.apply(&decide);
+
+    // The checkpoint's cut carries the replicated transaction state with the rows.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let root = dir.path().join("lcp");
+    let identity = Identity { cluster_id: 1, node_id: NodeId(1), node_group: NodeGroupId(0) };
+    let cut = Cut {
+        applied_index: f.index,
+        applied_term: TERM,
+        catalog_version: f.catalog.version,
+        raft_membership: Vec::new(),
+        txn_state: f.txns.replicated_state(),
+    };
+    let completed =
+        write_checkpoint(std::sync::Arc::new(FsDisk), &root, identity, &CheckpointConfig::default(), &f.store, cut).unwrap();
+    let restored = restore_checkpoint(&FsDisk, &root, completed.manifest.checkpoint_id, &identity, 2).unwrap();
+
+    // A restarted node: the store and the transactions of the checkpoint, nothing else.
+    let mut txns = TxnManager::new(TxnLimits::default());
+    txns.restore_replicated_state(&restored.manifest.txn_state).unwrap();
+    txns.became_leader(&f.catalog).unwrap();
+    f.store = restored.store;
+    f.txns = txns;
+    assert_eq!(f.txns.prepared().keys().copied().collect::<Vec<_>>(), vec![t(1)]);
+    assert!(matches!(f.txns.decide(t(2), None), ControlAttempt::Answer(TxnOutcome::Committed)), "decision remembered");
+    assert_eq!(f.balance(None, 1), Some(100), "prepared, not applied");
+    assert_eq!(f.balance(None, 2), Some(107));
+    assert!(matches!(f.write(None, vec![f.add(1, 1)]), WriteAttempt::Wait { .. }), "the prepared row is locked again");
+    // The decision arrives after the restart and applies the prepared changes.
+    f.apply(&LogEntry::Decide { txn: t(1), commit: true });
+    assert_eq!(f.balance(None, 1), Some(60));
+    assert!(f.txns.locks().is_empty());
+}

@@ -66,6 +66,11 @@ pub struct Cut {
     pub catalog_version: u64,
     /// The Raft membership at the cut, encoded by the data node; kept opaque.
     pub raft_membership: Vec<u8>,
+    /// The node group's replicated transaction state at the cut (prepared transactions waiting
+    /// for their decision, remembered decisions), encoded by the data node; kept opaque. It is
+    /// part of the state the log entries up to the cut built, so a restore needs it as much as
+    /// the rows.
+    pub txn_state: Vec<u8>,
 }
 
 /// The end of a capture: the last blocks and what the manifest says about the store.

@@ -32,7 +32,7 @@ use cairn_common::row::MAX_ROW_BYTES;
 use super::CheckpointError;
 
 /// The on-disk format version this code writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 const FILE_MAGIC: &[u8; 8] = b"CAIRNLCP";
 /// Bytes of a data file's header.
@@ -395,6 +395,8 @@ pub struct Manifest {
     /// The Raft membership at the cut, as the data node encoded it (opaque here); a Raft
     /// snapshot carries it to a lagging replica.
     pub raft_membership: Vec<u8>,
+    /// The replicated transaction state at the cut, as the data node encoded it (opaque here).
+    pub txn_state: Vec<u8>,
     pub tables: Vec<TableEntry>,
     pub files: Vec<FileEntry>,
     /// Rows and packed row bytes at the cut.
@@ -513,6 +515,7 @@ mod tests {
             applied_term: 3,
             catalog_version: 12,
             raft_membership: vec![1, 2, 3],
+            txn_state: vec![4, 5],
             tables: vec![],
             files: vec![FileEntry { name: "data-0.lcp".into(), stream: 0, bytes: 10, crc32c: 5, blocks: 1 }],
             rows: 0,

@@ -91,7 +91,8 @@
 //! - Ordered and unique indexes are not stored: the store has none yet, and they would be
 //!   rebuilt from rows anyway.
 //! - The data node's side: when to start a checkpoint, truncating the Raft log, and carrying
-//!   chunks over the network. The daemon owns those.
+//!   chunks over the network. The daemon owns those (`cairn-datad`'s `node_group::durability`
+//!   and `snapshot`).
 
 pub mod capture;
 pub mod disk;

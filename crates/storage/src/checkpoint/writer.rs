@@ -299,6 +299,7 @@ impl CheckpointWriter {
             applied_term: captured.cut.applied_term,
             catalog_version: captured.cut.catalog_version,
             raft_membership: captured.cut.raft_membership,
+            txn_state: captured.cut.txn_state,
             tables: captured.tables,
             files,
             rows: captured.rows,
