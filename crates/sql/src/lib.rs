@@ -118,6 +118,7 @@ mod optimize;
 mod outcome;
 mod parse;
 mod plan;
+mod privileges;
 mod processlist;
 mod query_text;
 mod routine;
@@ -127,6 +128,7 @@ mod show;
 pub mod testing;
 mod types;
 mod unique;
+mod users;
 mod variables;
 
 pub use backend::Backend;

@@ -196,6 +196,8 @@ pub(crate) enum Statement {
     Routine(crate::routine::RoutineStatement),
     /// Parsed, but not something Cairn runs yet: answered with 1235 naming it.
     Unsupported(String),
+    /// CREATE USER, GRANT, SHOW GRANTS and the other account statements (`crate::users`).
+    Account(crate::users::AccountStatement),
 }
 
 /// A cursor over one statement's tokens that skips whitespace and comments.
@@ -387,6 +389,9 @@ pub(crate) fn map_parser_error(statement: &StatementText, error: ParserError) ->
 /// Parses one statement.
 pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
     check_operator_counts(statement)?;
+    if let Some(account) = crate::users::parse(statement)? {
+        return Ok(Statement::Account(account));
+    }
     let mut c = Cursor::new(statement);
     let Some(first) = c.peek() else {
         return Err(Error::new(cairn_common::ErrorKind::EmptyQuery, "Query was empty"));
@@ -1235,7 +1240,7 @@ mod tests {
         assert!(matches!(one("SHOW COUNT(*) ERRORS").unwrap(), Statement::Show(Show::Warnings { errors_only: true, count_only: true, .. })));
         assert!(matches!(one("SHOW CREATE TABLE `db`.`t`").unwrap(), Statement::Show(Show::CreateTable(TableName { database: Some(_), .. }))));
         assert!(matches!(one("SHOW CHARACTER SET LIKE 'utf8%'").unwrap(), Statement::Show(Show::CharacterSet(_))));
-        assert!(matches!(one("SHOW GRANTS FOR 'x'@'%'").unwrap(), Statement::Admin(_)));
+        assert!(matches!(one("SHOW GRANTS FOR 'x'@'%'").unwrap(), Statement::Account(_)));
         assert!(matches!(one("DESCRIBE `db`.`t`").unwrap(), Statement::Show(Show::Columns { .. })));
         assert!(matches!(one("EXPLAIN SELECT 1").unwrap(), Statement::Explain(_)));
         assert!(matches!(one("EXPLAIN FORMAT=JSON SELECT 1").unwrap(), Statement::Unsupported(_)));

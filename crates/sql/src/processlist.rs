@@ -145,10 +145,15 @@ impl Processes {
     }
 
     /// Calls the kill switch of session `id`; 1094 for an id that is not a session of this node.
-    pub fn kill(&self, id: u64, kind: KillKind) -> Result<(), Error> {
+    /// Interrupts or closes connection `id` for `user`: its own connections always, other
+    /// users' only with `may_kill_others` (SUPER or CONNECTION_ADMIN in MySQL), else 1095.
+    pub fn kill(&self, id: u64, kind: KillKind, user: &str, may_kill_others: bool) -> Result<(), Error> {
         let Some(process) = self.map().get(&id).cloned() else {
             bail!(UnknownThread, "Unknown thread id: {id}");
         };
+        if process.user != user && !may_kill_others {
+            bail!(NotOwnerOfThread, "You are not owner of thread {id}");
+        }
         let switch = process.kill_switch.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(switch) = switch {
             switch(kind);

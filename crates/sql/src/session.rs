@@ -59,6 +59,9 @@ pub struct SessionInfo {
     /// The handshake's collation id (45, 224, 255, 33…); unknown ids fall back to
     /// utf8mb4_0900_ai_ci.
     pub collation_id: u16,
+    /// The account the login matched (`CURRENT_USER()`), whose privileges are checked
+    /// (`crate::privileges`); `None` for an internal session, which is not checked.
+    pub account: Option<cairn_common::accounts::AccountName>,
 }
 
 impl Default for SessionInfo {
@@ -71,6 +74,7 @@ impl Default for SessionInfo {
             found_rows: false,
             multi_statements: true,
             collation_id: 255,
+            account: None,
         }
     }
 }
@@ -146,6 +150,8 @@ pub struct Session<B: Backend> {
     admin: admin::AdminState,
     /// A LOAD DATA LOCAL waiting for its file (session/load_data.rs).
     load: load_data::LoadState,
+    /// Account, active roles and privileges (`crate::privileges`).
+    security: crate::privileges::SessionSecurity,
     /// `user@host` (USER(), CURRENT_USER()) and the server version, shared by snapshots.
     user_at_host: Arc<str>,
     version: Arc<str>,
@@ -207,7 +213,14 @@ impl<B: Backend> Session<B> {
         let process = Arc::new(crate::processlist::Process::new(info.connection_id, &info.user, &info.host, engine.config.clock.now_micros()));
         process.set_database(info.database.as_deref());
         engine.processes.register(process.clone());
+        let security = crate::privileges::SessionSecurity::new(
+            info.account.clone(),
+            &info.user,
+            &info.host,
+            info.account.as_ref().map(|a| crate::privileges::default_roles(&engine.backend.catalog(), a)).unwrap_or_default(),
+        );
         let mut session = Session {
+            security,
             engine,
             database: info.database.clone(),
             info,
@@ -755,6 +768,7 @@ impl<B: Backend> Session<B> {
         if !diagnostic {
             self.rotate_warnings(warnings.clone());
         }
+        self.security.check_statement(&self.engine.backend.catalog(), statement, self.database.as_deref())?;
         let mut exec = self.new_exec(warnings.clone());
         match statement {
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
@@ -810,6 +824,7 @@ impl<B: Backend> Session<B> {
     }
 
     async fn run_planned(&mut self, plan: &CachedPlan, exec: &mut Exec<B>) -> Result<Outcome, Error> {
+        self.security.check_plan(&self.engine.backend.catalog(), &plan.planned, &plan.tables)?;
         // Only a read outside a transaction may be dropped half way (KILL QUERY): a write or
         // anything in a transaction could leave a request or a commit half done.
         self.set_interruptible(matches!(plan.planned.as_ref(), Planned::Query(_)) && exec.access.txn.is_none());
@@ -900,8 +915,12 @@ impl<B: Backend> Session<B> {
     }
 
     async fn ddl(&mut self, op: CatalogOp) -> Result<CatalogOutcome, Error> {
+        self.security.check_catalog_op(&self.engine.backend.catalog(), &op)?;
         self.end_transaction(true).await?;
-        let outcome = self.engine.backend.ddl(op).await?;
+        let description = crate::privileges::describe_catalog_op(&op);
+        let outcome = self.engine.backend.ddl(op).await;
+        crate::privileges::audit_change(&self.info, self.engine.config.node_id, &description, outcome.as_ref().err());
+        let outcome = outcome?;
         if let CatalogOutcome::Unchanged { note: Some((kind, message)) } = &outcome {
             self.note(*kind, message.clone());
         }
@@ -1034,7 +1053,10 @@ impl<B: Backend> Session<B> {
                 self.end_transaction(true).await?;
                 let catalog = self.engine.backend.catalog();
                 for plan in crate::alter::plan_statement(&catalog, statement, self.database.as_deref())? {
-                    crate::alter::run(exec, plan).await?;
+                    let change = format!("ALTER TABLE {}.{}", plan.database, plan.name);
+                    let result = crate::alter::run(exec, plan).await;
+                    crate::privileges::audit_change(&self.info, self.engine.config.node_id, &change, result.as_ref().err());
+                    result?;
                 }
                 Ok(self.ok_with_warnings(0))
             }
@@ -1050,6 +1072,7 @@ impl<B: Backend> Session<B> {
             Statement::Explain(inner) => {
                 // Planned, not run: subqueries stay unevaluated, parameters print as `?`.
                 let plan = self.plan_statement(inner, text)?.ok_or_else(|| Error::internal("EXPLAIN of a statement without a plan"))?;
+                self.security.check_plan(&self.engine.backend.catalog(), &plan.planned, &plan.tables)?;
                 let result = crate::explain::explain(&plan.planned, &plan.slots, exec).await?;
                 Ok(self.rows_outcome(result))
             }
@@ -1085,6 +1108,7 @@ impl<B: Backend> Session<B> {
                 Ok(Outcome::ok())
             }
             Statement::Unsupported(what) => Err(Error::not_supported(what)),
+            Statement::Account(account) => self.run_account(account).await,
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 Err(Error::internal("a plannable statement reached run_other"))
             }
@@ -1233,6 +1257,24 @@ impl<B: Backend> Session<B> {
     }
 
     async fn run_show(&mut self, show: &Show, text: &StatementText, params: &[Value]) -> Result<Outcome, Error> {
+        let outcome = self.run_show_unfiltered(show, text, params).await?;
+        Ok(self.filter_show(show, outcome))
+    }
+
+    /// Keeps the rows of SHOW DATABASES / TABLES the session may see (`crate::privileges`).
+    fn filter_show(&self, show: &Show, outcome: Outcome) -> Outcome {
+        let Outcome::Rows { columns, rows: RowSource::Rows(mut rows), warnings } = outcome else {
+            return outcome;
+        };
+        let database = match show {
+            Show::Tables { database, .. } | Show::TableStatus { database, .. } => database.clone().or_else(|| self.database.clone()),
+            _ => None,
+        };
+        self.security.filter_show(&self.engine.backend.catalog(), show, database.as_deref(), &mut rows);
+        Outcome::Rows { columns, rows: RowSource::Rows(rows), warnings }
+    }
+
+    async fn run_show_unfiltered(&mut self, show: &Show, text: &StatementText, params: &[Value]) -> Result<Outcome, Error> {
         let catalog = self.engine.backend.catalog();
         let (mut result, filter) = match show {
             Show::Databases(f) => (show::databases(&catalog), f.clone()),
@@ -1492,6 +1534,9 @@ impl<B: Backend> Session<B> {
             self.process.set_database(self.database.as_deref());
             return Ok(());
         }
+        if !self.security.sees_database(&catalog, db) {
+            return Err(self.security.database_denied(db));
+        }
         if catalog.database(db).is_none() {
             bail!(UnknownDatabase, "Unknown database '{db}'");
         }
@@ -1506,10 +1551,36 @@ impl<B: Backend> Session<B> {
         Ok(())
     }
 
+    /// CREATE USER, GRANT, SET ROLE, SHOW GRANTS and the other account statements
+    /// (`crate::users`).
+    async fn run_account(&mut self, statement: &crate::users::AccountStatement) -> Result<Outcome, Error> {
+        let catalog = self.engine.backend.catalog();
+        let cx = crate::users::AccountContext { catalog: &catalog, security: &self.security, current_database: self.database.as_deref() };
+        match crate::users::plan(statement, &cx)? {
+            crate::users::AccountPlan::Propose(ops) => {
+                // IF [NOT] EXISTS notes (3162, 3163) become warnings, as in MySQL.
+                if let CatalogOutcome::Accounts(outcome) = self.ddl(CatalogOp::Accounts(ops)).await? {
+                    for (kind, message) in outcome.notes {
+                        self.note(kind, message);
+                    }
+                }
+                Ok(self.ok_with_warnings(0))
+            }
+            crate::users::AccountPlan::Rows(result) => Ok(self.rows_outcome(result)),
+            crate::users::AccountPlan::SetRoles(roles) => {
+                self.security.set_roles(roles);
+                Ok(Outcome::ok())
+            }
+        }
+    }
+
     /// COM_FIELD_LIST: the columns of a table in the current database.
     pub async fn field_list(&mut self, table: &str) -> Result<Vec<ColumnMeta>, Error> {
         let catalog = self.engine.backend.catalog();
         let t = self.resolve(&catalog, &TableName { database: None, name: table.to_string() })?;
+        if !self.security.sees_table(&catalog, &t.database, &t.name) {
+            return Err(self.security.table_denied("SELECT", &t.name));
+        }
         Ok(t
             .columns
             .iter()

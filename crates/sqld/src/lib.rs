@@ -86,7 +86,7 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
 
     // Logins need the accounts: wait for a catalog that has them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while management.catalog_now().users.is_empty() {
+    while management.catalog_now().accounts.is_empty() {
         if tokio::time::Instant::now() > deadline {
             anyhow::bail!("the management node has not created any account within 60 s");
         }

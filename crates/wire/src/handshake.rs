@@ -61,12 +61,12 @@ pub(crate) fn greeting(
     out
 }
 
-/// The AuthSwitchRequest asking the client to answer with `mysql_native_password` over the
-/// same scramble.
-pub(crate) fn auth_switch_request(scramble: &[u8; SCRAMBLE_LEN]) -> Vec<u8> {
+/// The AuthSwitchRequest asking the client to answer with `plugin` (`mysql_native_password`
+/// or `caching_sha2_password`) over the same scramble.
+pub(crate) fn auth_switch_request(plugin: &str, scramble: &[u8; SCRAMBLE_LEN]) -> Vec<u8> {
     let mut out = Vec::with_capacity(48);
     out.push(0xFE);
-    put_null_terminated(&mut out, NATIVE_PASSWORD_PLUGIN.as_bytes());
+    put_null_terminated(&mut out, plugin.as_bytes());
     out.extend_from_slice(scramble);
     out.push(0);
     out

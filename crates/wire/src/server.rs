@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::auth::{NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN, new_scramble};
+use crate::auth::{CACHING_SHA2_PLUGIN, NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN, is_empty_answer, new_scramble};
 use crate::codec::{Reader, put_lenenc_bytes, put_lenenc_int};
 use crate::constants::{capability, command, error_code, status};
 use crate::handler::{AuthRequest, Handler};
@@ -379,11 +379,10 @@ where
     async fn login(&mut self, login: Login, change_user: bool) -> Result<(), Error> {
         let user_text = String::from_utf8_lossy(&login.user).into_owned();
         let mut auth_response = login.auth_response;
-        let native = login
-            .auth_plugin
-            .as_deref()
-            .is_none_or(|p| p == NATIVE_PASSWORD_PLUGIN.as_bytes());
-        if !native {
+        let plugin = self.handler.auth_plugin(&user_text, self.options.client_addr);
+        // A client without PLUGIN_AUTH answers with mysql_native_password.
+        let answered_with = login.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD_PLUGIN.as_bytes());
+        if answered_with != plugin.as_bytes() {
             if self.capabilities & capability::PLUGIN_AUTH == 0 {
                 let error = ErrorPacket::new(
                     error_code::ER_NOT_SUPPORTED_AUTH_MODE,
@@ -393,7 +392,7 @@ where
                 return self.fail_login(user_text, error).await;
             }
             self.writer
-                .write_packet(&auth_switch_request(&self.scramble));
+                .write_packet(&auth_switch_request(plugin, &self.scramble));
             self.flush().await?;
             let expected = self.writer.seq();
             let Some(packet) = self.read_packet().await? else {
@@ -427,7 +426,7 @@ where
         };
         let request = AuthRequest {
             user,
-            auth_plugin: NATIVE_PASSWORD_PLUGIN,
+            auth_plugin: plugin,
             auth_response: &auth_response,
             scramble: &self.scramble,
             database,
@@ -443,6 +442,11 @@ where
         };
         match outcome {
             Ok(()) => {
+                // caching_sha2_password's fast path ends with AuthMoreData(fast_auth_success)
+                // before the OK; an empty password is answered with the OK alone, as MySQL does.
+                if plugin == CACHING_SHA2_PLUGIN && !is_empty_answer(&auth_response) {
+                    self.writer.write_packet(&[0x01, 0x03]);
+                }
                 self.write_ok(&OkPacket::default(), 0);
                 Ok(())
             }

@@ -22,8 +22,7 @@
 //!   available"): its checksum is a CRC of MySQL's own row format, which Cairn does not have.
 //! - **SHOW TRIGGERS / EVENTS** are empty (Cairn has neither); **SHOW MASTER STATUS** is empty
 //!   and **SHOW BINARY LOGS** is MySQL's 1381 (no binary log: replication is inside the cluster);
-//!   **SHOW GRANTS** says `GRANT ALL PRIVILEGES ON *.* …`, which is what every account has until
-//!   privileges are enforced.
+//!   (SHOW GRANTS is an account statement: `crate::users`).
 
 use cairn_common::expr::{Warning, WarningLevel};
 use cairn_common::types::{ColumnType, IntWidth};
@@ -56,7 +55,6 @@ pub(crate) enum AdminStatement {
     ShowEvents { database: Option<String> },
     ShowMasterStatus,
     ShowBinaryLogs,
-    ShowGrants,
 }
 
 /// Per-session state of these statements.
@@ -90,7 +88,7 @@ pub(crate) fn claims(statement: &StatementText) -> bool {
             let keys_at = |i: usize| (at(i) == "DISABLE" || at(i) == "ENABLE") && at(i + 1) == "KEYS" && w.len() == i + 2;
             at(1) == "TABLE" && (keys_at(3) || keys_at(5))
         }
-        "SHOW" => matches!(at(1), "TRIGGERS" | "EVENTS" | "GRANTS" | "BINARY" | "MASTER"),
+        "SHOW" => matches!(at(1), "TRIGGERS" | "EVENTS" | "BINARY" | "MASTER"),
         _ => false,
     }
 }
@@ -183,10 +181,6 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
                 let database = from_database(&mut c)?;
                 show_filter(&mut c)?;
                 AdminStatement::ShowEvents { database }
-            } else if c.eat("GRANTS") {
-                // FOR user@host: every account has the same (all) privileges.
-                while c.next().is_some() {}
-                AdminStatement::ShowGrants
             } else if c.eat("MASTER") {
                 c.expect("STATUS")?;
                 AdminStatement::ShowMasterStatus
@@ -216,7 +210,8 @@ impl<B: Backend> Session<B> {
         let catalog = self.engine.backend.catalog();
         match statement {
             AdminStatement::Kill { kind, id } => {
-                self.engine.processes.kill(*id, *kind)?;
+                let may_kill_others = self.security.has_global(&catalog, cairn_common::accounts::Privilege::Super);
+                self.engine.processes.kill(*id, *kind, &self.info.user, may_kill_others)?;
                 Ok(Outcome::ok())
             }
             AdminStatement::Flush => Ok(Outcome::ok()),
@@ -327,12 +322,6 @@ impl<B: Backend> Session<B> {
                 Ok(self.rows_outcome(result))
             }
             AdminStatement::ShowBinaryLogs => Err(err!(NoBinaryLogging, "You are not using binary logging")),
-            AdminStatement::ShowGrants => {
-                let title = format!("Grants for {}@{}", self.info.user, self.info.host);
-                let mut result = ShowResult::new(vec![(title.as_str(), text(1024))]);
-                result.rows.push(vec![Value::text(format!("GRANT ALL PRIVILEGES ON *.* TO `{}`@`{}` WITH GRANT OPTION", self.info.user, self.info.host))]);
-                Ok(self.rows_outcome(result))
-            }
         }
     }
 }

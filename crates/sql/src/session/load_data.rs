@@ -784,3 +784,15 @@ mod tests {
         assert_eq!(parse_all(Format::default(), b"\n", 4), vec![vec![f("")]]);
     }
 }
+
+impl LoadData {
+    /// The table the rows go into (INSERT is checked on it; DELETE too with REPLACE).
+    pub(crate) fn table(&self) -> &TableName {
+        &self.table
+    }
+
+    /// Whether existing rows with the same key are replaced (REPLACE).
+    pub(crate) fn replaces(&self) -> bool {
+        matches!(self.duplicates, Duplicates::Replace)
+    }
+}
