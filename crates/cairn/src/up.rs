@@ -47,6 +47,10 @@ pub struct UpArgs {
     /// faster with less).
     #[arg(long, default_value_t = 1000)]
     pub heartbeat_ms: u64,
+    /// DiskSync: `Commit` (fsync before a commit is acknowledged) or `Interval` (fsync every
+    /// TimeBetweenGlobalCheckpoints; see docs/operations.md for what that can lose).
+    #[arg(long, default_value = "Commit", value_parser = ["Commit", "Interval"])]
+    pub disk_sync: String,
 }
 
 fn port_free(port: u16) -> bool {
@@ -96,6 +100,7 @@ fn write_config(args: &UpArgs, path: &Path) -> anyhow::Result<ClusterConfig> {
          DataMemory = \"{memory}\"\n\
          HeartbeatIntervalDbDb = {hb}\n\
          HeartbeatIntervalDbApi = {hb}\n\
+         DiskSync = \"{disk_sync}\"\n\
          # A private cluster on loopback: root has no password until you set one.\n\
          AllowPasswordlessRoot = true\n\n\
          [[ndb_mgmd]]\n\
@@ -105,6 +110,7 @@ fn write_config(args: &UpArgs, path: &Path) -> anyhow::Result<ClusterConfig> {
         replicas = args.replicas,
         memory = args.data_memory,
         hb = args.heartbeat_ms,
+        disk_sync = args.disk_sync,
         mgmd = MGMD_NODE_ID,
         mgm_port = args.mgm_port,
     );

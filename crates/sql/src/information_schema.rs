@@ -20,8 +20,9 @@
 //! - CREATE_TIME is NULL: the catalog does not record it.
 //! - FOREIGN KEY constraints are listed with ENFORCED = 'NO': Cairn accepts and shows them but
 //!   does not check them (docs/sql.md).
-//! - ROUTINES, PARAMETERS, TRIGGERS, VIEWS, EVENTS and FILES are empty: Cairn has none of those
-//!   objects yet (stored routines will fill ROUTINES when they land).
+//! - ROUTINES has a row per stored function and procedure (`crate::routine::show`);
+//!   PARAMETERS, TRIGGERS, VIEWS, EVENTS and FILES are empty: Cairn has none of those objects
+//!   (a routine's parameters are in ROUTINES' definition and SHOW CREATE).
 //!
 //! Left out: the privilege views (USER_PRIVILEGES, ...), PARTITIONS, the InnoDB views, and
 //! performance_schema / sys.
@@ -425,6 +426,8 @@ fn user_tables(catalog: &Catalog) -> Vec<&TableDef> {
 pub(crate) fn rows(view: &TableDef, s: &Sources<'_>) -> Vec<Row> {
     let catalog = s.catalog;
     match view.name.as_str() {
+        // One row per stored function and procedure, as SHOW … STATUS and SHOW CREATE see them.
+        "ROUTINES" => crate::routine::show::information_schema_routines(catalog).rows,
         "SCHEMATA" => {
             let mut rows = vec![vec![text("def"), text(NAME), text("utf8mb3"), text("utf8mb3_general_ci"), Value::Null, text("NO")]];
             rows.extend(catalog.databases.values().map(|d| {

@@ -178,9 +178,7 @@ fn type_facts(ty: &ColumnType, collation: Option<&str>) -> TypeFacts {
 }
 
 /// The rows of `information_schema.ROUTINES`, one per routine the catalog holds, ordered by
-/// schema, type and name. This is the data the information_schema layer exposes as a table
-/// (docs/routines.md, "information_schema"); until that layer is merged only tests read it.
-#[cfg_attr(not(test), allow(dead_code))]
+/// schema, type and name: the rows of the view in `crate::information_schema`.
 pub(crate) fn information_schema_routines(catalog: &Catalog) -> ShowResult {
     let some_text = |s: Option<String>| s.map_or(Value::Null, Value::Text);
     let some_uint = |n: Option<u64>| n.map_or(Value::Null, Value::UInt);
