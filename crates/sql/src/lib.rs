@@ -112,6 +112,7 @@ mod exec;
 mod exec_index;
 mod explain;
 mod join;
+mod join_using;
 mod lexer;
 mod optimize;
 mod outcome;
