@@ -77,7 +77,7 @@
 //!   the data nodes. The planner (`access`, `plan`, `optimize`) uses them for lookups, lookup
 //!   joins, ranges, ORDER BY and MIN/MAX; `alter` builds them online; `explain` shows the plan.
 //!   Foreign keys are recorded, not checked (as NDB before 7.3).
-//! - Not yet: INTERSECT/EXCEPT, WITH, correlated subqueries in HAVING/ORDER BY/ON, in
+//! - Not yet: INTERSECT/EXCEPT, WITH RECURSIVE, correlated subqueries in HAVING/ORDER BY/ON, in
 //!   aggregated queries' select lists, in UPDATE/DELETE, or two levels deep, window functions,
 //!   REGEXP, JSON, column changes by ALTER TABLE, views, stored routines, users and grants,
 //!   information_schema, multiple-table UPDATE/DELETE, GET_LOCK and friends. They answer
@@ -104,6 +104,7 @@ mod alter;
 pub mod backend;
 mod txn;
 mod cache;
+mod cte;
 mod compile;
 mod ddl;
 mod dml;

@@ -233,11 +233,15 @@ pub(crate) fn plan_subquery(ctx: &mut PlanContext<'_>, q: &ast::Query) -> Result
     })
 }
 
-/// Plans a query (SELECT, or a parenthesized SELECT).
+/// Plans a query (SELECT, or a parenthesized SELECT), with its WITH's CTEs in scope.
 pub(crate) fn plan_query(ctx: &mut PlanContext<'_>, q: &ast::Query) -> Result<QueryPlan, Error> {
-    if q.with.is_some() {
-        return Err(Error::not_supported("WITH (common table expressions)"));
+    match &q.with {
+        Some(with) => crate::cte::with_ctes(ctx, with, |ctx| plan_query_body(ctx, q)),
+        None => plan_query_body(ctx, q),
     }
+}
+
+fn plan_query_body(ctx: &mut PlanContext<'_>, q: &ast::Query) -> Result<QueryPlan, Error> {
     if q.fetch.is_some() || q.for_clause.is_some() {
         return Err(Error::not_supported("FETCH / FOR XML"));
     }
@@ -881,9 +885,14 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
                 if table_name.database.is_none() && table_name.name.eq_ignore_ascii_case("dual") && steps.is_empty() {
                     return Ok(());
                 }
-                let def = resolve_table(ctx, &table_name)?;
-                let alias = alias.as_ref().map_or_else(|| def.name.clone(), |a| a.name.value.clone());
-                (Source::Table(def), alias)
+                if let Some(planned) = crate::cte::plan_reference(ctx, &table_name)? {
+                    let alias = alias.as_ref().map_or_else(|| table_name.name.clone(), |a| a.name.value.clone());
+                    (Source::Derived(Box::new(planned)), alias)
+                } else {
+                    let def = resolve_table(ctx, &table_name)?;
+                    let alias = alias.as_ref().map_or_else(|| def.name.clone(), |a| a.name.value.clone());
+                    (Source::Table(def), alias)
+                }
             }
             TableFactor::Derived { lateral, subquery, alias, .. } => {
                 if *lateral {
