@@ -80,7 +80,7 @@
 //! - Not yet: INTERSECT/EXCEPT, WITH RECURSIVE, correlated subqueries in HAVING/ORDER BY/ON, in
 //!   aggregated queries' select lists, in UPDATE/DELETE, or two levels deep, window functions,
 //!   REGEXP, JSON, column changes by ALTER TABLE, views, stored routines, users and grants,
-//!   information_schema, multiple-table UPDATE/DELETE, GET_LOCK and friends. They answer
+//!   information_schema, GET_LOCK and friends. They answer
 //!   1235 naming what is missing.
 //! - `SET GLOBAL` is refused (cluster-wide settings belong to the cluster config).
 //!   `time_zone` accepts `SYSTEM`/`UTC` and `±HH:MM` offsets; TIMESTAMP values are stored as
@@ -97,7 +97,9 @@
 //! status counters), `session` (one connection: variables, warnings, transactions, prepared
 //! statements), `variables` (the system-variable registry), `types` (result types and column
 //! metadata), `show` and `ddl` (SHOW, DESCRIBE, CREATE TABLE and its SHOW CREATE TABLE form),
-//! `testing` (feature `testing`: an in-process cluster over `cairn-storage`).
+//! `testing` (feature `testing`: an in-process cluster over `cairn-storage`), `join_using`
+//! (USING and NATURAL joins' coalesced columns), `cte` (WITH as derived tables), `multi_dml`
+//! (multiple-table UPDATE and DELETE).
 
 mod access;
 mod alter;
@@ -115,6 +117,7 @@ mod explain;
 mod join;
 mod join_using;
 mod lexer;
+mod multi_dml;
 mod optimize;
 mod outcome;
 mod parse;
