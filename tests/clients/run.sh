@@ -2,11 +2,18 @@
 # Runs one realistic test program per real MySQL client against a MySQL-compatible server.
 #
 # Usage: tests/clients/run.sh --host H --port P [--user root] [--password PW]
-#                             [--only name,name] [--skip-install] [--install-only] [--list]
+#                             [--only name,name] [--pending feature,feature]
+#                             [--skip-install] [--install-only] [--list]
 #
 # Prints one line per client, `PASS name (secs)`, `FAIL name: first failure` or
 # `SKIP name: reason`, then a closing `N passed, N failed, N skipped` line, and exits non-zero if
 # any client failed. Each client's full output is kept in $CLIENT_CACHE/logs/<name>.log.
+#
+# --pending names server features the server under test does not have yet: `transactions`
+# (COMMIT/ROLLBACK as a second connection sees them), `unique` (UNIQUE keys enforced: 1062),
+# `routines` (stored functions: the exim-greylist client is skipped). Checks of a pending feature
+# print `pending feature: what: ...` instead of failing (counted on the PASS line); drop the
+# word once the feature lands and they are real checks again.
 #
 # Installing: every client is installed the way a new user of a fresh Debian 12 machine would:
 # Debian packages with `apt-get install -y`, Python packages with pip into a virtualenv, Node
@@ -30,7 +37,7 @@ die() { log "error: $*"; exit 2; }
 all_clients=(mysql-cli pymysql mysqlclient connector-pure connector-cext sqlalchemy mysql2
              dbd-mariadb dbd-mysql jdbc php-pdo php-mysqli go exim exim-greylist)
 
-host="" port="" user="root" password="" only="" skip_install=0 install_only=0
+host="" port="" user="root" password="" only="" pending="" skip_install=0 install_only=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --host) host="${2:?--host needs a value}"; shift 2 ;;
@@ -38,10 +45,11 @@ while [[ $# -gt 0 ]]; do
         --user) user="${2:?--user needs a value}"; shift 2 ;;
         --password) password="${2?--password needs a value}"; shift 2 ;;
         --only) only="${2:?--only needs a value}"; shift 2 ;;
+        --pending) pending="${2?--pending needs a value}"; shift 2 ;;
         --skip-install) skip_install=1; shift ;;
         --install-only) install_only=1; shift ;;
         --list) printf '%s\n' "${all_clients[@]}"; exit 0 ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -289,6 +297,8 @@ fi
 # ---- Run ---------------------------------------------------------------------------------------
 
 export CAIRN_HOST="$host" CAIRN_PORT="$port" CAIRN_USER="$user" CAIRN_PASSWORD="$password"
+export CAIRN_PENDING="$pending"
+is_pending() { [[ ",$pending," == *",$1,"* ]]; }
 # The Python programs import common.py; keep the source tree free of __pycache__ directories.
 export PYTHONDONTWRITEBYTECODE=1
 py="$venv/bin/python"
@@ -296,6 +306,10 @@ py="$venv/bin/python"
 # Prints "SKIP reason" when a client cannot run here, nothing when it can.
 why_skip() {
     local name=$1 p
+    if [[ $name == exim-greylist ]] && is_pending routines; then
+        echo "needs stored functions (--pending routines)"
+        return
+    fi
     for p in $(apt_packages_for "$name"); do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
             || { echo "Debian package $p is not installed (${apt_failed[$p]:-run without --skip-install})"; return; }
@@ -341,7 +355,12 @@ for name in "${selected[@]}"; do
     # A hung client must not hang CI: five minutes is far beyond what any of them needs.
     if timeout 300 bash -c "$(declare -f run_client); $(declare -p here py node_dir java_dir mariadb_jar go_dir); run_client $name" \
             >"$client_log" 2>&1 </dev/null; then
-        echo "PASS $name ($(elapsed "$start")s)"
+        marked=$(grep -c '^pending ' "$client_log" || true)
+        if [[ $marked -gt 0 ]]; then
+            echo "PASS $name ($(elapsed "$start")s; $marked pending checks, see the log)"
+        else
+            echo "PASS $name ($(elapsed "$start")s)"
+        fi
         passed=$((passed + 1))
     else
         status=$?

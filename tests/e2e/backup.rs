@@ -54,9 +54,11 @@ async fn a_backup_taken_during_writes_restores_into_a_cluster_with_another_node_
     // A stored function is part of the schema a backup carries.
     conn.query_drop("CREATE FUNCTION bk.twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2").await.unwrap();
     drop(conn);
-    // (CREATE USER is not in the SQL layer yet; the catalog op is what it will commit.)
-    let user = cairn_common::catalog::UserDef { user: "exim".into(), host: "%".into(), native_password_hash: Some([7; 20]) };
-    source.ddl(cairn_common::catalog::CatalogOp::CreateUser { user, if_not_exists: false }).await.unwrap();
+    // An account with a password and a grant: both are part of what a backup carries.
+    let mut conn = pools[0].get_conn().await.unwrap();
+    conn.query_drop("CREATE USER 'exim'@'%' IDENTIFIED BY 'exim-secret'").await.unwrap();
+    conn.query_drop("GRANT SELECT ON bk.* TO 'exim'@'%'").await.unwrap();
+    drop(conn);
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = pools
@@ -154,11 +156,19 @@ async fn a_backup_taken_during_writes_restores_into_a_cluster_with_another_node_
     conn.query_drop("INSERT INTO bk.seq (note) VALUES ('after')").await.unwrap();
     let last: u64 = conn.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
     assert!(last > 30, "AUTO_INCREMENT restored: got {last}");
-    let catalog = target.catalog().await.unwrap();
-    assert!(
-        catalog.users.iter().any(|u| u.user == "exim" && u.host == "%" && u.native_password_hash == Some([7; 20])),
-        "the user was restored"
-    );
+    let grants: Vec<String> = conn.query("SHOW GRANTS FOR 'exim'@'%'").await.unwrap();
+    assert!(grants.iter().any(|g| g.contains("GRANT SELECT ON `bk`.* TO `exim`@`%`")), "the grant was restored: {grants:?}");
+    // The restored password logs in.
+    let exim = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(target.mysql_port(0))
+        .user(Some("exim"))
+        .pass(Some("exim-secret"))
+        .prefer_socket(false);
+    let mut exim = mysql_async::Conn::new(exim).await.expect("the restored account logs in with its password");
+    let n: Option<u64> = exim.query_first("SELECT COUNT(*) FROM bk.seq WHERE note = 'n7'").await.unwrap();
+    assert_eq!(n, Some(1));
+    exim.disconnect().await.unwrap();
     drop(conn);
     pool.disconnect().await.unwrap();
     for pool in pools {

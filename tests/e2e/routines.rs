@@ -101,7 +101,7 @@ async fn a_routine_created_through_one_sql_node_runs_on_another_and_survives_a_r
         });
     let (name, _mode, text) = create.expect("SHOW CREATE PROCEDURE answers");
     assert_eq!(name, "grow");
-    assert!(text.starts_with("CREATE DEFINER=`root`@`127.0.0.1` PROCEDURE `grow`(IN account INT, IN by_mb INT, OUT now_mb INT)"), "{text}");
+    assert!(text.starts_with("CREATE DEFINER=`root`@`%` PROCEDURE `grow`(IN account INT, IN by_mb INT, OUT now_mb INT)"), "{text}");
     drop(b);
     second.disconnect().await.unwrap();
 }

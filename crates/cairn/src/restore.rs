@@ -7,7 +7,7 @@
 //! give each path), checks every part completely first (control files, every block's checksum,
 //! whole-file checksums, row counts) so that a damaged backup restores nothing, and then:
 //!
-//! 1. creates the databases, tables, stored routines and users of the backup's catalog that the target cluster
+//! 1. creates the databases, tables, stored routines and accounts (users, roles, grants) of the backup's catalog that the target cluster
 //!    does not have (`--restore-meta`, NDB's `-m`). Tables get the target cluster's partitioning
 //!    (unless they were created with an explicit `PARTITION BY ... PARTITIONS n`), so the target
 //!    may have a different number of node groups;
@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cairn_common::accounts::AccountOp;
 use cairn_common::catalog::{Catalog, CatalogOp, IndexKind, TableDef};
 use cairn_common::ids::{NodeGroupId, TableId};
 use cairn_common::key::partition_of_row;
@@ -224,12 +225,12 @@ async fn restore_meta(client: &ClusterClient, catalog: &Catalog) -> anyhow::Resu
             .with_context(|| format!("cannot create table {}.{}", def.database, def.name))?;
         tables += 1;
     }
-    for user in &catalog.users {
-        client
-            .ddl(CatalogOp::CreateUser { user: user.clone(), if_not_exists: true })
-            .await
-            .with_context(|| format!("cannot create user '{}'@'{}'", user.user, user.host))?;
-    }
+    // Accounts (users and roles) with their grants, in one change; ones the target already has
+    // are kept as they are.
+    client
+        .ddl(CatalogOp::Accounts(vec![AccountOp::Restore(catalog.accounts.clone())]))
+        .await
+        .context("cannot restore the accounts")?;
     // Stored functions and procedures come back as they were defined (definer, SQL SECURITY,
     // body); one that already exists in the target is left alone, as tables are.
     let mut routines = 0;
@@ -241,9 +242,9 @@ async fn restore_meta(client: &ClusterClient, catalog: &Catalog) -> anyhow::Resu
         routines += 1;
     }
     println!(
-        "Restored metadata: {} databases, {tables} tables, {routines} routines, {} users",
+        "Restored metadata: {} databases, {tables} tables, {routines} routines, {} accounts",
         catalog.databases.len(),
-        catalog.users.len()
+        catalog.accounts.accounts.len()
     );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The cluster catalog: databases, tables, their columns, keys and partition maps, stored
-//! routines (`crate::routine`), and user accounts. The management nodes keep it in their Raft group; every data and SQL node holds a
+//! routines (`crate::routine`), and user accounts, roles and grants (`crate::accounts`). The
+//! management nodes keep it in their Raft group; every data and SQL node holds a
 //! copy pushed to it, tagged with a version that increases with every change.
 //!
 //! Applying a [`CatalogOp`] is deterministic: every management node applies the same ops in
@@ -9,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::{AccountOp, AccountOutcome, Accounts};
 use crate::collation::Collation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{NodeGroupId, PartitionId, TableId};
@@ -16,7 +18,7 @@ use crate::routine::{self, RoutineChanges, RoutineDef, RoutineKey, RoutineKind};
 use crate::row::RowLayout;
 use crate::types::ColumnType;
 use crate::value::Value;
-use crate::{bail, err};
+use crate::bail;
 
 /// Partitions a table gets per node group unless `PARTITION BY KEY … PARTITIONS n` says
 /// otherwise: a fixed multiple, so that adding node groups can move whole partitions.
@@ -237,15 +239,6 @@ pub struct DatabaseDef {
     pub collation: String,
 }
 
-/// A user account. Passwords are kept only as hashes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UserDef {
-    pub user: String,
-    pub host: String,
-    /// SHA1(SHA1(password)) for mysql_native_password; None = no password.
-    pub native_password_hash: Option<[u8; 20]>,
-}
-
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Catalog {
     /// Increases with every applied op.
@@ -256,7 +249,8 @@ pub struct Catalog {
     /// and writes name them like any table) but not to SQL users: `table_by_name` and
     /// `tables_in` do not see them; [`Catalog::table`] does.
     pub index_tables: BTreeMap<TableId, TableDef>,
-    pub users: Vec<UserDef>,
+    /// Accounts, roles and grants (`crate::accounts`).
+    pub accounts: Accounts,
     pub next_table_id: u32,
     /// Stored functions and procedures (`crate::routine`).
     pub routines: BTreeMap<RoutineKey, RoutineDef>,
@@ -279,7 +273,8 @@ pub enum CatalogOp {
     /// partitions and the hidden tables of unchanged unique indexes are kept; unique indexes
     /// without a table get one; the tables of dropped unique indexes are dropped.
     AlterTable { database: String, name: String, expected_version: u64, table: TableDef },
-    CreateUser { user: UserDef, if_not_exists: bool },
+    /// Account, role and grant changes (`crate::accounts`), applied together or not at all.
+    Accounts(Vec<AccountOp>),
     /// CREATE [OR REPLACE] FUNCTION/PROCEDURE [IF NOT EXISTS]; the version is set on apply.
     CreateRoutine { routine: RoutineDef, or_replace: bool, if_not_exists: bool },
     /// ALTER FUNCTION/PROCEDURE: characteristics only (the body changes by CREATE OR REPLACE).
@@ -302,7 +297,8 @@ pub enum CatalogOutcome {
     TableCreated { id: TableId },
     TableDropped { id: TableId },
     TableAltered { id: TableId, version: u64 },
-    UserCreated,
+    /// Accounts changed; notes for IF [NOT] EXISTS.
+    Accounts(AccountOutcome),
     RoutineCreated,
     RoutineAltered,
     RoutineDropped,
@@ -486,16 +482,15 @@ impl Catalog {
             CatalogOp::AlterTable { database, name, expected_version, table } => {
                 return self.alter_table(database, name, expected_version, table, node_groups);
             }
-            CatalogOp::CreateUser { user, if_not_exists } => {
-                let exists = self.users.iter().any(|u| u.user == user.user && u.host == user.host);
-                if exists {
-                    if if_not_exists {
-                        return Ok(CatalogOutcome::Unchanged { note: None });
-                    }
-                    return Err(err!(Internal, "Operation CREATE USER failed for '{}'@'{}'", user.user, user.host));
+            CatalogOp::Accounts(ops) => {
+                // Applied to a copy so that a failing op in the list leaves nothing behind.
+                let mut accounts = self.accounts.clone();
+                let mut outcome = AccountOutcome::default();
+                for op in ops {
+                    outcome.notes.extend(accounts.apply(op)?.notes);
                 }
-                self.users.push(user);
-                CatalogOutcome::UserCreated
+                self.accounts = accounts;
+                CatalogOutcome::Accounts(outcome)
             }
             CatalogOp::CreateRoutine { mut routine, or_replace, if_not_exists } => {
                 if !self.databases.contains_key(&routine.database) {

@@ -50,6 +50,43 @@ error_kinds! {
     DatabaseAccessDenied = (1044, "42000", Report),
     /// ER_ACCESS_DENIED_ERROR
     AccessDenied = (1045, "28000", Report),
+    // ----- Accounts, privileges and connection limits (docs/security.md) -----
+    /// ER_HOST_IS_BLOCKED: too many failed connection attempts from one host.
+    HostBlocked = (1129, "HY000", Report),
+    /// ER_PASSWORD_NO_MATCH: SET PASSWORD for an account that does not exist.
+    PasswordNoMatch = (1133, "42000", Report),
+    /// ER_NONEXISTING_GRANT
+    NoSuchGrant = (1141, "42000", Report),
+    /// ER_COLUMNACCESS_DENIED_ERROR
+    ColumnAccessDenied = (1143, "42000", Report),
+    /// ER_ILLEGAL_GRANT_FOR_TABLE: a privilege that does not exist at the level named.
+    IllegalGrantForLevel = (1144, "42000", Report),
+    /// ER_NONEXISTING_TABLE_GRANT
+    NoSuchTableGrant = (1147, "42000", Report),
+    /// ER_TOO_MANY_USER_CONNECTIONS (MAX_USER_CONNECTIONS of the account, or the global one).
+    TooManyUserConnections = (1203, "42000", Report),
+    /// ER_WRONG_USAGE: e.g. "DB GRANT and GLOBAL PRIVILEGES".
+    WrongUsage = (1221, "HY000", Report),
+    /// ER_USER_LIMIT_REACHED: MAX_QUERIES_PER_HOUR and the like.
+    UserLimitReached = (1226, "42000", Report),
+    /// ER_PROCACCESS_DENIED_ERROR
+    RoutineAccessDenied = (1370, "42000", Report),
+    /// ER_CANNOT_USER: CREATE/DROP/RENAME/ALTER USER failed for one of the accounts named.
+    CannotUser = (1396, "HY000", Report),
+    /// ER_CANT_CREATE_USER_WITH_GRANT: GRANT to an account that does not exist.
+    CantCreateUserWithGrant = (1410, "42000", Report),
+    /// ER_ACCOUNT_HAS_BEEN_LOCKED
+    AccountLocked = (3118, "HY000", Report),
+    /// ER_SECURE_TRANSPORT_REQUIRED
+    SecureTransportRequired = (3159, "HY000", Report),
+    /// ER_USER_DOES_NOT_EXIST (a note of DROP USER IF EXISTS and the like)
+    UserDoesNotExist = (3162, "HY000", Report),
+    /// ER_USER_ALREADY_EXISTS (a note of CREATE USER IF NOT EXISTS)
+    UserAlreadyExists = (3163, "HY000", Report),
+    /// ER_UNKNOWN_AUTHID: a role that does not exist.
+    UnknownAuthorizationId = (3523, "HY000", Report),
+    /// ER_ROLE_NOT_GRANTED: SET ROLE of a role the user was not granted.
+    RoleNotGranted = (3530, "HY000", Report),
     /// ER_NO_DB_ERROR
     NoDatabaseSelected = (1046, "3D000", Report),
     /// ER_UNKNOWN_COM_ERROR
@@ -92,6 +129,17 @@ error_kinds! {
     WrongAutoKey = (1075, "42000", Report),
     /// ER_CANT_DROP_FIELD_OR_KEY
     CantDropFieldOrKey = (1091, "42000", Report),
+    /// ER_NO_SUCH_THREAD: KILL of a connection id that is not a session of this SQL node.
+    UnknownThread = (1094, "HY000", Report),
+    NotOwnerOfThread = (1095, "HY000", Report),
+    /// ER_WRONG_FIELD_TERMINATORS: LOAD DATA with separators it cannot use together.
+    WrongFieldTerminators = (1083, "42000", Report),
+    /// ER_NO_BINARY_LOGGING: SHOW BINARY LOGS (replication is inside the cluster, not binlogs).
+    NoBinaryLogging = (1381, "HY000", Report),
+    /// ER_CLIENT_LOCAL_FILES_DISABLED: LOAD DATA LOCAL from a client that does not offer files.
+    LocalFilesDisabled = (3948, "42000", Report),
+    /// ER_OPTION_PREVENTS_STATEMENT: server-side file access refused by secure_file_priv.
+    OptionPreventsStatement = (1290, "HY000", Report),
     /// ER_UNKNOWN_ERROR: an internal error with no better code.
     Internal = (1105, "HY000", Report),
     /// ER_RECORD_FILE_FULL: a data node's DataMemory is used up.

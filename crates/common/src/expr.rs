@@ -786,12 +786,51 @@ pub fn like(text: &str, pattern: &str, escape: char, binary: bool) -> bool {
     tokens[p..].iter().all(|tok| *tok == Tok::Any)
 }
 
+/// The integer a string means to `CAST(… AS SIGNED/UNSIGNED)`: its leading integer (after
+/// spaces and a sign; `'12abc'` and `'1.5'` stop before the first non-digit), clamped to the
+/// 64-bit range. Warns 1292 as MySQL does when anything but trailing spaces is left over, or the
+/// number does not fit.
+fn string_to_integer(text: &str, ctx: &mut EvalContext<'_>) -> i128 {
+    let trimmed = text.trim_start();
+    let bytes = trimmed.as_bytes();
+    let mut end = usize::from(matches!(bytes.first(), Some(b'+' | b'-')));
+    let digits_start = end;
+    while end < bytes.len() && bytes[end].is_ascii_digit() {
+        end += 1;
+    }
+    let digits = &trimmed[digits_start..end];
+    let negative = bytes.first() == Some(&b'-');
+    let limit: i128 = if negative { -(i64::MIN as i128) } else { u64::MAX as i128 };
+    let mut value: i128 = 0;
+    let mut overflow = false;
+    for d in digits.bytes() {
+        value = value * 10 + i128::from(d - b'0');
+        if value > limit {
+            value = limit;
+            overflow = true;
+        }
+    }
+    let clean = !digits.is_empty() && trimmed[end..].trim_end().is_empty();
+    if !clean || overflow {
+        ctx.warn(1292, format!("Truncated incorrect INTEGER value: '{text}'"));
+    }
+    if negative { -value } else { value }
+}
+
 /// CAST / CONVERT.
 pub fn cast(v: Value, to: &CastTarget, ctx: &mut EvalContext<'_>) -> Result<Value> {
     if v.is_null() {
         return Ok(Value::Null);
     }
     Ok(match to {
+        CastTarget::Signed | CastTarget::Unsigned if matches!(v, Value::Text(_) | Value::Bytes(_)) => {
+            let n = string_to_integer(&v.to_text(), ctx);
+            match to {
+                // Values above the signed range wrap, as MySQL's CAST does.
+                CastTarget::Signed => Value::Int(i64::try_from(n).unwrap_or(n as u64 as i64)),
+                _ => Value::UInt(u64::try_from(n).unwrap_or(n as i64 as u64)),
+            }
+        }
         CastTarget::Signed => match &v {
             Value::UInt(u) => Value::Int(*u as i64),
             Value::Double(d) => Value::Int(d.round() as i64),
@@ -889,6 +928,25 @@ mod tests {
 
     fn arith(op: ArithOp, a: Value, b: Value) -> Result<Value> {
         arithmetic(op, a, b, &mut EvalContext::detached())
+    }
+
+    #[test]
+    fn casting_strings_to_integers_warns_on_leftovers() {
+        let cases: &[(&str, CastTarget, &str, usize)] = &[
+            ("12abc", CastTarget::Signed, "12", 1),
+            (" 42 ", CastTarget::Signed, "42", 0),
+            ("1.5", CastTarget::Signed, "1", 1),
+            ("abc", CastTarget::Unsigned, "0", 1),
+            ("-1", CastTarget::Unsigned, "18446744073709551615", 0),
+            ("18446744073709551615", CastTarget::Signed, "-1", 0),
+            ("99999999999999999999", CastTarget::Unsigned, "18446744073709551615", 1),
+            ("-99999999999999999999", CastTarget::Signed, "-9223372036854775808", 1),
+        ];
+        for (text, target, want, warnings) in cases {
+            let mut ctx = EvalContext::detached();
+            let got = cast(Value::text(*text), target, &mut ctx).unwrap();
+            assert_eq!((show(got), ctx.warnings.len()), (want.to_string(), *warnings), "CAST('{text}' AS {target:?})");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! Where Cairn differs from MySQL here, the module docs say so (DECIMAL stops at 38 digits; the
 //! default collation is general_ci for every `_ci` name).
 
+pub mod accounts;
 pub mod catalog;
 pub mod collation;
 pub mod decimal;

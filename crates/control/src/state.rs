@@ -5,7 +5,10 @@
 //! Soft state (which nodes are connected, their heartbeats) is not here: the management leader
 //! keeps it in memory and rebuilds it from heartbeats after a failover.
 
-use cairn_common::catalog::{Catalog, CatalogOp, CatalogOutcome, UserDef};
+use cairn_common::accounts::{
+    Account, AccountName, AccountOp, AuthPlugin, Credential, GrantTarget, PrivSet, Privilege, level,
+};
+use cairn_common::catalog::{Catalog, CatalogOp, CatalogOutcome};
 use cairn_common::ids::NodeGroupId;
 use cairn_common::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -95,13 +98,20 @@ pub fn native_password_hash(password: &str) -> [u8; 20] {
     Sha1::digest(once).into()
 }
 
-/// The account the first management leader creates from the config.
-pub fn root_user(password: Option<&str>) -> UserDef {
-    UserDef {
-        user: "root".into(),
-        host: "%".into(),
-        native_password_hash: password.filter(|p| !p.is_empty()).map(native_password_hash),
-    }
+/// What the first management leader proposes for a new cluster: `'root'@'%'` with the
+/// config's RootPassword (mysql_native_password, which every client speaks) or none when the
+/// config allows a passwordless root, holding every privilege WITH GRANT OPTION.
+pub fn root_account_ops(password: Option<&str>) -> Vec<AccountOp> {
+    let name = AccountName::new("root", "%");
+    let credential = Credential {
+        plugin: AuthPlugin::NativePassword,
+        verifier: password.filter(|p| !p.is_empty()).map(|p| native_password_hash(p).to_vec()),
+    };
+    let all = PrivSet::all_at(level::GLOBAL).union(PrivSet::of(&[Privilege::GrantOption]));
+    vec![
+        AccountOp::Create { accounts: vec![Account::new(name.clone(), credential)], if_not_exists: true },
+        AccountOp::Grant { target: GrantTarget::Global, privileges: all, columns: Default::default(), grantees: vec![name] },
+    ]
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use cairn_common::catalog::{Catalog, CatalogOp, CatalogOutcome};
 use cairn_common::ids::NodeGroupId;
 use cairn_common::{Error, Result};
-use cairn_control::state::{ControlCommand, ControlOutcome, ControlState, root_user};
+use cairn_control::state::{ControlCommand, ControlOutcome, ControlState, root_account_ops};
 use cairn_replication::eraftpb::Message;
 use cairn_replication::wal::FileLogStore;
 use cairn_replication::{EntryPayload, LeadershipChange, ProposalId, ProposeError, Replica};
@@ -243,11 +243,11 @@ impl ControlLoop {
 
     /// The first leader of a new cluster creates the root account the config asks for.
     fn maybe_bootstrap(&mut self) {
-        if self.bootstrap_proposed || !self.replica.is_ready_leader() || !self.state.catalog.users.is_empty() {
+        if self.bootstrap_proposed || !self.replica.is_ready_leader() || !self.state.catalog.accounts.is_empty() {
             return;
         }
-        let user = root_user(self.root_password.as_deref());
-        let command = ControlCommand::Catalog(CatalogOp::CreateUser { user, if_not_exists: true });
+        let ops = root_account_ops(self.root_password.as_deref());
+        let command = ControlCommand::Catalog(CatalogOp::Accounts(ops));
         match self.replica.propose(command.encode()) {
             Ok(_) => self.bootstrap_proposed = true,
             Err(e) => tracing::debug!(error = %e, "bootstrap proposal deferred"),

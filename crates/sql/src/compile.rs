@@ -21,7 +21,7 @@ use cairn_common::expr::{ArithOp, CastTarget, CmpOp, Expr};
 use cairn_common::functions::Func;
 use cairn_common::ids::TableId;
 use cairn_common::temporal;
-use cairn_common::types::ColumnType;
+use cairn_common::types::{ColumnType, IntWidth};
 use cairn_common::{Value, bail, err};
 
 use crate::parse::VarScope;
@@ -442,8 +442,11 @@ fn comparison_collation(a: &SqlType, b: &SqlType) -> Collation {
     if binary(a) || binary(b) { Collation::Binary } else { Collation::CaseInsensitive }
 }
 
+/// The type of a comparison or logical operator: INT(1), MYSQL_TYPE_LONG on the wire, as MySQL
+/// 8.0 (`set_data_type_bool`) and MariaDB send it. Drivers that read BIGINT as a string or a
+/// big number (mysql2 with bigNumberStrings, JDBC's Long) then give a plain integer.
 fn bool_type(nullable: bool) -> SqlType {
-    SqlType::bigint(false, nullable).with_length(1)
+    SqlType::of(ColumnType::Int { width: IntWidth::Int, unsigned: false, display: None }, nullable).with_length(1)
 }
 
 fn interval_unit(field: &DateTimeField) -> Result<&'static str, Error> {
@@ -1595,8 +1598,10 @@ fn function_type(func: Func, args: &[SqlType], exprs: &[Expr]) -> SqlType {
     };
     use Func::*;
     match func {
-        Concat => string(args.iter().map(SqlType::char_length).sum(), any_nullable),
-        ConcatWs => string(args.iter().map(SqlType::char_length).sum(), first.nullable),
+        // Lengths saturate: CONCAT of LONGTEXT columns (information_schema's, for one) would
+        // overflow a u32 sum.
+        Concat => string(args.iter().map(SqlType::char_length).fold(0, u32::saturating_add), any_nullable),
+        ConcatWs => string(args.iter().map(SqlType::char_length).fold(0, u32::saturating_add), first.nullable),
         Lower | Upper | Reverse | Trim | LTrim | RTrim | TrimChars => {
             let mut t = string(first.char_length(), any_nullable);
             t.collation = first.collation;

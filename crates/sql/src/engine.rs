@@ -166,6 +166,8 @@ pub struct Engine<B: Backend> {
     pub(crate) stats: Stats,
     /// Plans of text-protocol statements by normalized text (cache.rs).
     pub(crate) plans: crate::cache::PlanCache<crate::session::CachedPlan>,
+    /// The node's live sessions (SHOW PROCESSLIST, KILL: processlist.rs).
+    pub(crate) processes: crate::processlist::Processes,
     /// Parsed stored routines by catalog version (routine/cache.rs).
     pub(crate) routines: crate::routine::cache::RoutineCache,
     /// When this node last synchronized its catalog after a routine was not found (microseconds
@@ -198,6 +200,7 @@ impl<B: Backend> Engine<B> {
             layouts: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             plans: crate::cache::PlanCache::new(),
+            processes: crate::processlist::Processes::default(),
             routines: crate::routine::cache::RoutineCache::new(),
             last_catalog_sync_micros: std::sync::atomic::AtomicI64::new(i64::MIN),
             catalog_sync_running: std::sync::atomic::AtomicBool::new(false),

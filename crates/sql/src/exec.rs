@@ -381,7 +381,11 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
         Ok(match node {
             Node::Single => VecStream::boxed(vec![Vec::new()]),
             Node::CountAll { table, input_width, count } => {
-                let total = count_rows(exec, table).await?;
+                let total = if crate::information_schema::is_view(table) {
+                    crate::information_schema::scan(&mut exec.clone(), table, None, None)?.len() as u64
+                } else {
+                    count_rows(exec, table).await?
+                };
                 let mut row = vec![Value::Null; *input_width];
                 row.extend(std::iter::repeat_n(Value::Int(i64::try_from(total).unwrap_or(i64::MAX)), *count));
                 VecStream::boxed(vec![row])
@@ -414,6 +418,10 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
                     Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),
                     None => None,
                 };
+                if crate::information_schema::is_view(table) {
+                    // A view's rows come from the catalog on this node, not from node groups.
+                    return Ok(VecStream::boxed(crate::information_schema::scan(&mut exec.clone(), table, filter.as_ref(), *limit)?));
+                }
                 Stats::bump(&exec.engine.stats.scans);
                 Box::new(ScanStream::new(exec, table.clone(), filter, projection.clone(), *limit))
             }

@@ -111,6 +111,9 @@ pub enum Outcome {
     /// streamed scan may add more, visible through SHOW WARNINGS afterwards).
     Rows { columns: Arc<[ColumnMeta]>, rows: RowSource, warnings: u16 },
     Error(Error),
+    /// LOAD DATA LOCAL INFILE: the client must send this file (the daemon relays it to
+    /// `Session::local_infile_data` and then calls `Session::local_infile_end`).
+    LocalInfile(String),
 }
 
 impl Outcome {

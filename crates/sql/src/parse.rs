@@ -184,6 +184,10 @@ pub(crate) enum Statement {
     Begin,
     Commit,
     Rollback,
+    /// KILL, FLUSH, LOCK TABLES, savepoints, ... (session/admin.rs).
+    Admin(crate::session::admin::AdminStatement),
+    /// LOAD DATA [LOCAL] INFILE (session/load_data.rs).
+    LoadData(Box<crate::session::load_data::LoadData>),
     Savepoint(String),
     RollbackToSavepoint(String),
     ReleaseSavepoint(String),
@@ -192,54 +196,56 @@ pub(crate) enum Statement {
     Routine(crate::routine::RoutineStatement),
     /// Parsed, but not something Cairn runs yet: answered with 1235 naming it.
     Unsupported(String),
+    /// CREATE USER, GRANT, SHOW GRANTS and the other account statements (`crate::users`).
+    Account(crate::users::AccountStatement),
 }
 
 /// A cursor over one statement's tokens that skips whitespace and comments.
-struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     statement: &'a StatementText,
     tokens: &'a [TokenWithSpan],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn new(statement: &'a StatementText) -> Cursor<'a> {
+    pub(crate) fn new(statement: &'a StatementText) -> Cursor<'a> {
         Cursor { statement, tokens: &statement.tokens, pos: 0 }
     }
 
-    fn skip_trivia(&mut self) {
+    pub(crate) fn skip_trivia(&mut self) {
         while self.pos < self.tokens.len() && matches!(self.tokens[self.pos].token, Token::Whitespace(_)) {
             self.pos += 1;
         }
     }
 
-    fn peek(&mut self) -> Option<&'a TokenWithSpan> {
+    pub(crate) fn peek(&mut self) -> Option<&'a TokenWithSpan> {
         self.skip_trivia();
         self.tokens.get(self.pos)
     }
 
     /// The significant token `n` places ahead (0 = next).
-    fn peek_nth(&mut self, n: usize) -> Option<&'a TokenWithSpan> {
+    pub(crate) fn peek_nth(&mut self, n: usize) -> Option<&'a TokenWithSpan> {
         self.skip_trivia();
         self.tokens[self.pos..].iter().filter(|t| !matches!(t.token, Token::Whitespace(_))).nth(n)
     }
 
-    fn next(&mut self) -> Option<&'a TokenWithSpan> {
+    pub(crate) fn next(&mut self) -> Option<&'a TokenWithSpan> {
         let token = self.peek()?;
         self.pos += 1;
         Some(token)
     }
 
-    fn at_end(&mut self) -> bool {
+    pub(crate) fn at_end(&mut self) -> bool {
         self.peek().is_none()
     }
 
-    fn error(&mut self) -> Error {
+    pub(crate) fn error(&mut self) -> Error {
         let at = self.peek();
         syntax_error_at(self.statement, at)
     }
 
     /// Consumes the next token if it is this unquoted word (any case).
-    fn eat(&mut self, word: &str) -> bool {
+    pub(crate) fn eat(&mut self, word: &str) -> bool {
         match self.peek() {
             Some(TokenWithSpan { token: Token::Word(w), .. }) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word) => {
                 self.pos += 1;
@@ -249,7 +255,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn eat_token(&mut self, token: &Token) -> bool {
+    pub(crate) fn eat_token(&mut self, token: &Token) -> bool {
         match self.peek() {
             Some(t) if &t.token == token => {
                 self.pos += 1;
@@ -259,21 +265,21 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn expect(&mut self, word: &str) -> Result<(), Error> {
+    pub(crate) fn expect(&mut self, word: &str) -> Result<(), Error> {
         if self.eat(word) { Ok(()) } else { Err(self.error()) }
     }
 
-    fn expect_token(&mut self, token: &Token) -> Result<(), Error> {
+    pub(crate) fn expect_token(&mut self, token: &Token) -> Result<(), Error> {
         if self.eat_token(token) { Ok(()) } else { Err(self.error()) }
     }
 
-    fn peek_is(&mut self, word: &str) -> bool {
+    pub(crate) fn peek_is(&mut self, word: &str) -> bool {
         matches!(self.peek(), Some(TokenWithSpan { token: Token::Word(w), .. }) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
     }
 
     /// An identifier: a word (quoted with backquotes or not). Unquoted reserved words that
     /// cannot be names are refused.
-    fn ident(&mut self) -> Result<String, Error> {
+    pub(crate) fn ident(&mut self) -> Result<String, Error> {
         match self.peek() {
             Some(TokenWithSpan { token: Token::Word(w), .. }) => {
                 if w.quote_style.is_none() && is_reserved_for_names(w.keyword) {
@@ -287,7 +293,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A name given as an identifier or a string (`SET NAMES 'utf8mb4'`, `COLLATE utf8mb4_bin`).
-    fn name_or_string(&mut self) -> Result<String, Error> {
+    pub(crate) fn name_or_string(&mut self) -> Result<String, Error> {
         match self.peek() {
             Some(TokenWithSpan { token: Token::SingleQuotedString(s) | Token::DoubleQuotedString(s), .. }) => {
                 self.pos += 1;
@@ -301,7 +307,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn string(&mut self) -> Result<String, Error> {
+    pub(crate) fn string(&mut self) -> Result<String, Error> {
         match self.peek() {
             Some(TokenWithSpan { token: Token::SingleQuotedString(s) | Token::DoubleQuotedString(s), .. }) => {
                 self.pos += 1;
@@ -311,7 +317,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn number(&mut self) -> Result<u64, Error> {
+    pub(crate) fn number(&mut self) -> Result<u64, Error> {
         match self.peek() {
             Some(TokenWithSpan { token: Token::Number(n, _), .. }) => {
                 let value = n.parse().map_err(|_| self.error())?;
@@ -323,7 +329,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `name` or `db.name`.
-    fn table_name(&mut self) -> Result<TableName, Error> {
+    pub(crate) fn table_name(&mut self) -> Result<TableName, Error> {
         let first = self.ident()?;
         if self.eat_token(&Token::Period) {
             let name = self.ident()?;
@@ -334,7 +340,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Parses one expression with sqlparser from the current position.
-    fn expr(&mut self) -> Result<ast::Expr, Error> {
+    pub(crate) fn expr(&mut self) -> Result<ast::Expr, Error> {
         self.skip_trivia();
         let rest = self.tokens[self.pos..].to_vec();
         let mut parser = Parser::new(&DIALECT).with_recursion_limit(RECURSION_LIMIT).with_tokens_with_locations(rest);
@@ -345,7 +351,7 @@ impl<'a> Cursor<'a> {
         Ok(expr)
     }
 
-    fn expect_end(&mut self) -> Result<(), Error> {
+    pub(crate) fn expect_end(&mut self) -> Result<(), Error> {
         if self.at_end() { Ok(()) } else { Err(self.error()) }
     }
 }
@@ -383,6 +389,9 @@ pub(crate) fn map_parser_error(statement: &StatementText, error: ParserError) ->
 /// Parses one statement.
 pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
     check_operator_counts(statement)?;
+    if let Some(account) = crate::users::parse(statement)? {
+        return Ok(Statement::Account(account));
+    }
     let mut c = Cursor::new(statement);
     let Some(first) = c.peek() else {
         return Err(Error::new(cairn_common::ErrorKind::EmptyQuery, "Query was empty"));
@@ -393,6 +402,13 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
         _ => return Err(c.error()),
     };
     match keyword.as_str() {
+        "KILL" | "FLUSH" | "LOCK" | "UNLOCK" | "ALTER" | "SHOW" | "ANALYZE" | "OPTIMIZE"
+        | "CHECK" | "REPAIR" | "CHECKSUM"
+            if crate::session::admin::claims(statement) =>
+        {
+            crate::session::admin::parse(statement)
+        }
+        "LOAD" => crate::session::load_data::parse(statement),
         "SELECT" | "WITH" => match crate::routine::parse::into_position(statement) {
             Some((into, end)) => crate::routine::parse::parse_select_into(statement, into, end),
             None => parse_query(statement),
@@ -512,7 +528,7 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
             Ok(Statement::Do(exprs))
         }
         "ALTER" | "RENAME" | "GRANT" | "REVOKE" | "FLUSH" | "KILL" | "LOCK" | "UNLOCK" | "ANALYZE" | "OPTIMIZE"
-        | "CHECK" | "REPAIR" | "PREPARE" | "EXECUTE" | "DEALLOCATE" | "LOAD" | "XA" | "HANDLER"
+        | "CHECK" | "REPAIR" | "PREPARE" | "EXECUTE" | "DEALLOCATE" | "XA" | "HANDLER"
         | "CHECKSUM" | "INSTALL" | "UNINSTALL" | "RESET" | "PURGE" | "CHANGE" | "SIGNAL" | "RESIGNAL" | "GET"
         | "IMPORT" | "CLONE" | "RESTART" | "SHUTDOWN" | "HELP" | "BINLOG" | "CACHE" | "TABLE_STATS" => {
             let words: Vec<String> =
@@ -900,7 +916,7 @@ fn parse_set_item(c: &mut Cursor<'_>) -> Result<SetItem, Error> {
 
 impl Cursor<'_> {
     /// Any word, reserved or not.
-    fn ident_any(&mut self) -> Result<String, Error> {
+    pub(crate) fn ident_any(&mut self) -> Result<String, Error> {
         match self.peek() {
             Some(TokenWithSpan { token: Token::Word(w), .. }) => {
                 self.pos += 1;
@@ -993,7 +1009,7 @@ fn parse_set_transaction(c: &mut Cursor<'_>, scope: VarScope) -> Result<SetItem,
     Ok(SetItem::Transaction { scope, isolation, read_only })
 }
 
-fn show_filter(c: &mut Cursor<'_>) -> Result<ShowFilter, Error> {
+pub(crate) fn show_filter(c: &mut Cursor<'_>) -> Result<ShowFilter, Error> {
     let mut filter = ShowFilter::default();
     if c.eat("LIKE") {
         filter.like = Some(c.string()?);
@@ -1004,7 +1020,7 @@ fn show_filter(c: &mut Cursor<'_>) -> Result<ShowFilter, Error> {
 }
 
 /// `{FROM|IN} db`, optional.
-fn from_database(c: &mut Cursor<'_>) -> Result<Option<String>, Error> {
+pub(crate) fn from_database(c: &mut Cursor<'_>) -> Result<Option<String>, Error> {
     if c.eat("FROM") || c.eat("IN") { Ok(Some(c.ident()?)) } else { Ok(None) }
 }
 
@@ -1224,7 +1240,7 @@ mod tests {
         assert!(matches!(one("SHOW COUNT(*) ERRORS").unwrap(), Statement::Show(Show::Warnings { errors_only: true, count_only: true, .. })));
         assert!(matches!(one("SHOW CREATE TABLE `db`.`t`").unwrap(), Statement::Show(Show::CreateTable(TableName { database: Some(_), .. }))));
         assert!(matches!(one("SHOW CHARACTER SET LIKE 'utf8%'").unwrap(), Statement::Show(Show::CharacterSet(_))));
-        assert!(matches!(one("SHOW GRANTS FOR 'x'@'%'").unwrap(), Statement::Unsupported(_)));
+        assert!(matches!(one("SHOW GRANTS FOR 'x'@'%'").unwrap(), Statement::Account(_)));
         assert!(matches!(one("DESCRIBE `db`.`t`").unwrap(), Statement::Show(Show::Columns { .. })));
         assert!(matches!(one("EXPLAIN SELECT 1").unwrap(), Statement::Explain(_)));
         assert!(matches!(one("EXPLAIN FORMAT=JSON SELECT 1").unwrap(), Statement::Unsupported(_)));

@@ -196,6 +196,9 @@ pub(crate) fn resolve_table(ctx: &mut PlanContext<'_>, name: &TableName) -> Resu
             None => bail!(NoDatabaseSelected, "No database selected"),
         },
     };
+    if crate::information_schema::is_name(&database) {
+        return crate::information_schema::resolve(&name.name);
+    }
     let def = ctx
         .env
         .catalog
@@ -1430,7 +1433,9 @@ fn prune(node: &mut Node, needed: &BTreeSet<usize>) {
             let reads_rows = needed.iter().any(|&c| c >= first && c < first + *input_width);
             if let Node::Scan { table, alias, filter, limit: None, .. } = input.as_ref() {
                 let keys_pushable = keys.iter().all(|(k, _)| crate::access::is_pushable(k));
-                if !reads_rows && keys_pushable && crate::exec_index::can_push(calls) {
+                // An information_schema view has no node group to push to: its rows are made here.
+                let stored = !crate::information_schema::is_view(table);
+                if stored && !reads_rows && keys_pushable && crate::exec_index::can_push(calls) {
                     *node = Node::PushedAggregate {
                         table: table.clone(),
                         alias: alias.clone(),

@@ -27,6 +27,10 @@ use crate::show::{self, ShowResult};
 use crate::types::{self, ColumnOrigin, SqlType, column_meta, conform};
 use crate::variables::{self, DefaultValue, SessionVariables, VarDef};
 
+/// KILL, FLUSH, LOCK TABLES, savepoints and the other statements dump tools send.
+pub(crate) mod admin;
+/// LOAD DATA [LOCAL] INFILE.
+pub(crate) mod load_data;
 // Stored routines: CALL, stored function calls, and the statements about routines.
 mod routines;
 
@@ -55,6 +59,9 @@ pub struct SessionInfo {
     /// The handshake's collation id (45, 224, 255, 33…); unknown ids fall back to
     /// utf8mb4_0900_ai_ci.
     pub collation_id: u16,
+    /// The account the login matched (`CURRENT_USER()`), whose privileges are checked
+    /// (`crate::privileges`); `None` for an internal session, which is not checked.
+    pub account: Option<cairn_common::accounts::AccountName>,
 }
 
 impl Default for SessionInfo {
@@ -67,6 +74,7 @@ impl Default for SessionInfo {
             found_rows: false,
             multi_statements: true,
             collation_id: 255,
+            account: None,
         }
     }
 }
@@ -136,6 +144,14 @@ pub struct Session<B: Backend> {
     multi_statements: bool,
     /// The statement being executed (SHOW PROCESSLIST).
     current_text: String,
+    /// This session in the engine's process list (processlist.rs).
+    pub(crate) process: Arc<crate::processlist::Process>,
+    /// Savepoints and LOCK TABLES (session/admin.rs).
+    admin: admin::AdminState,
+    /// A LOAD DATA LOCAL waiting for its file (session/load_data.rs).
+    load: load_data::LoadState,
+    /// Account, active roles and privileges (`crate::privileges`).
+    security: crate::privileges::SessionSecurity,
     /// `user@host` (USER(), CURRENT_USER()) and the server version, shared by snapshots.
     user_at_host: Arc<str>,
     version: Arc<str>,
@@ -194,7 +210,17 @@ impl<B: Backend> Session<B> {
         let multi_statements = info.multi_statements;
         let user_at_host: Arc<str> = format!("{}@{}", info.user, info.host).into();
         let version: Arc<str> = engine.config.server_version.as_str().into();
+        let process = Arc::new(crate::processlist::Process::new(info.connection_id, &info.user, &info.host, engine.config.clock.now_micros()));
+        process.set_database(info.database.as_deref());
+        engine.processes.register(process.clone());
+        let security = crate::privileges::SessionSecurity::new(
+            info.account.clone(),
+            &info.user,
+            &info.host,
+            info.account.as_ref().map(|a| crate::privileges::default_roles(&engine.backend.catalog(), a)).unwrap_or_default(),
+        );
         let mut session = Session {
+            security,
             engine,
             database: info.database.clone(),
             info,
@@ -215,6 +241,9 @@ impl<B: Backend> Session<B> {
             statements_run: 0,
             multi_statements,
             current_text: String::new(),
+            process,
+            admin: admin::AdminState::default(),
+            load: load_data::LoadState::default(),
             user_at_host,
             version,
             routines: routines::RoutineState::default(),
@@ -284,7 +313,7 @@ impl<B: Backend> Session<B> {
         }
     }
 
-    fn has_mode(&self, mode: &str) -> bool {
+    pub(crate) fn has_mode(&self, mode: &str) -> bool {
         self.sql_mode().split(',').any(|m| m == mode)
     }
 
@@ -379,24 +408,45 @@ impl<B: Backend> Session<B> {
 
     /// Runs COM_QUERY: every statement of the text, stopping after the first error.
     pub async fn execute(&mut self, sql: &str) -> Vec<Outcome> {
+        self.execute_with_status(sql).await.into_iter().map(|(outcome, _)| outcome).collect()
+    }
+
+    /// Runs COM_QUERY; each outcome comes with the status flags (IN_TRANS, AUTOCOMMIT) as its
+    /// statement left them, for the packets of a multi-statement's results. A LOAD DATA LOCAL
+    /// ends the list with [`Outcome::LocalInfile`]; the statements after it run when its file
+    /// has arrived ([`Session::local_infile_end`]).
+    pub async fn execute_with_status(&mut self, sql: &str) -> Vec<(Outcome, u16)> {
         let statements = match lexer::split(sql) {
             Ok(s) => s,
-            Err(e) => return vec![self.fail(e)],
+            Err(e) => return vec![(self.fail(e), self.status_flags())],
         };
         if statements.is_empty() {
-            return vec![self.fail(Error::new(ErrorKind::EmptyQuery, "Query was empty"))];
+            return vec![(self.fail(Error::new(ErrorKind::EmptyQuery, "Query was empty")), self.status_flags())];
         }
         if statements.len() > 1 && !self.multi_statements {
             // As MySQL: without CLIENT_MULTI_STATEMENTS the second statement is a syntax error.
-            return vec![self.fail(lexer::syntax_error_near(&second_statement_text(sql, &statements), 1))];
+            return vec![(self.fail(lexer::syntax_error_near(&second_statement_text(sql, &statements), 1)), self.status_flags())];
         }
+        self.run_statements(statements).await
+    }
+
+    /// Runs statements in order, stopping after the first error or at a LOAD DATA LOCAL (which
+    /// keeps the rest for after its file).
+    pub(crate) async fn run_statements(&mut self, statements: Vec<StatementText>) -> Vec<(Outcome, u16)> {
         let mut outcomes = Vec::with_capacity(statements.len());
-        for text in statements {
+        let mut rest = statements.into_iter();
+        while let Some(text) = rest.next() {
             let outcome = self.run_text(&text).await;
             // Result sets of the procedures a CALL ran come before the CALL's own answer.
-            outcomes.append(&mut self.routines.take_results());
+            let status = self.status_flags();
+            outcomes.extend(self.routines.take_results().into_iter().map(|o| (o, status)));
             let failed = outcome.is_error();
-            outcomes.push(outcome);
+            let waits_for_file = matches!(outcome, Outcome::LocalInfile(_));
+            outcomes.push((outcome, self.status_flags()));
+            if waits_for_file {
+                self.defer_statements(rest.collect());
+                break;
+            }
             if failed {
                 break;
             }
@@ -450,6 +500,7 @@ impl<B: Backend> Session<B> {
             };
             if let Some(plan) = plan {
                 self.current_text = text.text.clone();
+                self.process.set_info(&self.current_text);
                 match self.run_with_plan(plan, &normalized.params).await {
                     Ok(outcome) => return outcome,
                     // A schema change ran meanwhile: plan the text afresh (below), which waits
@@ -469,6 +520,7 @@ impl<B: Backend> Session<B> {
             return self.fail(lexer::syntax_error_at(text, at));
         }
         self.current_text = text.text.clone();
+        self.process.set_info(&self.current_text);
         match self.run_statement(&statement, text, &[], None).await {
             Ok((outcome, _)) => outcome,
             Err(e) => self.fail(e),
@@ -526,6 +578,9 @@ impl<B: Backend> Session<B> {
             Statement::Delete(d) => Planned::Delete(dml::plan_delete(&mut ctx, d)?),
             _ => return Ok(None),
         };
+        if let Planned::Insert(InsertPlan { table, .. }) | Planned::Update(UpdatePlan { table, .. }) | Planned::Delete(DeletePlan { table, .. }) = &planned {
+            crate::information_schema::check_writable(table, &self.info.user, &self.info.host)?;
+        }
         // Every expression is evaluated recursively, here and on data nodes: bound its depth.
         let mut depth = Ok(());
         let mut check = |e: &mut cairn_common::expr::Expr| {
@@ -705,12 +760,15 @@ impl<B: Backend> Session<B> {
         params: &[Value],
         cached: Option<CachedPlan>,
     ) -> Result<(Outcome, Option<CachedPlan>), Error> {
+        // Not interruptible until run_planned says it is a read outside a transaction.
+        self.set_interruptible(false);
         self.statements_run += 1;
         let diagnostic = matches!(statement, Statement::Show(Show::Warnings { .. }));
         let warnings = if diagnostic { self.warnings.clone() } else { Arc::new(Mutex::new(Vec::new())) };
         if !diagnostic {
             self.rotate_warnings(warnings.clone());
         }
+        self.security.check_statement(&self.engine.backend.catalog(), statement, self.database.as_deref())?;
         let mut exec = self.new_exec(warnings.clone());
         match statement {
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
@@ -756,6 +814,7 @@ impl<B: Backend> Session<B> {
 
     /// Runs a plannable statement with a plan at hand (from the plan cache).
     async fn run_with_plan(&mut self, plan: CachedPlan, params: &[Value]) -> Result<Outcome, Error> {
+        self.set_interruptible(false);
         self.statements_run += 1;
         let warnings = Arc::new(Mutex::new(Vec::new()));
         self.rotate_warnings(warnings.clone());
@@ -765,6 +824,10 @@ impl<B: Backend> Session<B> {
     }
 
     async fn run_planned(&mut self, plan: &CachedPlan, exec: &mut Exec<B>) -> Result<Outcome, Error> {
+        self.security.check_plan(&self.engine.backend.catalog(), &plan.planned, &plan.tables)?;
+        // Only a read outside a transaction may be dropped half way (KILL QUERY): a write or
+        // anything in a transaction could leave a request or a commit half done.
+        self.set_interruptible(matches!(plan.planned.as_ref(), Planned::Query(_)) && exec.access.txn.is_none());
         match plan.planned.as_ref() {
             Planned::Query(q) => {
                 Stats::bump(&self.engine.stats.com_select);
@@ -852,8 +915,12 @@ impl<B: Backend> Session<B> {
     }
 
     async fn ddl(&mut self, op: CatalogOp) -> Result<CatalogOutcome, Error> {
+        self.security.check_catalog_op(&self.engine.backend.catalog(), &op)?;
         self.end_transaction(true).await?;
-        let outcome = self.engine.backend.ddl(op).await?;
+        let description = crate::privileges::describe_catalog_op(&op);
+        let outcome = self.engine.backend.ddl(op).await;
+        crate::privileges::audit_change(&self.info, self.engine.config.node_id, &description, outcome.as_ref().err());
+        let outcome = outcome?;
         if let CatalogOutcome::Unchanged { note: Some((kind, message)) } = &outcome {
             self.note(*kind, message.clone());
         }
@@ -869,6 +936,9 @@ impl<B: Backend> Session<B> {
 
     fn resolve(&self, catalog: &Catalog, name: &TableName) -> Result<cairn_common::catalog::TableDef, Error> {
         let db = self.env_database(&name.database)?;
+        if crate::information_schema::is_name(&db) {
+            return crate::information_schema::resolve(&name.name).map(|t| t.as_ref().clone());
+        }
         catalog.table_by_name(&db, &name.name).cloned().ok_or_else(|| err!(NoSuchTable, "Table '{db}.{}' doesn't exist", name.name))
     }
 
@@ -894,6 +964,7 @@ impl<B: Backend> Session<B> {
                 };
                 if self.database.as_deref() == Some(name.as_str()) && matches!(outcome, CatalogOutcome::DatabaseDropped { .. }) {
                     self.database = None;
+                    self.process.set_database(None);
                 }
                 Ok(self.ok_with_warnings(affected))
             }
@@ -982,10 +1053,15 @@ impl<B: Backend> Session<B> {
                 self.end_transaction(true).await?;
                 let catalog = self.engine.backend.catalog();
                 for plan in crate::alter::plan_statement(&catalog, statement, self.database.as_deref())? {
-                    crate::alter::run(exec, plan).await?;
+                    let change = format!("ALTER TABLE {}.{}", plan.database, plan.name);
+                    let result = crate::alter::run(exec, plan).await;
+                    crate::privileges::audit_change(&self.info, self.engine.config.node_id, &change, result.as_ref().err());
+                    result?;
                 }
                 Ok(self.ok_with_warnings(0))
             }
+            Statement::Admin(a) => self.run_admin(a).await,
+            Statement::LoadData(l) => self.start_load_data(l).await,
             Statement::Routine(r) => self.run_routine_statement(r, text, exec, params).await,
             Statement::Do(exprs) => {
                 for e in exprs {
@@ -996,6 +1072,7 @@ impl<B: Backend> Session<B> {
             Statement::Explain(inner) => {
                 // Planned, not run: subqueries stay unevaluated, parameters print as `?`.
                 let plan = self.plan_statement(inner, text)?.ok_or_else(|| Error::internal("EXPLAIN of a statement without a plan"))?;
+                self.security.check_plan(&self.engine.backend.catalog(), &plan.planned, &plan.tables)?;
                 let result = crate::explain::explain(&plan.planned, &plan.slots, exec).await?;
                 Ok(self.rows_outcome(result))
             }
@@ -1031,6 +1108,7 @@ impl<B: Backend> Session<B> {
                 Ok(Outcome::ok())
             }
             Statement::Unsupported(what) => Err(Error::not_supported(what)),
+            Statement::Account(account) => self.run_account(account).await,
             Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 Err(Error::internal("a plannable statement reached run_other"))
             }
@@ -1179,19 +1257,37 @@ impl<B: Backend> Session<B> {
     }
 
     async fn run_show(&mut self, show: &Show, text: &StatementText, params: &[Value]) -> Result<Outcome, Error> {
+        let outcome = self.run_show_unfiltered(show, text, params).await?;
+        Ok(self.filter_show(show, outcome))
+    }
+
+    /// Keeps the rows of SHOW DATABASES / TABLES the session may see (`crate::privileges`).
+    fn filter_show(&self, show: &Show, outcome: Outcome) -> Outcome {
+        let Outcome::Rows { columns, rows: RowSource::Rows(mut rows), warnings } = outcome else {
+            return outcome;
+        };
+        let database = match show {
+            Show::Tables { database, .. } | Show::TableStatus { database, .. } => database.clone().or_else(|| self.database.clone()),
+            _ => None,
+        };
+        self.security.filter_show(&self.engine.backend.catalog(), show, database.as_deref(), &mut rows);
+        Outcome::Rows { columns, rows: RowSource::Rows(rows), warnings }
+    }
+
+    async fn run_show_unfiltered(&mut self, show: &Show, text: &StatementText, params: &[Value]) -> Result<Outcome, Error> {
         let catalog = self.engine.backend.catalog();
         let (mut result, filter) = match show {
             Show::Databases(f) => (show::databases(&catalog), f.clone()),
             Show::Tables { full, database, filter } => {
                 let db = self.env_database(database)?;
-                if catalog.database(&db).is_none() {
+                if catalog.database(&db).is_none() && !crate::information_schema::is_name(&db) {
                     bail!(UnknownDatabase, "Unknown database '{db}'");
                 }
                 (show::tables(&catalog, &db, *full), filter.clone())
             }
             Show::TableStatus { database, filter } => {
                 let db = self.env_database(database)?;
-                if catalog.database(&db).is_none() {
+                if catalog.database(&db).is_none() && !crate::information_schema::is_name(&db) {
                     bail!(UnknownDatabase, "Unknown database '{db}'");
                 }
                 (show::table_status(&catalog, &db, &|_| None), filter.clone())
@@ -1276,16 +1372,7 @@ impl<B: Backend> Session<B> {
                 let result = crate::routine::show::show_status(&catalog, *kind, filter.like.as_deref());
                 (result, crate::parse::ShowFilter { like: None, filter: filter.filter.clone() })
             }
-            Show::Processlist { full } => (
-                show::processlist(
-                    self.info.connection_id,
-                    &self.info.user,
-                    &self.info.host,
-                    self.database.as_deref(),
-                    &if *full { self.current_text.clone() } else { self.current_text.chars().take(100).collect() },
-                ),
-                Default::default(),
-            ),
+            Show::Processlist { full } => (show::processlist(self.process_rows(), *full), Default::default()),
         };
         if let Some(pattern) = &filter.like {
             result.like(pattern);
@@ -1359,6 +1446,9 @@ impl<B: Backend> Session<B> {
         }
         let text = statements.remove(0);
         let statement = parse::parse(&text)?;
+        if matches!(statement, Statement::LoadData(_)) {
+            bail!(UnsupportedPreparedStatement, "This command is not supported in the prepared statement protocol yet");
+        }
         let param_count = placeholders(&text).len();
         let param_count = u16::try_from(param_count).map_err(|_| err!(TooManyRows, "Prepared statement contains too many placeholders"))?;
         // Plannable statements are planned now: errors (1146, 1054…) come at prepare time, as
@@ -1399,6 +1489,7 @@ impl<B: Backend> Session<B> {
         let text = Arc::clone(&prepared.text);
         let cached = prepared.cached.clone();
         self.current_text = text.text.clone();
+        self.process.set_info(&self.current_text);
         match self.run_statement(&statement, &text, &params, cached).await {
             Ok((outcome, plan)) => {
                 if let (Some(plan), Some(p)) = (plan, self.prepared.get_mut(&id)) {
@@ -1429,6 +1520,8 @@ impl<B: Backend> Session<B> {
         self.row_count = -1;
         self.warnings = Arc::new(Mutex::new(Vec::new()));
         self.previous_counts = (0, 0);
+        self.admin = admin::AdminState::default();
+        self.load.reset();
         self.multi_statements = self.info.multi_statements;
         self.apply_handshake_collation();
     }
@@ -1436,10 +1529,19 @@ impl<B: Backend> Session<B> {
     /// COM_INIT_DB (and USE): 1049 for an unknown database.
     pub async fn use_database(&mut self, db: &str) -> Result<(), Error> {
         let catalog = self.engine.backend.catalog();
+        if crate::information_schema::is_name(db) {
+            self.database = Some(crate::information_schema::NAME.to_string());
+            self.process.set_database(self.database.as_deref());
+            return Ok(());
+        }
+        if !self.security.sees_database(&catalog, db) {
+            return Err(self.security.database_denied(db));
+        }
         if catalog.database(db).is_none() {
             bail!(UnknownDatabase, "Unknown database '{db}'");
         }
         self.database = Some(db.to_string());
+        self.process.set_database(Some(db));
         if let (Some(def), Some(d)) = (variables::lookup("character_set_database"), catalog.database(db)) {
             self.vars.set(def, Value::text(&d.charset));
             if let Some(coll) = variables::lookup("collation_database") {
@@ -1449,10 +1551,36 @@ impl<B: Backend> Session<B> {
         Ok(())
     }
 
+    /// CREATE USER, GRANT, SET ROLE, SHOW GRANTS and the other account statements
+    /// (`crate::users`).
+    async fn run_account(&mut self, statement: &crate::users::AccountStatement) -> Result<Outcome, Error> {
+        let catalog = self.engine.backend.catalog();
+        let cx = crate::users::AccountContext { catalog: &catalog, security: &self.security, current_database: self.database.as_deref() };
+        match crate::users::plan(statement, &cx)? {
+            crate::users::AccountPlan::Propose(ops) => {
+                // IF [NOT] EXISTS notes (3162, 3163) become warnings, as in MySQL.
+                if let CatalogOutcome::Accounts(outcome) = self.ddl(CatalogOp::Accounts(ops)).await? {
+                    for (kind, message) in outcome.notes {
+                        self.note(kind, message);
+                    }
+                }
+                Ok(self.ok_with_warnings(0))
+            }
+            crate::users::AccountPlan::Rows(result) => Ok(self.rows_outcome(result)),
+            crate::users::AccountPlan::SetRoles(roles) => {
+                self.security.set_roles(roles);
+                Ok(Outcome::ok())
+            }
+        }
+    }
+
     /// COM_FIELD_LIST: the columns of a table in the current database.
     pub async fn field_list(&mut self, table: &str) -> Result<Vec<ColumnMeta>, Error> {
         let catalog = self.engine.backend.catalog();
         let t = self.resolve(&catalog, &TableName { database: None, name: table.to_string() })?;
+        if !self.security.sees_table(&catalog, &t.database, &t.name) {
+            return Err(self.security.table_denied("SELECT", &t.name));
+        }
         Ok(t
             .columns
             .iter()
@@ -1466,6 +1594,7 @@ impl<B: Backend> Session<B> {
 impl<B: Backend> Drop for Session<B> {
     fn drop(&mut self) {
         self.engine.stats.threads_connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.engine.processes.remove(&self.process);
     }
 }
 

@@ -58,7 +58,10 @@ impl ShowResult {
 
 pub(crate) fn databases(catalog: &Catalog) -> ShowResult {
     let mut r = ShowResult::new(vec![("Database", text(64))]);
-    r.rows = catalog.databases.keys().map(|d| vec![Value::text(d)]).collect();
+    let mut names: Vec<&str> = catalog.databases.keys().map(String::as_str).collect();
+    names.push(crate::information_schema::NAME);
+    names.sort_unstable();
+    r.rows = names.into_iter().map(|d| vec![Value::text(d)]).collect();
     r
 }
 
@@ -69,14 +72,16 @@ pub(crate) fn tables(catalog: &Catalog, database: &str, full: bool) -> ShowResul
         columns.push(("Table_type", text(64)));
     }
     let mut r = ShowResult::new(columns);
-    let mut names: Vec<&str> = catalog.tables_in(database).map(|t| t.name.as_str()).collect();
+    let views = crate::information_schema::is_name(database);
+    let mut names: Vec<String> =
+        if views { crate::information_schema::view_names() } else { catalog.tables_in(database).map(|t| t.name.clone()).collect() };
     names.sort_unstable();
     r.rows = names
         .into_iter()
         .map(|n| {
-            let mut row = vec![Value::text(n)];
+            let mut row = vec![Value::Text(n)];
             if full {
-                row.push(Value::text("BASE TABLE"));
+                row.push(Value::text(if views { "SYSTEM VIEW" } else { "BASE TABLE" }));
             }
             row
         })
@@ -304,7 +309,7 @@ pub(crate) fn warnings_header() -> ShowResult {
 }
 
 /// SHOW PROCESSLIST: this SQL node knows only its own session here.
-pub(crate) fn processlist(id: u64, user: &str, host: &str, db: Option<&str>, info: &str) -> ShowResult {
+pub(crate) fn processlist(rows: Vec<crate::processlist::ProcessRow>, full: bool) -> ShowResult {
     let mut r = ShowResult::new(vec![
         ("Id", SqlType::of(ColumnType::Int { width: IntWidth::Big, unsigned: true, display: None }, false)),
         ("User", text(32)),
@@ -315,16 +320,7 @@ pub(crate) fn processlist(id: u64, user: &str, host: &str, db: Option<&str>, inf
         ("State", nullable_text(30)),
         ("Info", nullable_text(100)),
     ]);
-    r.rows.push(vec![
-        Value::UInt(id),
-        Value::text(user),
-        Value::text(host),
-        db.map_or(Value::Null, Value::text),
-        Value::text("Query"),
-        Value::Int(0),
-        Value::text("init"),
-        Value::text(info),
-    ]);
+    r.rows = rows.into_iter().map(|row| crate::processlist::row_values(row, if full { None } else { Some(100) })).collect();
     r
 }
 

@@ -13,6 +13,9 @@
 //! - `-- prepare NAME`: prepare the SQL of the record as NAME.
 //! - `-- execute NAME [v1, v2, …]`: execute NAME with parameters (`1`, `-2`, `'text'`,
 //!   `NULL`, `1.5` as DECIMAL, `d:1.5` as DOUBLE, `u:5` as unsigned).
+//! - `-- file TEXT`: the client's file for a LOAD DATA LOCAL of the record (`\n`, `\t`, `\r`
+//!   and `\\` unescaped), sent in 3-byte pieces; without it the client sends no file.
+//! - `-- session NAME … local_files`: the client offers CLIENT_LOCAL_FILES.
 //! - `-- close NAME`, `-- reset` (COM_RESET_CONNECTION), `-- use DB` (COM_INIT_DB),
 //!   `-- fields TABLE` (COM_FIELD_LIST), `-- status` (status flags after the record's SQL),
 //!   `-- requests` (after the
@@ -177,7 +180,9 @@ impl Runner {
     fn open(&mut self, name: &str, mut info: SessionInfo) {
         info.connection_id = self.next_connection;
         self.next_connection += 1;
-        let session = Session::new(self.engine.clone(), info);
+        let mut session = Session::new(self.engine.clone(), info);
+        // The main session offers local files as the mysql CLI does.
+        session.set_local_files(name == "main");
         self.sessions.insert(name.to_string(), session);
     }
 
@@ -203,6 +208,9 @@ impl Runner {
             }
             Outcome::Error(e) => {
                 let _ = writeln!(out, "error {} {} {}", e.code(), e.sqlstate(), e.message);
+            }
+            Outcome::LocalInfile(name) => {
+                let _ = writeln!(out, "local infile '{name}'");
             }
             Outcome::Rows { columns, rows, warnings } => {
                 if meta {
@@ -250,6 +258,7 @@ impl Runner {
         let mut prepare_as = None;
         let mut show_requests = false;
         let mut show_status = false;
+        let mut file: Option<Vec<u8>> = None;
         for d in directives {
             let words: Vec<&str> = d.split_whitespace().collect();
             match words.get(1).copied() {
@@ -258,8 +267,10 @@ impl Runner {
                     let name = words.get(2).expect("session name").to_string();
                     if !self.sessions.contains_key(&name) {
                         let mut info = SessionInfo::default();
+                        let mut local_files = false;
                         for w in &words[3..] {
                             match *w {
+                                "local_files" => local_files = true,
                                 "found_rows" => info.found_rows = true,
                                 "single" => info.multi_statements = false,
                                 w if w.starts_with("db=") => info.database = Some(w[3..].to_string()),
@@ -268,6 +279,9 @@ impl Runner {
                             }
                         }
                         self.open(&name, info);
+                        if let Some(session) = self.sessions.get_mut(&name) {
+                            session.set_local_files(local_files);
+                        }
                     }
                     self.current = name;
                 }
@@ -318,6 +332,10 @@ impl Runner {
                     }
                 }
                 Some("status") => show_status = true,
+                Some("file") => {
+                    let text = d.splitn(3, ' ').nth(2).unwrap_or("");
+                    file = Some(unescape(text));
+                }
                 Some("requests") => {
                     self.cluster.reset_requests();
                     show_requests = true;
@@ -330,7 +348,7 @@ impl Runner {
             }
         }
         if !sql.trim().is_empty() {
-            self.run_sql(sql, meta, prepare_as, out).await;
+            self.run_sql(sql, meta, prepare_as, file, out).await;
         }
         if show_status {
             let flags = self.session().status_flags();
@@ -358,7 +376,7 @@ impl Runner {
         }
     }
 
-    async fn run_sql(&mut self, sql: &str, meta: bool, prepare_as: Option<String>, out: &mut String) {
+    async fn run_sql(&mut self, sql: &str, meta: bool, prepare_as: Option<String>, file: Option<Vec<u8>>, out: &mut String) {
         if let Some(name) = prepare_as {
             match self.session().prepare(sql).await {
                 Ok(info) => {
@@ -376,11 +394,48 @@ impl Runner {
             }
             return;
         }
-        let outcomes = self.session().execute(sql).await;
+        // As the daemon does: the process list shows the command while it runs.
+        self.session().begin_command("Query", Some(sql));
+        let mut outcomes = self.session().execute(sql).await;
+        // LOAD DATA LOCAL: send the file (or nothing), then the rest of the text runs.
+        while matches!(outcomes.last(), Some(Outcome::LocalInfile(_))) {
+            for outcome in outcomes.drain(..) {
+                self.print(outcome, meta, out).await;
+            }
+            for piece in file.as_deref().unwrap_or_default().chunks(3) {
+                self.session().local_infile_data(piece).await;
+            }
+            outcomes = self.session().local_infile_end().await.into_iter().map(|(o, _)| o).collect();
+        }
+        self.session().end_command();
         for outcome in outcomes {
             self.print(outcome, meta, out).await;
         }
     }
+}
+
+/// Unescapes `\n`, `\t`, `\r` and `\\` in a `-- file` directive.
+fn unescape(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push(b'\n'),
+            Some('t') => out.push(b'\t'),
+            Some('r') => out.push(b'\r'),
+            Some(other) => {
+                let mut buf = [0; 4];
+                out.extend_from_slice(other.encode_utf8(&mut buf).as_bytes());
+            }
+            None => out.push(b'\\'),
+        }
+    }
+    out
 }
 
 /// Runs a script and returns it with the actual outputs in place of the expected ones.

@@ -8,14 +8,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cairn_common::catalog::UserDef;
+use cairn_common::accounts::{Account, AuthPlugin, TlsRequirement};
 use cairn_common::decimal::Decimal;
 use cairn_common::temporal::{Date, DateTime, Time};
 use cairn_common::types::{ColumnType as SqlType, type_code};
 use cairn_common::{Error, Value};
-use cairn_sql::{ColumnMeta, Engine, Outcome, RowSource, RowStream, Session, SessionInfo};
+use cairn_sql::{ColumnMeta, Engine, KillKind, Outcome, RowSource, RowStream, Session, SessionInfo};
 use cairn_wire::{
-    AuthRequest, Column, ColumnType, ErrorPacket, OkPacket, ParamValue, Prepared, Response, Responses, ResultSet,
+    AuthRequest, Column, ColumnType, ErrorPacket, KillHandle, OkPacket, ParamValue, Prepared, Response, Responses, ResultSet,
     RowBatch, capability,
 };
 
@@ -35,45 +35,26 @@ pub struct SqlHandler {
     client_addr: Option<SocketAddr>,
     counters: Arc<NodeCounters>,
     started: std::time::Instant,
+    /// How KILL on any session of this node reaches this connection.
+    kill: KillHandle,
 }
 
 pub fn error_packet(e: &Error) -> ErrorPacket {
     ErrorPacket::new(e.code(), e.sqlstate(), e.message.clone())
 }
 
-/// MySQL's host matching for account hosts: `%` and `_` wildcards, `localhost` for loopback.
-fn host_matches(pattern: &str, client: &str) -> bool {
-    if pattern == "%" || pattern.is_empty() {
-        return true;
-    }
-    let loopback = client == "127.0.0.1" || client == "::1";
-    if pattern.eq_ignore_ascii_case("localhost") {
-        return loopback;
-    }
-    cairn_common::expr::like(client, pattern, '\\', true)
-}
-
-/// Most specific host first, as MySQL sorts accounts: exact hosts before patterns, '%' last.
-fn specificity(host: &str) -> (u8, usize) {
-    let wild = host.contains('%') || host.contains('_');
-    (if host == "%" { 2 } else if wild { 1 } else { 0 }, usize::MAX - host.len())
-}
-
-fn find_account<'a>(users: &'a [UserDef], user: &str, host: &str) -> Option<&'a UserDef> {
-    let mut candidates: Vec<&UserDef> = users.iter().filter(|u| u.user == user && host_matches(&u.host, host)).collect();
-    candidates.sort_by_key(|u| specificity(&u.host));
-    candidates.into_iter().next()
-}
-
 impl SqlHandler {
+    /// A handler for one connection; `kill` is the handle the connection watches (the same one
+    /// goes into its `ServerOptions`).
     pub fn new(
         engine: Arc<Engine<ClusterClient>>,
         connection_id: u64,
         client_addr: Option<SocketAddr>,
         counters: Arc<NodeCounters>,
+        kill: KillHandle,
     ) -> SqlHandler {
         counters.connections_open.fetch_add(1, Ordering::Relaxed);
-        SqlHandler { engine, session: None, connection_id, client_addr, counters, started: std::time::Instant::now() }
+        SqlHandler { engine, session: None, connection_id, client_addr, counters, started: std::time::Instant::now(), kill }
     }
 
     fn client_host(&self) -> String {
@@ -81,9 +62,12 @@ impl SqlHandler {
     }
 
     /// Checks the password and builds a session; the same for the handshake and COM_CHANGE_USER.
+    /// Every attempt leaves an audit line (tracing target `audit`) with user, host and node.
     async fn login(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
         let host = self.client_host();
-        let denied = |using_password: bool| {
+        let node = self.engine.config().node_id;
+        let using_password = !cairn_wire::is_empty_answer(request.auth_response);
+        let denied = || {
             ErrorPacket::new(
                 1045,
                 "28000",
@@ -95,19 +79,25 @@ impl SqlHandler {
                 ),
             )
         };
+        let refuse = |reason: &str, error: ErrorPacket| {
+            tracing::info!(target: "audit", event = "login_failed", node, user = request.user, host = %host, connection = self.connection_id, reason, "login refused");
+            error
+        };
         let catalog = cairn_sql::Backend::catalog(self.engine.backend().as_ref());
-        let using_password = !request.auth_response.is_empty();
-        let Some(account) = find_account(&catalog.users, request.user, &host) else {
-            tracing::info!(user = request.user, host = %host, "login refused: no such account");
-            return Err(denied(using_password));
+        let Some(account) = catalog.accounts.find_login(request.user, &host) else {
+            return Err(refuse("no matching account", denied()));
         };
-        let ok = match &account.native_password_hash {
-            None => request.auth_response.is_empty(),
-            Some(hash) => cairn_wire::verify_native_password(request.scramble, request.auth_response, hash),
-        };
-        if !ok {
-            tracing::info!(user = request.user, host = %host, "login refused: wrong password");
-            return Err(denied(using_password));
+        if !credential_accepts(account, request) {
+            return Err(refuse("wrong password", denied()));
+        }
+        if account.locked {
+            let message = format!("Access denied for user '{}'@'{}'. Account is locked.", request.user, host);
+            return Err(refuse("account locked", ErrorPacket::new(3118, "HY000", message)));
+        }
+        // The MySQL port has no TLS yet: an account that requires it cannot log in, and is
+        // refused the way MySQL refuses it over a plain connection.
+        if account.tls != TlsRequirement::None {
+            return Err(refuse("account requires TLS", denied()));
         }
         let info = SessionInfo {
             user: request.user.to_string(),
@@ -117,18 +107,53 @@ impl SqlHandler {
             found_rows: request.capabilities & capability::FOUND_ROWS != 0,
             multi_statements: request.capabilities & capability::MULTI_STATEMENTS != 0,
             collation_id: request.collation,
+            account: Some(account.name.clone()),
         };
+        let account_name = account.name.to_string();
         let mut session = Session::new(self.engine.clone(), info);
-        if let Some(db) = request.database {
-            session.use_database(db).await.map_err(|e| error_packet(&e))?;
+        session.set_local_files(request.capabilities & capability::LOCAL_FILES != 0);
+        let kill = self.kill.clone();
+        session.set_kill_switch(move |kind| match kind {
+            KillKind::Query => kill.kill_query(),
+            KillKind::Connection => kill.kill_connection(),
+        });
+        // KILL drops the running statement only where the session says that is safe (a read
+        // outside a transaction); elsewhere it waits for the statement to end.
+        let shield = self.kill.clone();
+        shield.set_shielded(true);
+        session.set_interrupt_hook(move |interruptible| shield.set_shielded(!interruptible));
+        if let Some(db) = request.database
+            && let Err(e) = session.use_database(db).await
+        {
+            return Err(refuse("database refused", error_packet(&e)));
         }
-        tracing::debug!(user = request.user, host = %host, connection = self.connection_id, "login");
+        tracing::info!(target: "audit", event = "login", node, user = request.user, host = %host, account = %account_name, connection = self.connection_id, "login");
         self.session = Some(session);
         Ok(())
     }
 
     fn session(&mut self) -> Result<&mut Session<ClusterClient>, ErrorPacket> {
         self.session.as_mut().ok_or_else(|| ErrorPacket::new(1105, "HY000", "not authenticated"))
+    }
+}
+
+/// Whether the client's answer proves the account's credential. The answer was computed with
+/// the plugin `auth_plugin` named for this account; if the account changed plugin in between,
+/// the answer cannot match and the login is refused.
+fn credential_accepts(account: &Account, request: &AuthRequest<'_>) -> bool {
+    let Some(verifier) = &account.credential.verifier else {
+        return cairn_wire::is_empty_answer(request.auth_response);
+    };
+    match account.credential.plugin {
+        AuthPlugin::NativePassword if request.auth_plugin == cairn_wire::NATIVE_PASSWORD_PLUGIN => {
+            <&[u8; 20]>::try_from(verifier.as_slice())
+                .is_ok_and(|v| cairn_wire::verify_native_password(request.scramble, request.auth_response, v))
+        }
+        AuthPlugin::CachingSha2Password if request.auth_plugin == cairn_wire::CACHING_SHA2_PLUGIN => {
+            <&[u8; 32]>::try_from(verifier.as_slice())
+                .is_ok_and(|v| cairn_wire::verify_caching_sha2(request.scramble, request.auth_response, v))
+        }
+        _ => false,
     }
 }
 
@@ -231,6 +256,7 @@ pub fn response(outcome: Outcome) -> Response {
             Response::Ok(OkPacket { affected_rows, last_insert_id, warnings, info, extra_status: 0 })
         }
         Outcome::Error(e) => Response::Error(error_packet(&e)),
+        Outcome::LocalInfile(file_name) => Response::LocalInfile(file_name),
         Outcome::Rows { columns, rows, warnings } => {
             let wire_columns: Arc<[Column]> = columns.iter().map(wire_column).collect();
             let floats = float_columns(&columns);
@@ -287,12 +313,6 @@ fn sql_param(param: &ParamValue) -> Value {
     }
 }
 
-fn decode_sql(sql: &[u8]) -> std::borrow::Cow<'_, str> {
-    // Sessions speak utf8mb4; bytes that are not UTF-8 (a latin1 client) are replaced rather
-    // than refused, and a statement that relied on them fails to match instead of crashing.
-    String::from_utf8_lossy(sql)
-}
-
 impl cairn_wire::Handler for SqlHandler {
     async fn authenticate(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
         self.login(request).await
@@ -308,14 +328,46 @@ impl cairn_wire::Handler for SqlHandler {
             }
         };
         session.set_multi_statements(out.multi_statements());
-        for outcome in session.execute(&decode_sql(sql)).await {
-            out.push(response(outcome));
+        // Binary string literals (escaped parameters) are kept exact; see `decode_query`.
+        let text = session.decode_query(sql);
+        session.begin_command("Query", Some(&text));
+        let outcomes = session.execute_with_status(&text).await;
+        session.end_command();
+        // Each result carries the status its statement left (IN_TRANS, AUTOCOMMIT).
+        for (outcome, status) in outcomes {
+            out.push_with_status(response(outcome), status);
+        }
+    }
+
+    async fn local_infile_data(&mut self, data: &[u8]) {
+        if let Some(session) = self.session.as_mut() {
+            session.local_infile_data(data).await;
+        }
+    }
+
+    async fn local_infile_end(&mut self, out: &mut Responses) {
+        let session = match self.session() {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(Response::Error(e));
+                return;
+            }
+        };
+        session.begin_command("Query", None);
+        let outcomes = session.local_infile_end().await;
+        session.end_command();
+        for (outcome, status) in outcomes {
+            out.push_with_status(response(outcome), status);
         }
     }
 
     async fn prepare(&mut self, sql: &[u8]) -> Result<Prepared, ErrorPacket> {
         let session = self.session()?;
-        let info = session.prepare(&decode_sql(sql)).await.map_err(|e| error_packet(&e))?;
+        let text = session.decode_query(sql);
+        session.begin_command("Prepare", Some(&text));
+        let info = session.prepare(&text).await;
+        session.end_command();
+        let info = info.map_err(|e| error_packet(&e))?;
         let mut prepared = Prepared::new(info.id, info.param_count, info.columns.iter().map(wire_column).collect());
         prepared.warnings = session.warning_count();
         Ok(prepared)
@@ -326,7 +378,9 @@ impl cairn_wire::Handler for SqlHandler {
         let values: Vec<Value> = params.iter().map(sql_param).collect();
         match self.session() {
             Ok(session) => {
+                session.begin_command("Execute", None);
                 let outcome = session.execute_prepared(statement_id, values).await;
+                session.end_command();
                 // A prepared CALL sends the result sets of its procedures before its own OK.
                 for result in session.take_call_results() {
                     out.push(response(result));
@@ -358,12 +412,27 @@ impl cairn_wire::Handler for SqlHandler {
         }
     }
 
+    fn auth_plugin(&mut self, user: &str, client_addr: Option<SocketAddr>) -> &'static str {
+        let host = client_addr.map(|a| a.ip().to_string()).unwrap_or_else(|| "localhost".into());
+        let catalog = cairn_sql::Backend::catalog(self.engine.backend().as_ref());
+        match catalog.accounts.find_login(user, &host).map(|a| a.credential.plugin) {
+            Some(AuthPlugin::CachingSha2Password) => cairn_wire::CACHING_SHA2_PLUGIN,
+            _ => cairn_wire::NATIVE_PASSWORD_PLUGIN,
+        }
+    }
+
     async fn change_user(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
         if let Some(rollback) = self.session.as_mut().and_then(|s| s.abandon()) {
             rollback.await;
         }
         self.session = None;
         self.login(request).await
+    }
+
+    fn command_interrupted(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            session.end_command();
+        }
     }
 
     fn status_flags(&self) -> u16 {
@@ -384,18 +453,41 @@ impl cairn_wire::Handler for SqlHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_common::accounts::{AccountName, Credential};
 
-    fn user(host: &str) -> UserDef {
-        UserDef { user: "exim".into(), host: host.into(), native_password_hash: None }
+    fn request<'a>(plugin: &'a str, response: &'a [u8], scramble: &'a [u8; 20]) -> AuthRequest<'a> {
+        AuthRequest {
+            user: "exim",
+            auth_plugin: plugin,
+            auth_response: response,
+            scramble,
+            database: None,
+            client_addr: None,
+            capabilities: 0,
+            collation: 255,
+            connect_attrs: &[],
+        }
     }
 
     #[test]
-    fn most_specific_host_wins() {
-        let users = vec![user("%"), user("10.%"), user("10.0.0.5"), user("localhost")];
-        assert_eq!(find_account(&users, "exim", "10.0.0.5").unwrap().host, "10.0.0.5");
-        assert_eq!(find_account(&users, "exim", "10.0.0.6").unwrap().host, "10.%");
-        assert_eq!(find_account(&users, "exim", "192.168.1.1").unwrap().host, "%");
-        assert_eq!(find_account(&users, "exim", "127.0.0.1").unwrap().host, "localhost");
-        assert!(find_account(&users, "root", "127.0.0.1").is_none());
+    fn each_plugin_checks_its_own_answer() {
+        let scramble = *b"abcdefghij0123456789";
+        let native = Account::new(AccountName::new("exim", "%"), Credential::from_password(AuthPlugin::NativePassword, "pw"));
+        let sha2 = Account::new(AccountName::new("exim", "%"), Credential::from_password(AuthPlugin::CachingSha2Password, "pw"));
+        let none = Account::new(AccountName::new("exim", "%"), Credential::none(AuthPlugin::CachingSha2Password));
+        let native_answer = cairn_wire::native_password_response(&scramble, b"pw");
+        let sha2_answer = cairn_wire::caching_sha2_response(&scramble, b"pw");
+        let (n, c) = (cairn_wire::NATIVE_PASSWORD_PLUGIN, cairn_wire::CACHING_SHA2_PLUGIN);
+        assert!(credential_accepts(&native, &request(n, &native_answer, &scramble)));
+        assert!(credential_accepts(&sha2, &request(c, &sha2_answer, &scramble)));
+        // An answer from the other plugin, a wrong password, or none at all is refused.
+        assert!(!credential_accepts(&native, &request(c, &sha2_answer, &scramble)));
+        assert!(!credential_accepts(&sha2, &request(n, &native_answer, &scramble)));
+        let wrong = cairn_wire::caching_sha2_response(&scramble, b"pW");
+        assert!(!credential_accepts(&sha2, &request(c, &wrong, &scramble)));
+        assert!(!credential_accepts(&sha2, &request(c, b"", &scramble)));
+        // No password: only an empty answer.
+        assert!(credential_accepts(&none, &request(c, &[0], &scramble)));
+        assert!(!credential_accepts(&none, &request(c, &sha2_answer, &scramble)));
     }
 }

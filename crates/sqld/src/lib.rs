@@ -86,7 +86,7 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
 
     // Logins need the accounts: wait for a catalog that has them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while management.catalog_now().users.is_empty() {
+    while management.catalog_now().accounts.is_empty() {
         if tokio::time::Instant::now() > deadline {
             anyhow::bail!("the management node has not created any account within 60 s");
         }
@@ -134,11 +134,13 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
                 continue;
             }
             let connection_id = next_connection.fetch_add(1, Ordering::Relaxed);
-            let handler = SqlHandler::new(engine.clone(), connection_id as u64, Some(addr), counters.clone());
+            let kill = cairn_wire::KillHandle::new();
+            let handler = SqlHandler::new(engine.clone(), connection_id as u64, Some(addr), counters.clone(), kill.clone());
             let options = cairn_wire::ServerOptions {
                 server_version: SERVER_VERSION.to_string(),
                 connection_id,
                 client_addr: Some(addr),
+                kill,
                 ..Default::default()
             };
             tokio::spawn(async move {

@@ -13,8 +13,11 @@ use subtle::ConstantTimeEq;
 /// Length of the scramble (the "auth plugin data" of the greeting).
 pub const SCRAMBLE_LEN: usize = 20;
 
-/// The name of the only plugin the server speaks.
+/// The plugin every client speaks, and the server's default.
 pub const NATIVE_PASSWORD_PLUGIN: &str = "mysql_native_password";
+
+/// MySQL 8's default plugin; the server speaks its fast path ([`verify_caching_sha2`]).
+pub const CACHING_SHA2_PLUGIN: &str = "caching_sha2_password";
 
 fn sha1(parts: &[&[u8]]) -> [u8; 20] {
     let mut hasher = Sha1::new();
@@ -62,6 +65,57 @@ pub fn native_password_response(scramble: &[u8; SCRAMBLE_LEN], password: &[u8]) 
     let stage1 = sha1(&[password]);
     let stage2 = sha1(&[&stage1]);
     let mask = sha1(&[scramble, &stage2]);
+    stage1.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect()
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
+/// The value a `caching_sha2_password` account keeps: `SHA256(SHA256(password))`, the
+/// verifier of the plugin's fast path (MySQL keeps it in each server's memory cache; Cairn
+/// keeps it in the catalog, see `cairn_common::accounts`).
+pub fn caching_sha2_verifier(password: impl AsRef<[u8]>) -> [u8; 32] {
+    let stage1 = sha256(&[password.as_ref()]);
+    sha256(&[&stage1])
+}
+
+/// Whether a client's answer stands for the empty password. Clients send nothing, or (the
+/// `caching_sha2_password` client of libmysqlclient) a single NUL byte.
+pub fn is_empty_answer(client_response: &[u8]) -> bool {
+    client_response.is_empty() || client_response == [0]
+}
+
+/// Checks a `caching_sha2_password` fast-path answer,
+/// `SHA256(password) XOR SHA256(SHA256(SHA256(password)) ‖ scramble)`, against the stored
+/// `SHA256(SHA256(password))`, in constant time: XORing with `SHA256(stored ‖ scramble)` gives
+/// back `SHA256(password)`, whose SHA256 must be the stored value. An eavesdropper learns
+/// neither the password nor the verifier.
+pub fn verify_caching_sha2(scramble: &[u8; SCRAMBLE_LEN], client_response: &[u8], stored: &[u8; 32]) -> bool {
+    let Ok(response) = <&[u8; 32]>::try_from(client_response) else {
+        return false;
+    };
+    let mask = sha256(&[stored, scramble]);
+    let mut stage1 = [0u8; 32];
+    for (i, byte) in stage1.iter_mut().enumerate() {
+        *byte = response[i] ^ mask[i];
+    }
+    bool::from(sha256(&[&stage1]).ct_eq(stored))
+}
+
+/// What a `caching_sha2_password` client computes on the fast path; used by tests and tools.
+pub fn caching_sha2_response(scramble: &[u8; SCRAMBLE_LEN], password: &[u8]) -> Vec<u8> {
+    if password.is_empty() {
+        return Vec::new();
+    }
+    let stage1 = sha256(&[password]);
+    let stage2 = sha256(&[&stage1]);
+    let mask = sha256(&[&stage2, scramble]);
     stage1.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect()
 }
 
@@ -122,6 +176,21 @@ mod tests {
             .map(|b| format!("{b:02X}"))
             .collect();
         assert_eq!(hex, "196BDEDE2AE4F84CA44C47D54D78478C7E2BD7B7");
+    }
+
+    #[test]
+    fn caching_sha2_fast_path_verifies_and_agrees_with_an_independent_client() {
+        let scramble = *b"abcdefghij0123456789";
+        let stored = caching_sha2_verifier("pass");
+        let ours = caching_sha2_response(&scramble, b"pass");
+        let theirs = mysql_common::auth::plugins::caching_sha2_password::scramble_sha256(&scramble, b"pass").unwrap();
+        assert_eq!(ours, theirs.to_vec());
+        assert!(verify_caching_sha2(&scramble, &ours, &stored));
+        assert!(!verify_caching_sha2(&scramble, &caching_sha2_response(&scramble, b"pasS"), &stored));
+        assert!(!verify_caching_sha2(&new_scramble(), &ours, &stored), "bound to the scramble");
+        assert!(!verify_caching_sha2(&scramble, &ours[..31], &stored));
+        assert!(!verify_caching_sha2(&scramble, b"", &stored));
+        assert!(is_empty_answer(b"") && is_empty_answer(&[0]) && !is_empty_answer(&ours));
     }
 
     #[test]

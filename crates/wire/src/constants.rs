@@ -258,4 +258,6 @@ pub(crate) mod error_code {
     pub const ER_STMT_HAS_NO_OPEN_CURSOR: u16 = 1421;
     pub const ER_MAX_PREPARED_STMT_COUNT_REACHED: u16 = 1461;
     pub const ER_MALFORMED_PACKET: u16 = 1835;
+    pub const ER_QUERY_INTERRUPTED: u16 = 1317;
+    pub const ER_SP_BADSELECT: u16 = 1312;
 }

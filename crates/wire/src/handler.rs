@@ -11,8 +11,8 @@ use crate::value::ParamValue;
 #[derive(Debug, Clone, Copy)]
 pub struct AuthRequest<'a> {
     pub user: &'a str,
-    /// The plugin that computed `auth_response`. Always `mysql_native_password` today: a client
-    /// that answered with another plugin has been switched to it first.
+    /// The plugin that computed `auth_response`: the one [`Handler::auth_plugin`] named (a
+    /// client that answered with another plugin has been switched to it first).
     pub auth_plugin: &'a str,
     /// The client's answer to the scramble; empty for an empty password.
     pub auth_response: &'a [u8],
@@ -38,6 +38,15 @@ pub struct AuthRequest<'a> {
 /// Errors the handler returns go to the client as ERR packets and leave the connection usable,
 /// except in `authenticate` and `change_user`, where an error closes it, as in MySQL.
 pub trait Handler: Send {
+    /// The authentication plugin of the account a login of `user` from `client_addr` would
+    /// use ([`crate::NATIVE_PASSWORD_PLUGIN`] or [`crate::CACHING_SHA2_PLUGIN`]), asked before
+    /// the answer is checked so that the client can be switched to it. Unknown users get the
+    /// default, so that the answer reveals nothing about which accounts exist.
+    fn auth_plugin(&mut self, user: &str, client_addr: Option<SocketAddr>) -> &'static str {
+        let _ = (user, client_addr);
+        crate::NATIVE_PASSWORD_PLUGIN
+    }
+
     /// Decides a login. `Ok` sends the OK packet; an error (normally 1045/28000, or
     /// 1049/42000 for an unknown database) is sent and the connection closed.
     fn authenticate(
@@ -98,6 +107,28 @@ pub trait Handler: Send {
         &mut self,
         request: &AuthRequest<'_>,
     ) -> impl Future<Output = Result<(), ErrorPacket>> + Send;
+
+    /// LOAD DATA LOCAL INFILE: one piece of the file the client sends after the handler pushed
+    /// [`crate::Response::LocalInfile`], in order (one call per packet, so the file is never
+    /// held whole). The handler keeps any error for `local_infile_end`: the client sends the
+    /// whole file whatever happens, and hears the outcome only at the end.
+    fn local_infile_data(&mut self, data: &[u8]) -> impl Future<Output = ()> + Send {
+        let _ = data;
+        async {}
+    }
+
+    /// The client finished sending the file (an empty packet; at once if it could not read
+    /// it). The handler pushes the LOAD DATA statement's outcome, then those of the statements
+    /// that followed it in the same COM_QUERY (which may end in another LocalInfile request).
+    fn local_infile_end(&mut self, out: &mut Responses) -> impl Future<Output = ()> + Send {
+        out.push(ErrorPacket::new(1148, "42000", "The used command is not allowed with this MySQL version"));
+        async {}
+    }
+
+    /// KILL interrupted the handler's `query` or `execute`: its future was dropped at an await
+    /// point and the client was answered with ER_QUERY_INTERRUPTED. The handler restores what
+    /// the command left half done (its "running" state).
+    fn command_interrupted(&mut self) {}
 
     /// The session's status bits (`IN_TRANS`, `AUTOCOMMIT`, ... from [`crate::status`]) sent in
     /// every OK and EOF packet, result-set terminators included. Read after each command.

@@ -11,8 +11,9 @@ use crate::auth::{NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN};
 use crate::codec::{DecodeResult, Malformed, Reader, put_null_terminated};
 use crate::constants::capability;
 
-/// What the server offers. Deliberately absent: SSL (not yet), COMPRESS, LOCAL_FILES (no LOAD
-/// DATA LOCAL yet), SESSION_TRACK, QUERY_ATTRIBUTES (it would change the layout of COM_QUERY
+/// What the server offers. LOCAL_FILES lets the server ask for a client file (LOAD DATA LOCAL
+/// INFILE: the request comes only as the answer to the client's own statement). Deliberately
+/// absent: SSL (not yet), COMPRESS, SESSION_TRACK, QUERY_ATTRIBUTES (it would change the layout of COM_QUERY
 /// and COM_STMT_EXECUTE; mysql2 sets it in its answer regardless, CLIENTS.md §2.1),
 /// OPTIONAL_RESULTSET_METADATA, IGNORE_SPACE (a SQL-mode concern) and MariaDB's extended
 /// capabilities such as STMT_BULK_OPERATIONS.
@@ -20,6 +21,7 @@ pub(crate) const SERVER_CAPABILITIES: u32 = capability::LONG_PASSWORD
     | capability::FOUND_ROWS
     | capability::LONG_FLAG
     | capability::CONNECT_WITH_DB
+    | capability::LOCAL_FILES
     | capability::PROTOCOL_41
     | capability::TRANSACTIONS
     | capability::SECURE_CONNECTION
@@ -59,12 +61,12 @@ pub(crate) fn greeting(
     out
 }
 
-/// The AuthSwitchRequest asking the client to answer with `mysql_native_password` over the
-/// same scramble.
-pub(crate) fn auth_switch_request(scramble: &[u8; SCRAMBLE_LEN]) -> Vec<u8> {
+/// The AuthSwitchRequest asking the client to answer with `plugin` (`mysql_native_password`
+/// or `caching_sha2_password`) over the same scramble.
+pub(crate) fn auth_switch_request(plugin: &str, scramble: &[u8; SCRAMBLE_LEN]) -> Vec<u8> {
     let mut out = Vec::with_capacity(48);
     out.push(0xFE);
-    put_null_terminated(&mut out, NATIVE_PASSWORD_PLUGIN.as_bytes());
+    put_null_terminated(&mut out, plugin.as_bytes());
     out.extend_from_slice(scramble);
     out.push(0);
     out
@@ -242,7 +244,7 @@ mod tests {
         assert!(r.is_empty());
         assert_eq!(
             SERVER_CAPABILITIES
-                & (capability::SSL | capability::LOCAL_FILES | capability::QUERY_ATTRIBUTES),
+                & (capability::SSL | capability::COMPRESS | capability::QUERY_ATTRIBUTES),
             0
         );
     }

@@ -65,8 +65,11 @@
 //!
 //! - TLS: SSL is not advertised and an SSLRequest is refused; the handshake is structured so
 //!   that an upgrade can be inserted where the SSLRequest is recognised.
-//! - `caching_sha2_password` as the server's plugin: clients that open with it are switched to
-//!   `mysql_native_password` over the same scramble (AuthSwitchRequest).
+//! - `caching_sha2_password`'s full path (the password sent over TLS or RSA-encrypted): the
+//!   server asks the handler which plugin an account uses ([`Handler::auth_plugin`]), switches
+//!   the client to it when it answered with the other one (AuthSwitchRequest, both ways), and
+//!   verifies `caching_sha2_password` answers on the fast path only; the handler holds the
+//!   fast-path verifier for every account, so a failed fast path is a wrong password.
 //! - Compression, LOAD DATA LOCAL INFILE, CLIENT_SESSION_TRACK, query attributes, cursors
 //!   (COM_STMT_FETCH is refused with 1421; the cursor flag of COM_STMT_EXECUTE is ignored and
 //!   rows are sent inline, which clients accept because CURSOR_EXISTS is never set), MariaDB's
@@ -96,6 +99,7 @@ mod codec;
 mod constants;
 mod handler;
 mod handshake;
+mod kill;
 mod packet;
 mod response;
 mod server;
@@ -103,11 +107,13 @@ mod statement;
 mod value;
 
 pub use auth::{
-    NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN, native_password_hash, native_password_response,
-    verify_native_password,
+    CACHING_SHA2_PLUGIN, NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN, caching_sha2_response,
+    caching_sha2_verifier, is_empty_answer, native_password_hash, native_password_response,
+    verify_caching_sha2, verify_native_password,
 };
 pub use constants::{ColumnType, capability, charset, column_flag, command, status};
 pub use handler::{AuthRequest, Handler};
+pub use kill::{Kill, KillHandle};
 pub use response::{
     Column, ErrorPacket, OkPacket, Prepared, Response, Responses, ResultSet, Row, RowBatch,
     RowSource, Rows,

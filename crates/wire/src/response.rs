@@ -254,6 +254,11 @@ pub enum Response {
     Ok(OkPacket),
     ResultSet(ResultSet),
     Error(ErrorPacket),
+    /// LOAD DATA LOCAL INFILE: ask the client for the named file. It must be the last response
+    /// of a command; the crate sends the request, feeds the file to
+    /// [`crate::Handler::local_infile_data`] and then asks [`crate::Handler::local_infile_end`]
+    /// for the statement's outcome and those of the statements after it.
+    LocalInfile(String),
 }
 
 impl From<OkPacket> for Response {
@@ -279,6 +284,10 @@ impl From<ErrorPacket> for Response {
 #[derive(Debug)]
 pub struct Responses {
     pub(crate) items: Vec<Response>,
+    /// The status flags to send with each response, when the handler knows them per statement
+    /// (IN_TRANS and AUTOCOMMIT as of that statement); `None` sends the status read after the
+    /// command.
+    pub(crate) statuses: Vec<Option<u16>>,
     multi_statements: bool,
     client_capabilities: u32,
 }
@@ -288,6 +297,7 @@ impl Responses {
     pub fn new(multi_statements: bool, client_capabilities: u32) -> Self {
         Responses {
             items: Vec::new(),
+            statuses: Vec::new(),
             multi_statements,
             client_capabilities,
         }
@@ -304,6 +314,14 @@ impl Responses {
 
     pub fn push(&mut self, response: impl Into<Response>) {
         self.items.push(response.into());
+        self.statuses.push(None);
+    }
+
+    /// Pushes a response with the status flags of the session as that statement left it, so
+    /// that each result of a multi-statement carries its own IN_TRANS and AUTOCOMMIT.
+    pub fn push_with_status(&mut self, response: impl Into<Response>, status: u16) {
+        self.items.push(response.into());
+        self.statuses.push(Some(status));
     }
 
     pub fn ok(&mut self, ok: OkPacket) {

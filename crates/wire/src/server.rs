@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::auth::{NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN, new_scramble};
+use crate::auth::{CACHING_SHA2_PLUGIN, NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN, is_empty_answer, new_scramble};
 use crate::codec::{Reader, put_lenenc_bytes, put_lenenc_int};
 use crate::constants::{capability, command, error_code, status};
 use crate::handler::{AuthRequest, Handler};
+use crate::kill::KillHandle;
 use crate::handshake::{
     ClientHello, HelloError, Login, SERVER_CAPABILITIES, auth_switch_request, greeting,
     parse_change_user, parse_handshake_response,
@@ -38,6 +39,9 @@ pub struct ServerOptions {
     pub collation: u8,
     /// Time allowed from accept to the end of authentication (MySQL's `connect_timeout`).
     pub handshake_timeout: Option<Duration>,
+    /// How KILL reaches this connection: whoever holds a clone may interrupt its command or
+    /// close it.
+    pub kill: KillHandle,
 }
 
 impl Default for ServerOptions {
@@ -50,6 +54,7 @@ impl Default for ServerOptions {
             max_prepared_statements: 16382,
             collation: 255,
             handshake_timeout: Some(Duration::from_secs(10)),
+            kill: KillHandle::new(),
         }
     }
 }
@@ -226,8 +231,13 @@ where
     }
 
     fn write_ok(&mut self, ok: &OkPacket, more: u16) {
-        let status = self.handler.status_flags() | ok.extra_status | more;
-        write_ok_payload(&mut self.writer, 0x00, ok, status);
+        let status = self.handler.status_flags() | more;
+        self.write_ok_with(ok, status);
+    }
+
+    /// An OK packet with the given status (the packet's `extra_status` added).
+    fn write_ok_with(&mut self, ok: &OkPacket, status: u16) {
+        write_ok_payload(&mut self.writer, 0x00, ok, status | ok.extra_status);
     }
 
     fn write_error(&mut self, error: &ErrorPacket) {
@@ -347,6 +357,10 @@ where
             }
         };
         self.capabilities = login.capabilities & SERVER_CAPABILITIES;
+        // As MySQL: a client that may send several statements can take several results.
+        if self.capabilities & capability::MULTI_STATEMENTS != 0 {
+            self.capabilities |= capability::MULTI_RESULTS;
+        }
         self.multi_statements = self.capabilities & capability::MULTI_STATEMENTS != 0;
         self.login(login, false).await?;
         self.flush().await?;
@@ -365,11 +379,10 @@ where
     async fn login(&mut self, login: Login, change_user: bool) -> Result<(), Error> {
         let user_text = String::from_utf8_lossy(&login.user).into_owned();
         let mut auth_response = login.auth_response;
-        let native = login
-            .auth_plugin
-            .as_deref()
-            .is_none_or(|p| p == NATIVE_PASSWORD_PLUGIN.as_bytes());
-        if !native {
+        let plugin = self.handler.auth_plugin(&user_text, self.options.client_addr);
+        // A client without PLUGIN_AUTH answers with mysql_native_password.
+        let answered_with = login.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD_PLUGIN.as_bytes());
+        if answered_with != plugin.as_bytes() {
             if self.capabilities & capability::PLUGIN_AUTH == 0 {
                 let error = ErrorPacket::new(
                     error_code::ER_NOT_SUPPORTED_AUTH_MODE,
@@ -379,7 +392,7 @@ where
                 return self.fail_login(user_text, error).await;
             }
             self.writer
-                .write_packet(&auth_switch_request(&self.scramble));
+                .write_packet(&auth_switch_request(plugin, &self.scramble));
             self.flush().await?;
             let expected = self.writer.seq();
             let Some(packet) = self.read_packet().await? else {
@@ -413,7 +426,7 @@ where
         };
         let request = AuthRequest {
             user,
-            auth_plugin: NATIVE_PASSWORD_PLUGIN,
+            auth_plugin: plugin,
             auth_response: &auth_response,
             scramble: &self.scramble,
             database,
@@ -429,6 +442,11 @@ where
         };
         match outcome {
             Ok(()) => {
+                // caching_sha2_password's fast path ends with AuthMoreData(fast_auth_success)
+                // before the OK; an empty password is answered with the OK alone, as MySQL does.
+                if plugin == CACHING_SHA2_PLUGIN && !is_empty_answer(&auth_response) {
+                    self.writer.write_packet(&[0x01, 0x03]);
+                }
                 self.write_ok(&OkPacket::default(), 0);
                 Ok(())
             }
@@ -445,8 +463,19 @@ where
     // ----- Command phase -----
 
     async fn run(&mut self) -> Result<(), Error> {
+        let kill = self.options.kill.clone();
         loop {
-            let Some(packet) = self.read_packet().await? else {
+            let next = tokio::select! {
+                biased;
+                () = kill.closed() => None,
+                packet = self.read_packet() => Some(packet?),
+            };
+            let Some(next) = next else {
+                // KILL CONNECTION while the client was idle: close, as MySQL does.
+                self.flush().await?;
+                return Ok(());
+            };
+            let Some(packet) = next else {
                 self.flush().await?;
                 return Ok(());
             };
@@ -459,12 +488,17 @@ where
                     packet.first_seq
                 )));
             }
+            kill.start_command();
             match self.dispatch(&packet.payload).await? {
                 Flow::Continue => {}
                 Flow::Quit => {
                     self.flush().await?;
                     return Ok(());
                 }
+            }
+            if kill.is_connection_killed() {
+                self.flush().await?;
+                return Ok(());
             }
             // Answers to pipelined commands share one write: flush only when the next command
             // is not already here, or when enough output has piled up.
@@ -484,8 +518,18 @@ where
             command::PING => self.write_ok(&OkPacket::default(), 0),
             command::QUERY => {
                 let mut out = Responses::new(self.multi_statements, self.capabilities);
-                self.handler.query(body, &mut out).await;
-                self.write_responses(out.items, false).await?;
+                let kill = self.options.kill.clone();
+                let interrupted = tokio::select! {
+                    biased;
+                    kind = kill.interrupted() => Some(kind),
+                    () = self.handler.query(body, &mut out) => None,
+                };
+                if interrupted.is_some() {
+                    self.handler.command_interrupted();
+                    out = Responses::new(self.multi_statements, self.capabilities);
+                    out.push(query_interrupted());
+                }
+                self.write_all_responses(out, false).await?;
             }
             command::INIT_DB => self.com_init_db(body).await,
             command::FIELD_LIST => self.com_field_list(body).await,
@@ -659,8 +703,18 @@ where
         match self.statements.decode_execute(id, r.rest()) {
             Ok(params) => {
                 let mut out = Responses::new(self.multi_statements, self.capabilities);
-                self.handler.execute(id, &params, &mut out).await;
-                self.write_responses(out.items, true).await?;
+                let kill = self.options.kill.clone();
+                let interrupted = tokio::select! {
+                    biased;
+                    kind = kill.interrupted() => Some(kind),
+                    () = self.handler.execute(id, &params, &mut out) => None,
+                };
+                if interrupted.is_some() {
+                    self.handler.command_interrupted();
+                    out = Responses::new(self.multi_statements, self.capabilities);
+                    out.push(query_interrupted());
+                }
+                self.write_all_responses(out, true).await?;
             }
             Err(error) => self.write_error(&error),
         }
@@ -669,46 +723,112 @@ where
 
     // ----- Results -----
 
-    /// Writes a command's responses: MORE_RESULTS_EXISTS on all but the last, nothing after
-    /// the first error.
-    async fn write_responses(
-        &mut self,
-        responses: Vec<Response>,
-        binary: bool,
-    ) -> Result<(), Error> {
+    /// Writes a command's responses, and carries out LOAD DATA LOCAL requests among them: each
+    /// asks the client for a file, feeds it to the handler, and writes what the handler answers
+    /// after it.
+    async fn write_all_responses(&mut self, mut out: Responses, binary: bool) -> Result<(), Error> {
+        loop {
+            let Some(file_name) = self.write_responses(out, binary).await? else {
+                return Ok(());
+            };
+            out = self.local_infile(&file_name).await?;
+        }
+    }
+
+    /// Writes a command's responses: MORE_RESULTS_EXISTS on all but the last, each with its
+    /// statement's status when the handler gave one, nothing after the first error. Returns the
+    /// file name of a LocalInfile request that ends the responses.
+    async fn write_responses(&mut self, out: Responses, binary: bool) -> Result<Option<String>, Error> {
+        let Responses { items: responses, statuses, .. } = out;
         if responses.is_empty() {
             self.write_ok(&OkPacket::default(), 0);
-            return Ok(());
+            return Ok(None);
         }
         let count = responses.len();
-        for (i, response) in responses.into_iter().enumerate() {
+        // Several results need CLIENT_MULTI_RESULTS (PS_MULTI_RESULTS for a prepared statement);
+        // a client without it could not read them. MySQL refuses a CALL that would return them
+        // with ER_SP_BADSELECT; so does this crate, for whatever produced them.
+        let needed = if binary { capability::PS_MULTI_RESULTS } else { capability::MULTI_RESULTS };
+        let results = responses.iter().filter(|r| !matches!(r, Response::LocalInfile(_))).count();
+        if results > 1 && self.capabilities & needed == 0 {
+            self.write_error(&ErrorPacket::new(
+                error_code::ER_SP_BADSELECT,
+                "0A000",
+                "The statement can't return a result set in the given context (the client did not set CLIENT_MULTI_RESULTS)",
+            ));
+            return Ok(None);
+        }
+        for (i, (response, status)) in responses.into_iter().zip(statuses).enumerate() {
             let more = if i + 1 < count {
                 status::MORE_RESULTS_EXISTS
             } else {
                 0
             };
+            let status = status.unwrap_or_else(|| self.handler.status_flags());
             match response {
-                Response::Ok(ok) => self.write_ok(&ok, more),
+                Response::Ok(ok) => self.write_ok_with(&ok, status | more),
                 Response::Error(error) => {
                     self.write_error(&error);
-                    return Ok(());
+                    return Ok(None);
                 }
                 Response::ResultSet(result) => {
-                    if !self.write_result_set(result, binary, more).await? {
-                        return Ok(());
+                    if !self.write_result_set(result, binary, status | more).await? {
+                        return Ok(None);
                     }
+                }
+                Response::LocalInfile(file_name) => {
+                    if i + 1 != count {
+                        self.write_error(&internal_error("a LOCAL INFILE request must be the last response".into()));
+                        return Ok(None);
+                    }
+                    return Ok(Some(file_name));
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Writes one result set; `false` if it ended with an error (the rest is skipped).
+    /// LOAD DATA LOCAL INFILE: sends the request for `file_name`, passes every packet the client
+    /// answers with to the handler until the empty one that ends the file, then collects the
+    /// handler's outcomes.
+    async fn local_infile(&mut self, file_name: &str) -> Result<Responses, Error> {
+        let mark = self.writer.begin();
+        let out = self.writer.payload();
+        out.push(0xFB);
+        out.extend_from_slice(file_name.as_bytes());
+        self.writer.finish(mark);
+        self.flush().await?;
+        loop {
+            let expected = self.writer.seq();
+            let Some(packet) = self.read_packet().await? else {
+                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            };
+            self.writer.set_seq(packet.last_seq.wrapping_add(1));
+            if packet.first_seq != expected {
+                self.write_error(&out_of_order());
+                self.flush().await?;
+                return Err(Error::Protocol(format!(
+                    "LOCAL INFILE data with sequence id {} where {expected} was expected",
+                    packet.first_seq
+                )));
+            }
+            if packet.payload.is_empty() {
+                break;
+            }
+            self.handler.local_infile_data(&packet.payload).await;
+        }
+        let mut out = Responses::new(self.multi_statements, self.capabilities);
+        self.handler.local_infile_end(&mut out).await;
+        Ok(out)
+    }
+
+    /// Writes one result set with the given status flags (MORE_RESULTS_EXISTS included);
+    /// `false` if it ended with an error (the rest is skipped).
     async fn write_result_set(
         &mut self,
         result: ResultSet,
         binary: bool,
-        more: u16,
+        status: u16,
     ) -> Result<bool, Error> {
         let columns = result.columns;
         if columns.is_empty() {
@@ -717,7 +837,7 @@ where
                 warnings: result.warnings,
                 ..OkPacket::default()
             };
-            self.write_ok(&ok, more);
+            self.write_ok_with(&ok, status);
             return Ok(true);
         }
         let mark = self.writer.begin();
@@ -727,7 +847,6 @@ where
             self.write_column(column, false);
         }
         if !self.deprecate_eof() {
-            let status = self.handler.status_flags() | more;
             self.write_eof(0, status);
         }
         match result.rows {
@@ -743,7 +862,15 @@ where
                 }
             }
             Rows::Stream(mut source) => {
-                while let Some(batch) = source.next_batch().await {
+                let kill = self.options.kill.clone();
+                loop {
+                    // A KILL QUERY stops a streamed result between batches.
+                    let batch = tokio::select! {
+                        biased;
+                        _ = kill.interrupted() => Some(Err(query_interrupted())),
+                        batch = source.next_batch() => batch,
+                    };
+                    let Some(batch) = batch else { break };
                     let rows = match batch {
                         Ok(rows) => rows,
                         Err(error) => {
@@ -763,7 +890,6 @@ where
                 }
             }
         }
-        let status = self.handler.status_flags() | more;
         self.write_terminator(result.warnings, status);
         Ok(true)
     }
@@ -838,6 +964,10 @@ fn write_ok_payload(writer: &mut PacketWriter, header: u8, ok: &OkPacket, status
         put_lenenc_bytes(out, ok.info.as_bytes());
     }
     writer.finish(mark);
+}
+
+fn query_interrupted() -> ErrorPacket {
+    ErrorPacket::new(error_code::ER_QUERY_INTERRUPTED, "70100", "Query execution was interrupted")
 }
 
 fn out_of_order() -> ErrorPacket {

@@ -61,12 +61,12 @@ async fn greeting_announces_version_plugin_capabilities_and_autocommit() {
         capability::TRANSACTIONS,
         capability::LONG_PASSWORD,
         capability::LONG_FLAG,
+        capability::LOCAL_FILES,
     ] {
         assert_ne!(g.capabilities & required, 0, "capability {required:#x}");
     }
     for absent in [
         capability::SSL,
-        capability::LOCAL_FILES,
         capability::QUERY_ATTRIBUTES,
         capability::COMPRESS,
         capability::SESSION_TRACK,

@@ -28,7 +28,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from common import Failure, check, check_true, main_wrapper, note, ok, settings  # noqa: E402
+from common import (Failure, check, check_pending, check_true, main_wrapper, note, ok, pending,  # noqa: E402
+                    settings)
 
 DB = "cairn_cli"
 USER = "cairn_cli"
@@ -200,7 +201,11 @@ def script_part(cli):
     expect_in("script: same-value UPDATE info text", "UPDATE account SET quota = 300 WHERE email",
               r"^Rows matched: 1  Changed: 0  Warnings: 0$")
     expect_in("script: DELETE of nothing", "DELETE FROM account", r"^Query OK, 0 rows affected")
-    expect_in("script: ROLLBACK undid the insert", "SELECT COUNT(*) AS accounts", r"^\| +3 \|$")
+    if pending("transactions"):
+        got = re.search(r"^\| +(\d+) \|$", result_of("SELECT COUNT(*) AS accounts"), re.M)
+        check_pending("transactions", "script: ROLLBACK undid the insert", got.group(1) if got else None, "3")
+    else:
+        expect_in("script: ROLLBACK undid the insert", "SELECT COUNT(*) AS accounts", r"^\| +3 \|$")
 
     rows = cli.batch("SELECT c_u64, c_i64, c_u32, c_i8, c_dec, c_txt, c_note, c_date, c_dt, HEX(c_blob), "
                      "c_note IS NULL FROM types ORDER BY id")
@@ -215,8 +220,12 @@ def script_part(cli):
     check("batch --raw: special text unescaped", out, "line1\nline2\ttab 'single' \"double\" back\\slash\n")
 
     # --force goes on after errors; each is reported with its line number.
-    forced = "\n".join([
-        "INSERT INTO account (email) VALUES ('alice@example.org');",
+    duplicate = ["INSERT INTO account (email) VALUES ('alice@example.org');"]
+    if pending("unique"):
+        # Without enforced UNIQUE keys the duplicate would be inserted; leave it out.
+        print("pending unique: script --force duplicate key: not run", flush=True)
+        duplicate = []
+    forced = "\n".join(duplicate + [
         "SELECT * FROM no_such_table;",
         "SELEC 1;",
         "INSERT INTO account (email, quota) VALUES ('dave@example.org', 4);",
@@ -225,8 +234,9 @@ def script_part(cli):
     ]) + "\n"
     status, out, err = cli.run(["--batch", "--force"], stdin_text=forced, database=DB)
     errors = [l for l in err.splitlines() if l.startswith("ERROR")]
+    expected_errors = ["ERROR 1062 (23000)", "ERROR 1146 (42S02)", "ERROR 1064 (42000)"][1 - len(duplicate):]
     check("script --force: error lines", [re.sub(r": .*", "", l) for l in errors],
-          ["ERROR 1062 (23000) at line 1", "ERROR 1146 (42S02) at line 2", "ERROR 1064 (42000) at line 3"])
+          [f"{e} at line {n}" for n, e in enumerate(expected_errors, start=1)])
     check("script --force: statements after errors ran, insert id", out.splitlines(), ["same\tafter", "1\t1"])
     note(f"script --force exit status {status} (0 in mariadb-client 10.11; it varies between versions)")
 
@@ -332,7 +342,7 @@ def interactive_part(cli):
         term.expect(rb"Query OK[\s\S]*" + prompt)
         term.type("INSERT INTO account (email, quota) VALUES ('erin@example.org', 5);\n")
         screen = term.expect(rb"Query OK, 1 row affected[\s\S]*" + prompt)
-        check("interactive: uncommitted insert, as a second connection sees it", others_count(), "0")
+        check_pending("transactions", "interactive: uncommitted insert, as a second connection sees it", others_count(), "0")
         term.type("COMMIT;\n")
         term.expect(rb"Query OK[\s\S]*" + prompt)
         check("interactive: committed insert, as a second connection sees it", others_count(), "1")
@@ -342,7 +352,7 @@ def interactive_part(cli):
         term.expect(rb"Query OK, 1 row affected[\s\S]*" + prompt)
         term.type("ROLLBACK;\n")
         term.expect(rb"Query OK[\s\S]*" + prompt)
-        check("interactive: rolled-back delete, as a second connection sees it", others_count(), "1")
+        check_pending("transactions", "interactive: rolled-back delete, as a second connection sees it", others_count(), "1")
 
         term.type("\\q\n")
         term.expect(rb"Bye")

@@ -66,6 +66,40 @@ func check(what string, got, want interface{}) {
 	ok(what, got)
 }
 
+// Server features a check needs that the server under test does not have yet, from the
+// comma-separated CAIRN_PENDING (run.sh --pending): "transactions" (COMMIT/ROLLBACK as a second
+// connection sees them) and "unique" (UNIQUE keys enforced, error 1062). A pending check runs, but
+// its mismatch is printed as "pending ..." instead of failing; an action that would change the
+// data later checks rely on is not run at all.
+func pending(feature string) bool {
+	for _, word := range strings.Split(os.Getenv("CAIRN_PENDING"), ",") {
+		if strings.TrimSpace(word) == feature {
+			return true
+		}
+	}
+	return false
+}
+
+func checkPending(feature, what string, got, want interface{}) {
+	if !pending(feature) {
+		check(what, got, want)
+		return
+	}
+	if reflect.DeepEqual(got, want) {
+		fmt.Printf("pending %s: %s: already holds (%#v)\n", feature, what, got)
+	} else {
+		fmt.Printf("pending %s: %s: expected %#v, got %#v\n", feature, what, want, got)
+	}
+}
+
+func skipPending(feature, what string) bool {
+	if !pending(feature) {
+		return false
+	}
+	fmt.Printf("pending %s: %s: not run\n", feature, what)
+	return true
+}
+
 func must(err error, what string) {
 	if err != nil {
 		fail("%s: %v", what, err)
@@ -277,7 +311,7 @@ func session(s settings, interpolate bool) {
 	must(err, "Begin")
 	_, err = tx.Exec("INSERT INTO account (email, quota) VALUES (?, ?)", "erin@example.org", 5)
 	must(err, "tx INSERT")
-	check(mode+" uncommitted insert invisible to another connection",
+	checkPending("transactions", mode+" uncommitted insert invisible to another connection",
 		count(db, "SELECT COUNT(*) FROM account WHERE email = ?", "erin@example.org"), int64(0))
 	must(tx.Commit(), "Commit")
 	check(mode+" committed insert visible to another connection",
@@ -287,12 +321,19 @@ func session(s settings, interpolate bool) {
 	_, err = tx.Exec("INSERT INTO account (email, quota) VALUES (?, ?)", "frank@example.org", 6)
 	must(err, "tx INSERT")
 	must(tx.Rollback(), "Rollback")
-	check(mode+" rolled-back insert invisible",
+	checkPending("transactions", mode+" rolled-back insert invisible",
 		count(db, "SELECT COUNT(*) FROM account WHERE email = ?", "frank@example.org"), int64(0))
+	if pending("transactions") {
+		// Without transactions the rolled-back row stays; remove it so later counts hold either way.
+		_, err = db.Exec("DELETE FROM account WHERE email = ?", "frank@example.org")
+		must(err, "DELETE the rolled-back row")
+	}
 
 	// ---- Errors ------------------------------------------------------------------------------
-	_, err = db.Exec("INSERT INTO account (email) VALUES (?)", "alice@example.org")
-	expectMySQLError(mode+" duplicate key", err, 1062)
+	if !skipPending("unique", mode+" duplicate key") {
+		_, err = db.Exec("INSERT INTO account (email) VALUES (?)", "alice@example.org")
+		expectMySQLError(mode+" duplicate key", err, 1062)
+	}
 	_, err = db.Query("SELECT * FROM no_such_table WHERE id = ?", 1)
 	expectMySQLError(mode+" unknown table with an argument", err, 1146)
 	_, err = db.Query("SELECT * FROM no_such_table")

@@ -114,6 +114,42 @@ public final class ClientTest {
         ok(what, got);
     }
 
+    // Server features a check needs that the server under test does not have yet, from the
+    // comma-separated CAIRN_PENDING (run.sh --pending): "transactions" (COMMIT/ROLLBACK as a second
+    // connection sees them) and "unique" (UNIQUE keys enforced, error 1062). A pending check runs,
+    // but its mismatch is printed as "pending ..." instead of failing; an action that would change
+    // the data later checks rely on is not run at all.
+    private static boolean pending(String feature) {
+        String words = System.getenv("CAIRN_PENDING");
+        if (words == null) {
+            return false;
+        }
+        for (String word : words.split(",")) {
+            if (word.trim().equals(feature)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static void checkPending(String feature, String what, Object got, Object want) {
+        if (!pending(feature)) {
+            check(what, got, want);
+            return;
+        }
+        boolean same = Objects.equals(want, got);
+        System.out.println("pending " + feature + ": " + what + ": "
+            + (same ? "already holds (" + show(got) + ")" : "expected " + show(want) + ", got " + show(got)));
+    }
+
+    private static boolean skipPending(String feature, String what) {
+        if (!pending(feature)) {
+            return false;
+        }
+        System.out.println("pending " + feature + ": " + what + ": not run");
+        return true;
+    }
+
     private static SQLException expectError(String what, SqlAction action, int code, String state,
                                             Class<? extends SQLException> kind) {
         try {
@@ -290,24 +326,32 @@ public final class ClientTest {
             try (Statement s = conn.createStatement()) {
                 s.executeUpdate("INSERT INTO account (email, quota) VALUES ('erin@example.org', 5)");
             }
-            check(mode + " uncommitted insert invisible to a second connection", scalarLong(observer, count), 0L);
+            checkPending("transactions", mode + " uncommitted insert invisible to a second connection", scalarLong(observer, count), 0L);
             conn.commit();
             check(mode + " committed insert visible to a second connection", scalarLong(observer, count), 1L);
             try (Statement s = conn.createStatement()) {
                 s.executeUpdate("DELETE FROM account WHERE email = 'erin@example.org'");
             }
             conn.rollback();
-            check(mode + " rolled-back delete undone for a second connection", scalarLong(observer, count), 1L);
+            checkPending("transactions", mode + " rolled-back delete undone for a second connection", scalarLong(observer, count), 1L);
             conn.setAutoCommit(true);
+            if (pending("transactions") && scalarLong(observer, count) == 0L) {
+                // Without transactions the delete stays; put the row back so later counts hold either way.
+                try (Statement s = conn.createStatement()) {
+                    s.executeUpdate("INSERT INTO account (email, quota) VALUES ('erin@example.org', 5)");
+                }
+            }
         }
 
         // ---- Errors ------------------------------------------------------------------------------
-        expectError(mode + " duplicate key", () -> {
-            try (PreparedStatement p = conn.prepareStatement("INSERT INTO account (email) VALUES (?)")) {
-                p.setString(1, "alice@example.org");
-                p.executeUpdate();
-            }
-        }, 1062, "23000", SQLIntegrityConstraintViolationException.class);
+        if (!skipPending("unique", mode + " duplicate key")) {
+            expectError(mode + " duplicate key", () -> {
+                try (PreparedStatement p = conn.prepareStatement("INSERT INTO account (email) VALUES (?)")) {
+                    p.setString(1, "alice@example.org");
+                    p.executeUpdate();
+                }
+            }, 1062, "23000", SQLIntegrityConstraintViolationException.class);
+        }
         expectError(mode + " unknown table", () -> {
             try (PreparedStatement p = conn.prepareStatement("SELECT * FROM no_such_table WHERE id = ?")) {
                 p.setInt(1, 1);

@@ -47,6 +47,23 @@ function check(what, got, expected) {
 
 function note(text) { console.log(`note ${text}`); }
 
+// Server features a check needs that the server under test does not have yet, from the
+// comma-separated CAIRN_PENDING (run.sh --pending): `transactions` (COMMIT/ROLLBACK as a second
+// connection sees them) and `unique` (UNIQUE keys enforced, error 1062). A pending check runs, but
+// its mismatch is printed as `pending ...` instead of failing; an action that would change the
+// data later checks rely on is not run at all.
+const PENDING = new Set((process.env.CAIRN_PENDING || '').split(',').map((w) => w.trim()).filter(Boolean));
+function checkPending(feature, what, got, expected) {
+  if (!PENDING.has(feature)) { check(what, got, expected); return; }
+  const same = typeof got === typeof expected && show(got) === show(expected);
+  console.log(`pending ${feature}: ${what}: ${same ? `already holds (${show(got)})` : `expected ${show(expected)}, got ${show(got)}`}`);
+}
+function skipPending(feature, what) {
+  if (!PENDING.has(feature)) return false;
+  console.log(`pending ${feature}: ${what}: not run`);
+  return true;
+}
+
 async function expectError(what, action, errno, sqlState, code) {
   try {
     await action();
@@ -194,22 +211,26 @@ async function main() {
   await conn.beginTransaction();
   [res] = await conn.query("INSERT INTO account (email, quota) VALUES ('erin@example.org', 5)");
   check('serverStatus inside a transaction has IN_TRANS', res.serverStatus & SERVER_STATUS_IN_TRANS, SERVER_STATUS_IN_TRANS);
-  check('uncommitted insert invisible to a second connection', await count('erin@example.org'), '0');
+  checkPending('transactions', 'uncommitted insert invisible to a second connection', await count('erin@example.org'), '0');
   await conn.commit();
   check('committed insert visible to a second connection', await count('erin@example.org'), '1');
   await conn.beginTransaction();
   await conn.execute('INSERT INTO account (email, quota) VALUES (?, ?)', ['frank@example.org', 6]);
   await conn.rollback();
-  check('rolled-back insert invisible to a second connection', await count('frank@example.org'), '0');
+  checkPending('transactions', 'rolled-back insert invisible to a second connection', await count('frank@example.org'), '0');
+  // Without transactions the rolled-back row stays; remove it so later counts hold either way.
+  if (PENDING.has('transactions')) await conn.query("DELETE FROM account WHERE email = 'frank@example.org'");
   [res] = await conn.query('DELETE FROM account WHERE email = ?', ['nobody@example.org']);
   check('serverStatus after the transaction: AUTOCOMMIT, not IN_TRANS', res.serverStatus & 3, SERVER_STATUS_AUTOCOMMIT);
   await observer.end();
 
   // ---- Errors, text and prepared ----------------------------------------------------------
-  await expectError('duplicate key (query)', () => conn.query("INSERT INTO account (email) VALUES ('alice@example.org')"),
-    1062, '23000', 'ER_DUP_ENTRY');
-  await expectError('duplicate key (execute)', () => conn.execute('INSERT INTO account (email) VALUES (?)', ['alice@example.org']),
-    1062, '23000', 'ER_DUP_ENTRY');
+  if (!skipPending('unique', 'duplicate key (query and execute)')) {
+    await expectError('duplicate key (query)', () => conn.query("INSERT INTO account (email) VALUES ('alice@example.org')"),
+      1062, '23000', 'ER_DUP_ENTRY');
+    await expectError('duplicate key (execute)', () => conn.execute('INSERT INTO account (email) VALUES (?)', ['alice@example.org']),
+      1062, '23000', 'ER_DUP_ENTRY');
+  }
   await expectError('unknown table (query)', () => conn.query('SELECT * FROM no_such_table'), 1146, '42S02', 'ER_NO_SUCH_TABLE');
   await expectError('unknown table at prepare time', () => conn.execute('SELECT * FROM no_such_table WHERE id = ?', [1]),
     1146, '42S02', 'ER_NO_SUCH_TABLE');

@@ -48,6 +48,28 @@ sub check {
     ok($what, show($got));
 }
 
+# Server features a check needs that the server under test does not have yet, from the
+# comma-separated CAIRN_PENDING (run.sh --pending): `transactions` (COMMIT/ROLLBACK as a second
+# connection sees them) and `unique` (UNIQUE keys enforced, error 1062). A pending check runs, but
+# its mismatch is printed as `pending ...` instead of failing; an action that would change the
+# data later checks rely on is not run at all.
+my %pending = map { $_ => 1 } grep { length } map { s/^\s+|\s+$//gr } split /,/, ($ENV{CAIRN_PENDING} // '');
+
+sub check_pending {
+    my ($feature, $what, $got, $want) = @_;
+    return check($what, $got, $want) unless $pending{$feature};
+    my $same = (!defined $got && !defined $want) || (defined $got && defined $want && $got eq $want);
+    print "pending $feature: $what: ", ($same ? "already holds ('" . show($got) . "')"
+        : "expected '" . show($want) . "', got '" . show($got) . "'"), "\n";
+}
+
+sub skip_pending {
+    my ($feature, $what) = @_;
+    return 0 unless $pending{$feature};
+    print "pending $feature: $what: not run\n";
+    return 1;
+}
+
 sub connect_db {
     my (%opt) = @_;
     my $dsn = "DBI:$driver:host=$cfg{host};port=$cfg{port}";
@@ -188,7 +210,7 @@ sub session {
     };
     $dbh->begin_work;
     $dbh->do('INSERT INTO account (email, quota) VALUES (?, ?)', undef, 'erin@example.org', 5);
-    check("[$mode] uncommitted insert invisible to a second connection", $visible->('erin@example.org'), 0);
+    check_pending('transactions', "[$mode] uncommitted insert invisible to a second connection", $visible->('erin@example.org'), 0);
     $dbh->commit;
     check("[$mode] committed insert visible to a second connection", $visible->('erin@example.org'), 1);
     $dbh->begin_work;
@@ -196,13 +218,15 @@ sub session {
     check("[$mode] own uncommitted insert visible to itself",
         scalar $dbh->selectrow_array('SELECT COUNT(*) FROM account WHERE email = ?', undef, 'frank@example.org'), 1);
     $dbh->rollback;
-    check("[$mode] rolled-back insert invisible to a second connection", $visible->('frank@example.org'), 0);
+    check_pending('transactions', "[$mode] rolled-back insert invisible to a second connection", $visible->('frank@example.org'), 0);
+    # Without transactions the rolled-back row stays; remove it so later counts hold either way.
+    $dbh->do("DELETE FROM account WHERE email = 'frank\@example.org'") if $pending{transactions};
     check("[$mode] AutoCommit back on after rollback", $dbh->{AutoCommit}, 1);
     $observer->disconnect;
 
     # ---- Errors ----------------------------------------------------------------------------
     expect_error("[$mode] duplicate key", sub { $dbh->do('INSERT INTO account (email) VALUES (?)', undef, 'alice@example.org') },
-        1062, '23000', $dbh);
+        1062, '23000', $dbh) unless skip_pending('unique', "[$mode] duplicate key");
     expect_error("[$mode] unknown table", sub { $dbh->selectall_arrayref('SELECT * FROM no_such_table') }, 1146, '42S02', $dbh);
     expect_error("[$mode] unknown table with a placeholder", sub {
         my $s = $dbh->prepare('SELECT * FROM no_such_table WHERE id = ?');

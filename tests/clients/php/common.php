@@ -45,6 +45,36 @@ function check(string $what, $got, $want): void
     ok($what, $got);
 }
 
+// Server features a check needs that the server under test does not have yet, from the
+// comma-separated CAIRN_PENDING (run.sh --pending): `transactions` (COMMIT/ROLLBACK as a second
+// connection sees them) and `unique` (UNIQUE keys enforced, error 1062). A pending check runs, but
+// its mismatch is printed as `pending ...` instead of failing; an action that would change the
+// data later checks rely on is not run at all.
+function pending(string $feature): bool
+{
+    $words = array_filter(array_map('trim', explode(',', getenv('CAIRN_PENDING') ?: '')));
+    return in_array($feature, $words, true);
+}
+
+function check_pending(string $feature, string $what, $got, $want): void
+{
+    if (!pending($feature)) {
+        check($what, $got, $want);
+        return;
+    }
+    echo "pending $feature: $what: " . ($got === $want ? 'already holds (' . show($got) . ')'
+        : 'expected ' . show($want) . ', got ' . show($got)) . "\n";
+}
+
+function skip_pending(string $feature, string $what): bool
+{
+    if (!pending($feature)) {
+        return false;
+    }
+    echo "pending $feature: $what: not run\n";
+    return true;
+}
+
 const UTF8_TEXT = "\u{1F600} caf\u{e9} \u{1D11E} \u{fc}n\u{ef}";
 const SPECIAL_TEXT = "line1\nline2\ttab 'single' \"double\" back\\slash";
 const COLUMNS = ['c_u64', 'c_i64', 'c_u32', 'c_i8', 'c_dec', 'c_txt', 'c_note', 'c_date', 'c_dt', 'c_blob'];

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, joinedload, mapped_column,
                             relationship, selectinload)
 
-from common import (COLUMNS, ROW_MAX, ROW_MIN, Failure, check, check_row, check_true,
+from common import (COLUMNS, ROW_MAX, ROW_MIN, Failure, check, check_pending, check_row, check_true, skip_pending,
                     main_wrapper, note, ok, settings)
 
 DB = "cairn_sqlalchemy"
@@ -244,18 +244,20 @@ def run():
 
         session.add(Domain(name="new.example"))
         session.flush()
-        check("flushed, uncommitted row invisible to a second connection", visible(), 0)
+        check_pending("transactions", "flushed, uncommitted row invisible to a second connection", visible(), 0)
         session.rollback()
-        check("rolled-back row invisible", visible(), 0)
-        session.add(Domain(name="new.example"))
-        session.commit()
+        check_pending("transactions", "rolled-back row invisible", visible(), 0)
+        if visible() == 0:
+            session.add(Domain(name="new.example"))
+            session.commit()
         check("committed row visible to a second connection", visible(), 1)
 
     # ---- Errors -----------------------------------------------------------------------------
     with Session(engine) as session:
-        session.add(Domain(name="example.org"))
-        expect_wrapped("duplicate key on flush", session.flush, IntegrityError, 1062, "23000")
-        session.rollback()
+        if not skip_pending("unique", "duplicate key on flush"):
+            session.add(Domain(name="example.org"))
+            expect_wrapped("duplicate key on flush", session.flush, IntegrityError, 1062, "23000")
+            session.rollback()
         expect_wrapped("unknown table", lambda: session.execute(text("SELECT * FROM no_such_table")),
                        ProgrammingError, 1146, "42S02")
         session.rollback()

@@ -34,8 +34,11 @@
 //!   (`SELECT f(col) FROM t`) is refused with 1235: calls are bound once per statement, like
 //!   uncorrelated subqueries. Arguments may be constants, parameters, variables and
 //!   expressions of them (`SELECT f('x', @n + 1)`, `SET v = f(v)`).
-//! - Privileges: CREATE ROUTINE, ALTER ROUTINE and EXECUTE are not checked (users and grants do
-//!   not exist yet); `check_privilege` is the hook.
+//! - Privileges are checked by `crate::privileges`: CREATE ROUTINE (and ALTER ROUTINE on a
+//!   routine that OR REPLACE replaces) when a routine is created, ALTER ROUTINE to alter or drop
+//!   one, EXECUTE before every call; a SQL SECURITY DEFINER routine's body runs with its
+//!   definer's privileges. Left out: MySQL's automatic EXECUTE and ALTER ROUTINE grant to a
+//!   routine's creator (`automatic_sp_privileges`); grant them explicitly.
 
 pub(crate) mod cache;
 pub(crate) mod parse;
@@ -295,20 +298,6 @@ pub(crate) struct Program {
     pub returns: Option<(ColumnDef, SqlType)>,
 }
 
-/// The hook for privileges: CREATE ROUTINE, ALTER ROUTINE and EXECUTE, and SQL SECURITY
-/// DEFINER's switch of the current account. Users and grants do not exist yet (a later
-/// change): everything is allowed, and this is where the checks go.
-pub(crate) fn check_privilege(_user: &str, _privilege: Privilege, _database: &str, _name: &str) -> Result<(), cairn_common::Error> {
-    Ok(())
-}
-
-/// The routine privileges MySQL has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Privilege {
-    CreateRoutine,
-    AlterRoutine,
-    Execute,
-}
 
 /// The result type of a stored function call: its declared return type, nullable.
 pub(crate) fn return_sql_type(returns: &RoutineType) -> SqlType {

@@ -46,7 +46,7 @@ use crate::lexer::StatementText;
 use crate::outcome::{Outcome, Row, RowSource};
 use crate::parse::VarScope;
 use crate::routine::{
-    self, Assignment, Block, CompiledExpr, ConditionValue, CreateRoutine, Leaf, Locals, Privilege, Program, QualifiedName, RoutineCall,
+    self, Assignment, Block, CompiledExpr, ConditionValue, CreateRoutine, Leaf, Locals, Program, QualifiedName, RoutineCall,
     RoutineExpr, RoutineStatement, Stmt, Target, MAX_CALL_DEPTH, MAX_CURSOR_ROWS,
 };
 use crate::types::{column_meta, conform};
@@ -173,14 +173,12 @@ impl<B: Backend> Session<B> {
             RoutineStatement::Create(create) => self.create_routine(create).await,
             RoutineStatement::Drop { kind, name, if_exists } => {
                 let database = self.env_database(&name.database)?;
-                routine::check_privilege(&self.info.user, Privilege::AlterRoutine, &database, &name.name)?;
                 let op = CatalogOp::DropRoutine { database, kind: *kind, name: name.name.clone(), if_exists: *if_exists };
                 self.ddl(op).await?;
                 Ok(self.ok_with_warnings(0))
             }
             RoutineStatement::Alter { kind, name, changes } => {
                 let database = self.env_database(&name.database)?;
-                routine::check_privilege(&self.info.user, Privilege::AlterRoutine, &database, &name.name)?;
                 let changes = RoutineChanges {
                     comment: changes.comment.clone(),
                     security: changes.security,
@@ -218,11 +216,15 @@ impl<B: Backend> Session<B> {
 
     async fn create_routine(&mut self, create: &CreateRoutine) -> Result<Outcome, Error> {
         let database = self.env_database(&create.name.database)?;
-        routine::check_privilege(&self.info.user, Privilege::CreateRoutine, &database, &create.name.name)?;
         crate::routine::parse::check_body(create, &format!("{database}.{}", create.name.name))?;
         let (definer_user, definer_host) = match &create.definer {
             Some((user, host)) if !user.is_empty() => (user.clone(), host.clone()),
-            _ => (self.info.user.clone(), self.info.host.clone()),
+            // The definer is the account the session authenticated as (CURRENT_USER(), e.g.
+            // 'root'@'%'), not the client's own host.
+            _ => match self.security.account() {
+                Some(account) => (account.user.clone(), account.host.clone()),
+                None => (self.info.user.clone(), self.info.host.clone()),
+            },
         };
         let catalog = self.engine.backend.catalog();
         let database_collation = catalog.database(&database).map(|d| d.collation.clone()).unwrap_or_else(|| "utf8mb4_0900_ai_ci".into());
@@ -413,7 +415,7 @@ impl<B: Backend> Session<B> {
     ) -> BoxFuture<'a, Result<(Option<Value>, Vec<Value>), Error>> {
         Box::pin(async move {
             let def = found.def();
-            routine::check_privilege(&self.info.user, Privilege::Execute, &def.database, &def.name)?;
+            self.security.check_routine(&self.engine.backend.catalog(), &def.database, def.kind, &def.name)?;
             let key = found.key.clone();
             if self.routines.stack.len() >= MAX_CALL_DEPTH {
                 bail!(StackOverrun, "Thread stack overrun: stored routines nest deeper than {MAX_CALL_DEPTH} calls");
@@ -460,9 +462,19 @@ impl<B: Backend> Session<B> {
             if own_transaction {
                 self.in_transaction = true;
             }
+            // SQL SECURITY DEFINER: the body runs with the definer's privileges (and none of the
+            // caller's roles). A session that is not checked (an internal one) stays unchecked.
+            let caller_security = (def.security == SqlSecurity::Definer && self.security.account().is_some()).then(|| {
+                let definer = cairn_common::accounts::AccountName { user: def.definer_user.clone(), host: def.definer_host.clone() };
+                let definer_security = self.security.for_definer(definer);
+                std::mem::replace(&mut self.security, definer_security)
+            });
             self.routines.stack.push((key, def.kind));
             let mut result = self.run_program(def, &program, args, now, display).await;
             self.routines.stack.pop();
+            if let Some(caller) = caller_security {
+                self.security = caller;
+            }
             if own_transaction {
                 let ended = self.end_transaction(result.is_ok()).await;
                 if let (Ok(_), Err(e)) = (&result, ended) {
@@ -603,6 +615,7 @@ impl<B: Backend> Session<B> {
 
     async fn eval(&mut self, call: &Call<'_>, e: &RoutineExpr) -> Result<Value, Error> {
         let compiled = self.compiled(e)?;
+        self.security.check_reads(&self.engine.backend.catalog(), &compiled.tables)?;
         let mut exec = self.routine_exec(call);
         self.eval_lazily(&compiled, &call.frame, &mut exec).await
     }
@@ -644,6 +657,8 @@ impl<B: Backend> Session<B> {
         let Planned::Query(q) = plan.planned.as_ref() else {
             return Err(Error::internal("a query expected"));
         };
+        // Cursors and SELECT … INTO read with the privileges the routine runs with.
+        self.security.check_plan(&self.engine.backend.catalog(), &plan.planned, &plan.tables)?;
         Stats::bump(&self.engine.stats.com_select);
         if !super::is_tableless(&q.root) {
             self.touch_transaction(false);

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_wire::{
-    AuthRequest, Column, ColumnType, Error, ErrorPacket, Handler, OkPacket, ParamValue, Prepared,
+    AuthRequest, Column, ColumnType, Error, ErrorPacket, Handler, KillHandle, OkPacket, ParamValue, Prepared,
     Response, Responses, ResultSet, RowBatch, ServerOptions, Value, capability, charset,
     column_flag, native_password_hash, serve, status, verify_native_password,
 };
@@ -28,6 +28,10 @@ pub struct Shared {
     pub open_statements: AtomicUsize,
     pub queries: AtomicUsize,
     pub logins: Mutex<Vec<LoginRecord>>,
+    /// Each connection's kill handle, by connection id.
+    pub kills: Mutex<HashMap<u32, KillHandle>>,
+    /// Commands the handlers were interrupted in.
+    pub interrupted: AtomicUsize,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +71,9 @@ pub struct Dummy {
     variables: HashMap<String, Value>,
     next_statement: u32,
     statements: HashMap<u32, Statement>,
+    /// The LOAD DATA LOCAL file received so far.
+    infile: Vec<u8>,
+    infile_packets: usize,
 }
 
 impl Dummy {
@@ -80,6 +87,8 @@ impl Dummy {
             variables: HashMap::new(),
             next_statement: 1,
             statements: HashMap::new(),
+            infile: Vec::new(),
+            infile_packets: 0,
         }
     }
 
@@ -524,6 +533,36 @@ impl Handler for Dummy {
 
     async fn query(&mut self, sql: &[u8], out: &mut Responses) {
         self.shared.queries.fetch_add(1, Ordering::Relaxed);
+        match sql {
+            // Runs until KILL QUERY interrupts it.
+            b"sleep" => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                out.push(OkPacket::default());
+                return;
+            }
+            // Three statements, each with the status it left: in a transaction, then not.
+            b"begin; insert; commit" => {
+                out.push_with_status(OkPacket::default(), status::IN_TRANS | status::AUTOCOMMIT);
+                out.push_with_status(OkPacket { affected_rows: 1, ..OkPacket::default() }, status::IN_TRANS | status::AUTOCOMMIT);
+                out.push_with_status(OkPacket::default(), status::AUTOCOMMIT);
+                return;
+            }
+            _ => {}
+        }
+        if let Some(name) = sql.strip_prefix(b"load ") {
+            // LOAD DATA LOCAL: a result first when asked, then the request for the file.
+            let name = match name.strip_prefix(b"after-select ") {
+                Some(rest) => {
+                    out.push(select_one());
+                    rest
+                }
+                None => name,
+            };
+            self.infile.clear();
+            self.infile_packets = 0;
+            out.push(Response::LocalInfile(String::from_utf8_lossy(name).into_owned()));
+            return;
+        }
         let statements = split_statements(sql);
         if statements.len() > 1 && !out.multi_statements() {
             out.push(syntax_error(&String::from_utf8_lossy(sql)));
@@ -535,6 +574,26 @@ impl Handler for Dummy {
                 break;
             }
         }
+    }
+
+    async fn local_infile_data(&mut self, data: &[u8]) {
+        self.infile.extend_from_slice(data);
+        self.infile_packets += 1;
+    }
+
+    async fn local_infile_end(&mut self, out: &mut Responses) {
+        let lines = self.infile.iter().filter(|&&b| b == b'\n').count();
+        out.push(OkPacket {
+            affected_rows: lines as u64,
+            info: format!("bytes={} packets={} lines={lines}", self.infile.len(), self.infile_packets),
+            ..OkPacket::default()
+        });
+        // A statement after the LOAD DATA in the same text.
+        out.push(select_one());
+    }
+
+    fn command_interrupted(&mut self) {
+        self.shared.interrupted.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn prepare(&mut self, sql: &[u8]) -> Result<Prepared, ErrorPacket> {
@@ -714,6 +773,8 @@ impl TestServer {
                     let mut options = options.clone();
                     options.connection_id = next_id;
                     options.client_addr = Some(peer);
+                    options.kill = KillHandle::new();
+                    shared.kills.lock().unwrap().insert(next_id, options.kill.clone());
                     next_id += 1;
                     let task = tokio::spawn(serve(stream, Dummy::new(shared.clone()), options));
                     connections.lock().unwrap().push(task);
