@@ -241,8 +241,6 @@ error_kinds! {
     InvalidGroupFunctionUse = (1111, "HY000", Report),
     /// ER_VIEW_WRONG_LIST: a CTE's column list and its SELECT list differ in length.
     ViewWrongList = (1353, "HY000", Report),
-    /// ER_WRONG_USAGE: ORDER BY / LIMIT in a multiple-table UPDATE or DELETE.
-    WrongUsage = (1221, "HY000", Report),
     /// ER_DERIVED_MUST_HAVE_ALIAS
     DerivedNeedsAlias = (1248, "42000", Report),
     /// ER_WRONG_NUMBER_OF_COLUMNS_IN_SELECT

@@ -43,6 +43,13 @@ pub(crate) struct Target {
     assignments: Vec<(u32, usize)>,
 }
 
+impl Target {
+    /// The columns an UPDATE assigns in this table.
+    pub fn assigned(&self) -> impl Iterator<Item = u32> + '_ {
+        self.assignments.iter().map(|&(c, _)| c)
+    }
+}
+
 /// A planned multiple-table UPDATE or DELETE.
 #[derive(Clone, Debug)]
 pub(crate) struct MultiPlan {
