@@ -6,8 +6,7 @@
 #
 # Starts `cairn up --data-nodes 4 --replicas 2` (two node groups) on free loopback ports in a
 # temporary directory, waits until it says it is ready, runs every client (installing what they
-# need first, see README.md), then stops the cluster and removes the directory. Stored routines
-# are not in Cairn yet, so `--pending routines` skips the exim-greylist client. Fails if any
+# need first, see README.md), then stops the cluster and removes the directory. Fails if any
 # client fails or if a node's log shows a panic; the logs of a failed run are printed.
 
 set -euo pipefail
@@ -67,7 +66,7 @@ fi
 
 status=0
 started=$SECONDS
-"$here/run.sh" --host 127.0.0.1 --port "$mysql_port" --user root --pending routines "$@" || status=$?
+"$here/run.sh" --host 127.0.0.1 --port "$mysql_port" --user root "$@" || status=$?
 echo "against_cairn.sh: clients ran in $((SECONDS - started)) s against 2 node groups"
 
 stop_cluster

@@ -73,8 +73,18 @@ pub fn cairn_binary() -> PathBuf {
     profile_dir.join("cairn")
 }
 
+/// A port nothing listens on now, never the same twice in this process: the kernel may hand the
+/// same ephemeral port to two binds in a row once the first listener is closed, and a cluster's
+/// config must not name one port for two nodes.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port").local_addr().expect("local addr").port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port").local_addr().expect("local addr").port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The API slot the harness registers as to read the catalog and inspect replicas.

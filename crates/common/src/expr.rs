@@ -123,7 +123,13 @@ pub trait SessionContext {
     /// The statement's start time, in the session time zone.
     fn now(&self) -> crate::temporal::DateTime;
     fn current_database(&self) -> Option<String>;
+    /// `USER()`: the user name the client gave and the host it came from.
     fn current_user(&self) -> String;
+    /// `CURRENT_USER()`: the account the login matched (`exim@%`); the same as `USER()` where
+    /// there is no account.
+    fn account(&self) -> String {
+        self.current_user()
+    }
     fn connection_id(&self) -> u64;
     fn last_insert_id(&self) -> u64;
     fn found_rows(&self) -> u64;

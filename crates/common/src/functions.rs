@@ -677,7 +677,8 @@ fn call_values(func: Func, v: Vec<Value>, ctx: &mut EvalContext<'_>) -> Result<V
             Value::Time(Time { micros: if fsp == 0 { 0 } else { t.micros }, ..t })
         }
         Database => ctx.session()?.current_database().map_or(Value::Null, Value::Text),
-        User | CurrentUser => Value::Text(ctx.session()?.current_user()),
+        User => Value::Text(ctx.session()?.current_user()),
+        CurrentUser => Value::Text(ctx.session()?.account()),
         Version => Value::Text(ctx.session()?.version()),
         ConnectionId => Value::UInt(ctx.session()?.connection_id()),
         LastInsertId => match v.first() {

@@ -45,6 +45,8 @@ pub(crate) struct Snapshot {
     pub utc_now: DateTime,
     pub database: Option<String>,
     pub user: Arc<str>,
+    /// The matched account as `user@host` (CURRENT_USER()).
+    pub account: Arc<str>,
     pub connection_id: u64,
     pub last_insert_id: u64,
     pub found_rows: u64,
@@ -62,6 +64,9 @@ impl SessionContext for Snapshot {
     }
     fn current_user(&self) -> String {
         self.user.to_string()
+    }
+    fn account(&self) -> String {
+        self.account.to_string()
     }
     fn connection_id(&self) -> u64 {
         self.connection_id

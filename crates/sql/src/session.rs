@@ -154,6 +154,8 @@ pub struct Session<B: Backend> {
     security: crate::privileges::SessionSecurity,
     /// `user@host` (USER(), CURRENT_USER()) and the server version, shared by snapshots.
     user_at_host: Arc<str>,
+    /// The matched account as `user@host` (CURRENT_USER()).
+    account_at_host: Arc<str>,
     version: Arc<str>,
     /// The routines running and the result sets their procedures produced.
     routines: routines::RoutineState,
@@ -209,6 +211,10 @@ impl<B: Backend> Session<B> {
         Stats::bump(&engine.stats.threads_connected);
         let multi_statements = info.multi_statements;
         let user_at_host: Arc<str> = format!("{}@{}", info.user, info.host).into();
+        let account_at_host: Arc<str> = match &info.account {
+            Some(account) => format!("{}@{}", account.user, account.host).into(),
+            None => user_at_host.clone(),
+        };
         let version: Arc<str> = engine.config.server_version.as_str().into();
         let process = Arc::new(crate::processlist::Process::new(info.connection_id, &info.user, &info.host, engine.config.clock.now_micros()));
         process.set_database(info.database.as_deref());
@@ -245,6 +251,7 @@ impl<B: Backend> Session<B> {
             admin: admin::AdminState::default(),
             load: load_data::LoadState::default(),
             user_at_host,
+            account_at_host,
             version,
             routines: routines::RoutineState::default(),
         };
@@ -390,6 +397,7 @@ impl<B: Backend> Session<B> {
             utc_now,
             database: self.database.clone(),
             user: self.user_at_host.clone(),
+            account: self.account_at_host.clone(),
             connection_id: self.info.connection_id,
             last_insert_id: self.last_insert_id,
             found_rows: self.found_rows,

@@ -199,6 +199,8 @@ async fn routine_privileges_and_sql_security() {
     ok(&mut root, "CREATE USER 'exim'@'%' IDENTIFIED BY 'pw'").await;
     ok(&mut root, "GRANT SELECT ON calmail.* TO 'exim'@'%'").await;
     let mut exim = login(&engine, "exim", "%", "10.0.0.1");
+    // USER() is who connected from where; CURRENT_USER() the account that matched.
+    assert_eq!(rows(&mut exim, "SELECT USER(), CURRENT_USER()").await, vec![vec!["exim@10.0.0.1".to_string(), "exim@%".to_string()]]);
 
     // No EXECUTE yet: 1370 for a function call and for CALL.
     let (code, message) = fails(&mut exim, "SELECT calmail.key_count()").await;
