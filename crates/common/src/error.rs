@@ -239,6 +239,8 @@ error_kinds! {
     UnknownFunction = (1630, "42000", Report),
     /// ER_INVALID_GROUP_FUNC_USE
     InvalidGroupFunctionUse = (1111, "HY000", Report),
+    /// ER_VIEW_WRONG_LIST: a CTE's column list and its SELECT list differ in length.
+    ViewWrongList = (1353, "HY000", Report),
     /// ER_DERIVED_MUST_HAVE_ALIAS
     DerivedNeedsAlias = (1248, "42000", Report),
     /// ER_WRONG_NUMBER_OF_COLUMNS_IN_SELECT

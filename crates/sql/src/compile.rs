@@ -158,6 +158,8 @@ pub(crate) struct PlanContext<'a> {
     pub locals: Option<std::sync::Arc<crate::routine::Locals>>,
     /// Stored functions the plan calls, with the catalog versions it was built against.
     pub routines: Vec<(cairn_common::routine::RoutineKey, u64)>,
+    /// The common table expressions in scope (innermost last): see `cte`.
+    pub ctes: Vec<crate::cte::Cte>,
 }
 
 impl<'a> PlanContext<'a> {
@@ -174,6 +176,7 @@ impl<'a> PlanContext<'a> {
             correlated: Vec::new(),
             locals: None,
             routines: Vec::new(),
+            ctes: Vec::new(),
         }
     }
 

@@ -88,12 +88,31 @@ pub(crate) struct UpdatePlan {
     pub access: WriteAccess,
     /// Whether an assignment changes the partition key (the rows must move).
     pub moves_rows: bool,
+    /// A multiple-table UPDATE (`multi_dml`); `table` is then its first target.
+    pub multi: Option<Box<crate::multi_dml::MultiPlan>>,
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct DeletePlan {
     pub table: Arc<TableDef>,
     pub access: WriteAccess,
+    /// A multiple-table DELETE (`multi_dml`); `table` is then its first target.
+    pub multi: Option<Box<crate::multi_dml::MultiPlan>>,
+}
+
+/// An UPDATE of the rows with `keys` (primary-key values) by constant assignments, for
+/// multiple-table UPDATE.
+pub(crate) fn keyed_update(table: &Arc<TableDef>, assignments: Vec<(u32, Expr)>, keys: Vec<Vec<Expr>>) -> UpdatePlan {
+    let moves_rows = assignments.iter().any(|(c, _)| table.partition_key.contains(&(*c as usize)));
+    let mut all = on_update_now(table, &assignments);
+    all.extend(assignments);
+    UpdatePlan { table: table.clone(), assignments: all, access: WriteAccess::Keys { keys, residual: None, fallback: None }, moves_rows, multi: None }
+}
+
+/// A planned multiple-table statement as the single-table plan shape the session runs.
+fn multi_update(plan: crate::multi_dml::MultiPlan) -> Result<UpdatePlan, Error> {
+    let table = plan.targets.first().map(|t| t.table.clone()).ok_or_else(|| Error::internal("UPDATE without a target"))?;
+    Ok(UpdatePlan { table, assignments: Vec::new(), access: WriteAccess::Where { filter: None }, moves_rows: false, multi: Some(Box::new(plan)) })
 }
 
 fn table_scope(def: &TableDef, alias: &str) -> Scope {
@@ -348,6 +367,9 @@ pub(crate) fn plan_update(ctx: &mut PlanContext<'_>, update: &ast::Update) -> Re
     if update.from.is_some() || update.returning.is_some() {
         return Err(Error::not_supported("UPDATE ... FROM / RETURNING"));
     }
+    if !update.table.joins.is_empty() {
+        return multi_update(crate::multi_dml::plan_update(ctx, update)?);
+    }
     let (name, alias) = single_table(std::slice::from_ref(&update.table))?;
     let table = resolve_table(ctx, &object_table_name(name)?)?;
     let alias = alias.unwrap_or_else(|| table.name.clone());
@@ -376,12 +398,17 @@ pub(crate) fn plan_update(ctx: &mut PlanContext<'_>, update: &ast::Update) -> Re
     let mut all = on_update_now(&table, &assignments);
     all.extend(assignments);
     let access = plan_write_access(ctx, &table, &scope, update.selection.as_ref(), &update.order_by, update.limit.as_ref())?;
-    Ok(UpdatePlan { table, assignments: all, access, moves_rows })
+    Ok(UpdatePlan { table, assignments: all, access, moves_rows, multi: None })
 }
 
 pub(crate) fn plan_delete(ctx: &mut PlanContext<'_>, delete: &ast::Delete) -> Result<DeletePlan, Error> {
-    if !delete.tables.is_empty() || delete.using.is_some() || delete.returning.is_some() {
-        return Err(Error::not_supported("multiple-table DELETE"));
+    if delete.returning.is_some() {
+        return Err(Error::not_supported("DELETE ... RETURNING"));
+    }
+    if !delete.tables.is_empty() || delete.using.is_some() {
+        let plan = crate::multi_dml::plan_delete(ctx, delete)?;
+        let table = plan.targets.first().map(|t| t.table.clone()).ok_or_else(|| Error::internal("DELETE without a target"))?;
+        return Ok(DeletePlan { table, access: WriteAccess::Where { filter: None }, multi: Some(Box::new(plan)) });
     }
     let from = match &delete.from {
         ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
@@ -391,7 +418,7 @@ pub(crate) fn plan_delete(ctx: &mut PlanContext<'_>, delete: &ast::Delete) -> Re
     let alias = alias.unwrap_or_else(|| table.name.clone());
     let scope = table_scope(&table, &alias);
     let access = plan_write_access(ctx, &table, &scope, delete.selection.as_ref(), &delete.order_by, delete.limit.as_ref())?;
-    Ok(DeletePlan { table, access })
+    Ok(DeletePlan { table, access, multi: None })
 }
 
 /// What a write statement did, for the OK packet.
@@ -693,6 +720,9 @@ async fn ordered_keys<B: Backend>(
 }
 
 pub(crate) async fn execute_update<B: Backend>(plan: &UpdatePlan, exec: &mut Exec<B>) -> Result<WriteResult, Error> {
+    if let Some(multi) = &plan.multi {
+        return Box::pin(crate::multi_dml::execute_update(multi, exec)).await;
+    }
     let table = &plan.table;
     let assigned: Vec<u32> = plan.assignments.iter().map(|(c, _)| *c).collect();
     if crate::unique::update_touches_entries(table, &assigned) {
@@ -830,6 +860,9 @@ async fn move_rows<B: Backend>(plan: &UpdatePlan, exec: &mut Exec<B>) -> Result<
 }
 
 pub(crate) async fn execute_delete<B: Backend>(plan: &DeletePlan, exec: &mut Exec<B>) -> Result<WriteResult, Error> {
+    if let Some(multi) = &plan.multi {
+        return Box::pin(crate::multi_dml::execute_delete(multi, exec)).await;
+    }
     let table = &plan.table;
     if crate::unique::has_unique(table) {
         // The rows' unique keys are needed to delete their entries: read, then delete by key.

@@ -555,6 +555,8 @@ pub(crate) async fn explain<B: Backend>(planned: &Planned, slots: &[crate::compi
                 explainer.select(&q.root, 1, "SIMPLE").await?;
             }
         }
+        Planned::Update(p) if p.multi.is_some() => return Err(Error::not_supported("EXPLAIN of a multiple-table UPDATE")),
+        Planned::Delete(p) if p.multi.is_some() => return Err(Error::not_supported("EXPLAIN of a multiple-table DELETE")),
         Planned::Update(p) => explain_write(&mut explainer, &p.table, &p.access, "UPDATE").await?,
         Planned::Delete(p) => explain_write(&mut explainer, &p.table, &p.access, "DELETE").await?,
     }

@@ -77,10 +77,10 @@
 //!   the data nodes. The planner (`access`, `plan`, `optimize`) uses them for lookups, lookup
 //!   joins, ranges, ORDER BY and MIN/MAX; `alter` builds them online; `explain` shows the plan.
 //!   Foreign keys are recorded, not checked (as NDB before 7.3).
-//! - Not yet: INTERSECT/EXCEPT, WITH, correlated subqueries in HAVING/ORDER BY/ON, in
+//! - Not yet: INTERSECT/EXCEPT, WITH RECURSIVE, correlated subqueries in HAVING/ORDER BY/ON, in
 //!   aggregated queries' select lists, in UPDATE/DELETE, or two levels deep, window functions,
 //!   REGEXP, JSON, column changes by ALTER TABLE, views, stored routines, users and grants,
-//!   information_schema, multiple-table UPDATE/DELETE, GET_LOCK and friends. They answer
+//!   information_schema, GET_LOCK and friends. They answer
 //!   1235 naming what is missing.
 //! - `SET GLOBAL` is refused (cluster-wide settings belong to the cluster config).
 //!   `time_zone` accepts `SYSTEM`/`UTC` and `±HH:MM` offsets; TIMESTAMP values are stored as
@@ -97,13 +97,16 @@
 //! status counters), `session` (one connection: variables, warnings, transactions, prepared
 //! statements), `variables` (the system-variable registry), `types` (result types and column
 //! metadata), `show` and `ddl` (SHOW, DESCRIBE, CREATE TABLE and its SHOW CREATE TABLE form),
-//! `testing` (feature `testing`: an in-process cluster over `cairn-storage`).
+//! `testing` (feature `testing`: an in-process cluster over `cairn-storage`), `join_using`
+//! (USING and NATURAL joins' coalesced columns), `cte` (WITH as derived tables), `multi_dml`
+//! (multiple-table UPDATE and DELETE).
 
 mod access;
 mod alter;
 pub mod backend;
 mod txn;
 mod cache;
+mod cte;
 mod compile;
 mod ddl;
 mod dml;
@@ -113,7 +116,9 @@ mod information_schema;
 mod exec_index;
 mod explain;
 mod join;
+mod join_using;
 mod lexer;
+mod multi_dml;
 mod optimize;
 mod outcome;
 mod parse;

@@ -236,11 +236,15 @@ pub(crate) fn plan_subquery(ctx: &mut PlanContext<'_>, q: &ast::Query) -> Result
     })
 }
 
-/// Plans a query (SELECT, or a parenthesized SELECT).
+/// Plans a query (SELECT, or a parenthesized SELECT), with its WITH's CTEs in scope.
 pub(crate) fn plan_query(ctx: &mut PlanContext<'_>, q: &ast::Query) -> Result<QueryPlan, Error> {
-    if q.with.is_some() {
-        return Err(Error::not_supported("WITH (common table expressions)"));
+    match &q.with {
+        Some(with) => crate::cte::with_ctes(ctx, with, |ctx| plan_query_body(ctx, q)),
+        None => plan_query_body(ctx, q),
     }
+}
+
+fn plan_query_body(ctx: &mut PlanContext<'_>, q: &ast::Query) -> Result<QueryPlan, Error> {
     if q.fetch.is_some() || q.for_clause.is_some() {
         return Err(Error::not_supported("FETCH / FOR XML"));
     }
@@ -384,6 +388,10 @@ struct FromPlan {
     scope: Scope,
     /// WHERE conjuncts not consumed by table accesses or joins: applied above.
     residual: Vec<Expr>,
+    /// The columns `SELECT *` shows, in order (USING and NATURAL joins reorder them).
+    star: Vec<usize>,
+    /// Columns that USING/NATURAL joins coalesced away: still shown by `t.*`.
+    merged: Vec<usize>,
 }
 
 fn plan_select(
@@ -497,11 +505,7 @@ fn plan_projection(
                 if scope.columns.is_empty() {
                     bail!(ParseError, "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server version for the right syntax to use near '*' at line 1");
                 }
-                for (i, c) in scope.columns.iter().enumerate() {
-                    if !c.hidden {
-                        items.push(Item::Column(i));
-                    }
-                }
+                items.extend(from.star.iter().map(|&i| Item::Column(i)));
             }
             SelectItem::QualifiedWildcard(kind, _) => {
                 let ast::SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
@@ -515,7 +519,7 @@ fn plan_projection(
                 };
                 let mut any = false;
                 for (i, c) in scope.columns.iter().enumerate() {
-                    if !c.hidden && c.table.as_deref() == Some(table.as_str()) && db.as_ref().is_none_or(|d| c.database.as_deref() == Some(d.as_str())) {
+                    if (!c.hidden || from.merged.contains(&i)) && c.table.as_deref() == Some(table.as_str()) && db.as_ref().is_none_or(|d| c.database.as_deref() == Some(d.as_str())) {
                         items.push(Item::Column(i));
                         any = true;
                     }
@@ -776,7 +780,10 @@ struct Step<'q> {
     source: Source,
     alias: String,
     kind: JoinKind,
-    on: Option<&'q ast::Expr>,
+    on: Option<std::borrow::Cow<'q, ast::Expr>>,
+    /// How many scope columns (from the first) its ON condition sees: up to its own table's,
+    /// or the swapped partner's in a RIGHT JOIN.
+    on_scope: usize,
     /// Offset of its columns in the scope (the FROM clause's written order).
     offset: usize,
     /// Whether the join order may not change here (STRAIGHT_JOIN).
@@ -866,7 +873,7 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
             let mut c = Compiler::new(ctx, &scope, "where clause");
             residual.push(c.compile(w)?.0);
         }
-        return Ok(FromPlan { node: Node::Single, scope, residual });
+        return Ok(FromPlan { node: Node::Single, scope, residual, star: Vec::new(), merged: Vec::new() });
     }
     // Resolve every table (in written order) and build the full scope.
     let mut steps: Vec<Step<'q>> = Vec::new();
@@ -881,9 +888,14 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
                 if table_name.database.is_none() && table_name.name.eq_ignore_ascii_case("dual") && steps.is_empty() {
                     return Ok(());
                 }
-                let def = resolve_table(ctx, &table_name)?;
-                let alias = alias.as_ref().map_or_else(|| def.name.clone(), |a| a.name.value.clone());
-                (Source::Table(def), alias)
+                if let Some(planned) = crate::cte::plan_reference(ctx, &table_name)? {
+                    let alias = alias.as_ref().map_or_else(|| table_name.name.clone(), |a| a.name.value.clone());
+                    (Source::Derived(Box::new(planned)), alias)
+                } else {
+                    let def = resolve_table(ctx, &table_name)?;
+                    let alias = alias.as_ref().map_or_else(|| def.name.clone(), |a| a.name.value.clone());
+                    (Source::Table(def), alias)
+                }
             }
             TableFactor::Derived { lateral, subquery, alias, .. } => {
                 if *lateral {
@@ -914,31 +926,68 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
             Source::Table(def) => scope.columns.extend(table_scope(def, &alias)),
             Source::Derived(plan) => scope.columns.extend(derived_scope(plan, &alias)),
         }
-        steps.push(Step { source, alias, kind, on, offset, straight });
+        let on_scope = offset + source.width();
+        steps.push(Step { source, alias, kind, on: on.map(std::borrow::Cow::Borrowed), on_scope, offset, straight });
         Ok(())
     };
+    // The columns of `SELECT *` in order, and those USING/NATURAL joins coalesced away
+    // (`join_using`). A RIGHT JOIN is planned as a LEFT JOIN with its two tables trading
+    // places in the join order (`swaps`); the scope keeps the written order.
+    let mut star: Vec<usize> = Vec::new();
+    let mut merged: Vec<usize> = Vec::new();
+    let mut swaps: Vec<(usize, usize)> = Vec::new();
     for twj in &select.from {
+        let first_step = steps.len();
+        let first_column = scope.width();
         add_table(ctx, &twj.relation, JoinKind::Inner, None, false, &mut steps, &mut scope)?;
-        for join in &twj.joins {
+        let mut visible: Vec<usize> = (first_column..scope.width()).filter(|&i| !scope.columns[i].hidden).collect();
+        for (j, join) in twj.joins.iter().enumerate() {
             let straight = matches!(join.join_operator, JoinOperator::StraightJoin(_));
-            let (kind, constraint) = match &join.join_operator {
-                JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::StraightJoin(c) => (JoinKind::Inner, c),
-                JoinOperator::CrossJoin(c) => (JoinKind::Inner, c),
-                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, c),
-                JoinOperator::Right(_) | JoinOperator::RightOuter(_) => return Err(Error::not_supported("RIGHT JOIN")),
+            let (kind, constraint, right_join) = match &join.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::StraightJoin(c) => (JoinKind::Inner, c, false),
+                JoinOperator::CrossJoin(c) => (JoinKind::Inner, c, false),
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, c, false),
+                JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinKind::Inner, c, true),
                 _ => return Err(Error::not_supported("this kind of join")),
             };
-            let on = match constraint {
-                JoinConstraint::On(e) => Some(e),
-                JoinConstraint::None => None,
-                JoinConstraint::Using(_) | JoinConstraint::UsingAlias(..) => return Err(Error::not_supported("JOIN ... USING")),
-                JoinConstraint::Natural => return Err(Error::not_supported("NATURAL JOIN")),
+            if right_join && (j > 0 || steps.len() == first_step) {
+                // `a JOIN b RIGHT JOIN c` is `c LEFT JOIN (a JOIN b)`: a parenthesized join.
+                return Err(Error::not_supported("RIGHT JOIN after another join"));
+            }
+            let (on, matching) = match constraint {
+                JoinConstraint::On(e) => (Some(e), None),
+                JoinConstraint::None => (None, None),
+                JoinConstraint::Using(cols) => (None, Some(crate::join_using::Matching::Using(cols))),
+                JoinConstraint::UsingAlias(..) => return Err(Error::not_supported("JOIN ... USING (...) AS alias")),
+                JoinConstraint::Natural => (None, Some(crate::join_using::Matching::Natural)),
             };
-            if kind == JoinKind::Left && on.is_none() {
+            if (kind == JoinKind::Left || right_join) && on.is_none() && matching.is_none() {
                 return Err(crate::lexer::syntax_error_near("", 1));
             }
+            let before = scope.width();
             add_table(ctx, &join.relation, kind, on, straight, &mut steps, &mut scope)?;
+            let last = steps.len() - 1;
+            match matching {
+                Some(m) => {
+                    let c = crate::join_using::coalesce(&scope, &visible, before..scope.width(), m, right_join)?;
+                    for &h in &c.hide {
+                        scope.columns[h].hidden = true;
+                    }
+                    merged.extend(&c.hide);
+                    visible = c.visible;
+                    steps[last].on = c.on.map(std::borrow::Cow::Owned);
+                }
+                None => visible.extend((before..scope.width()).filter(|&i| !scope.columns[i].hidden)),
+            }
+            if right_join {
+                // The written left table becomes the null-extended one, joined by the ON.
+                steps[last - 1].kind = JoinKind::Left;
+                steps[last - 1].on = steps[last].on.take();
+                steps[last - 1].on_scope = steps[last].on_scope;
+                swaps.push((last - 1, last));
+            }
         }
+        star.extend(visible);
     }
     if steps.is_empty() {
         // FROM DUAL.
@@ -948,7 +997,7 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
             let mut c = Compiler::new(ctx, &empty, "where clause");
             residual.push(c.compile(w)?.0);
         }
-        return Ok(FromPlan { node: Node::Single, scope: empty, residual });
+        return Ok(FromPlan { node: Node::Single, scope: empty, residual, star: Vec::new(), merged: Vec::new() });
     }
 
     // WHERE conjuncts over the full scope; a correlated subquery's result is a column the
@@ -964,9 +1013,9 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
     // ON conditions, compiled over the scope up to their table (as MySQL resolves them).
     let mut on_conjuncts: Vec<Vec<Expr>> = Vec::with_capacity(steps.len());
     for step in &steps {
-        on_conjuncts.push(match step.on {
+        on_conjuncts.push(match step.on.as_deref() {
             Some(on) => {
-                let partial = Scope { columns: scope.columns[..step.offset + step.source.width()].to_vec() };
+                let partial = Scope { columns: scope.columns[..step.on_scope].to_vec() };
                 let before = ctx.correlated.len();
                 let mut c = Compiler::new(ctx, &partial, "on clause");
                 let e = c.compile(on)?.0;
@@ -989,6 +1038,9 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
         }
         let evaluable: Vec<Expr> = conjuncts.iter().filter(|e| e.columns().iter().all(|&c| (c as usize) < scope_width)).cloned().collect();
         order = choose_join_order(&steps, &evaluable);
+    }
+    for &(a, b) in &swaps {
+        order.swap(a, b);
     }
     let reordered = order.iter().enumerate().any(|(i, &o)| i != o);
     // Column positions in the join's row, in the chosen order.
@@ -1115,7 +1167,7 @@ fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_
             .map(|e| e.remap_columns(&|c| if (c as usize) < scope_width { old_position[c as usize] } else { c }))
             .collect();
     }
-    Ok(FromPlan { node, scope, residual })
+    Ok(FromPlan { node, scope, residual, star, merged })
 }
 
 /// How to read a FROM item given the conditions on it alone.

@@ -192,6 +192,20 @@ impl SessionSecurity {
         };
         let target = match planned {
             Planned::Query(_) => None,
+            // A multiple-table UPDATE or DELETE (`multi_dml`): its write privilege on each
+            // target, and SELECT on every table it joins, the targets included (it reads them
+            // to find the rows).
+            Planned::Update(crate::dml::UpdatePlan { multi: Some(m), .. }) | Planned::Delete(crate::dml::DeletePlan { multi: Some(m), .. }) => {
+                for t in &m.targets {
+                    if matches!(planned, Planned::Update(_)) {
+                        let names = t.assigned().filter_map(|i| t.table.columns.get(i as usize)).map(|c| c.name.as_str());
+                        self.need_columns(&auth, Privilege::Update, &t.table, names)?;
+                    } else {
+                        self.need_table(&auth, Privilege::Delete, &t.table.database, &t.table.name)?;
+                    }
+                }
+                None
+            }
             Planned::Insert(p) => {
                 let names = p.columns.iter().filter_map(|&i| p.table.columns.get(i)).map(|c| c.name.as_str());
                 self.need_columns(&auth, Privilege::Insert, &p.table, names)?;

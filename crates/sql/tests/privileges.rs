@@ -233,3 +233,24 @@ async fn routine_privileges_and_sql_security() {
     ok(&mut root, "REVOKE EXECUTE ON FUNCTION calmail.key_count FROM 'exim'@'%'").await;
     assert_eq!(fails(&mut exim, "SELECT calmail.key_count()").await.0, 1370);
 }
+
+#[tokio::test]
+async fn multiple_table_update_and_delete_need_their_privileges_on_every_table() {
+    let (engine, mut root) = setup().await;
+    ok(&mut root, "CREATE USER 'admin'@'%'").await;
+    ok(&mut root, "GRANT SELECT, UPDATE (quota) ON calmail.account TO 'admin'@'%'").await;
+    let mut admin = login(&engine, "admin", "%", "10.1.2.3");
+    // Reading calmail.alias to find the rows needs SELECT on it.
+    let join_update = "UPDATE calmail.account a JOIN calmail.alias l ON l.target = a.id SET a.quota = 12";
+    assert_eq!(fails(&mut admin, join_update).await.0, 1142);
+    ok(&mut root, "GRANT SELECT ON calmail.alias TO 'admin'@'%'").await;
+    ok(&mut admin, join_update).await;
+    assert_eq!(rows(&mut admin, "SELECT quota FROM calmail.account WHERE id = 1").await, [["12"]]);
+    // A column without UPDATE, a target without DELETE.
+    let (code, message) = fails(&mut admin, "UPDATE calmail.account a JOIN calmail.alias l ON l.target = a.id SET a.email = 'z'").await;
+    assert_eq!((code, message.as_str()), (1143, "UPDATE command denied to user 'admin'@'10.1.2.3' for column 'email' in table 'account'"));
+    assert_eq!(fails(&mut admin, "DELETE l FROM calmail.alias l JOIN calmail.account a ON a.id = l.target").await.0, 1142);
+    ok(&mut root, "GRANT DELETE ON calmail.alias TO 'admin'@'%'").await;
+    ok(&mut admin, "DELETE l FROM calmail.alias l JOIN calmail.account a ON a.id = l.target").await;
+    assert_eq!(rows(&mut admin, "SELECT COUNT(*) FROM calmail.alias").await, [["0"]]);
+}
