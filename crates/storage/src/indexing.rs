@@ -12,14 +12,13 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use cairn_common::catalog::{Catalog, TableDef};
-use cairn_common::expr::{EvalContext, Expr};
+use cairn_common::expr::Expr;
 use cairn_common::ids::PartitionId;
 use cairn_common::ops::{IndexPosition, KeyRange};
-use cairn_common::value::Value;
 use cairn_common::{Error, Result};
 
 use crate::ordered::{OrderedIndex, entry_slot, prefix_successor};
-use crate::store::{DEFAULT_SCAN_ROWS, MAX_SCAN_BYTES, MAX_SCAN_EXAMINED, MAX_SCAN_ROWS, Store, TableStore};
+use crate::store::{DEFAULT_SCAN_ROWS, MAX_SCAN_BYTES, MAX_SCAN_EXAMINED, MAX_SCAN_ROWS, RowShaper, Store, TableStore};
 
 /// An index range scan, as [`cairn_common::ops::ReadOp::IndexScan`] asks for it.
 #[derive(Clone, Copy, Debug)]
@@ -246,17 +245,7 @@ impl Store {
             )));
         };
         let layout = &schema.layout;
-        let projection = match request.projection {
-            Some(columns) => {
-                let columns: Vec<usize> = columns.iter().map(|&c| c as usize).collect();
-                if let Some(bad) = columns.iter().find(|&&c| c >= layout.column_count()) {
-                    return Err(Error::internal(format!("projection names column {bad} of a {}-column table", layout.column_count())));
-                }
-                let projected = layout.project(&columns);
-                Some((columns, projected))
-            }
-            None => None,
-        };
+        let mut shaper = RowShaper::new(layout, request.filter, request.projection)?;
         let max_rows = match request.max_rows {
             0 => DEFAULT_SCAN_ROWS,
             n => n.min(MAX_SCAN_ROWS),
@@ -279,8 +268,6 @@ impl Store {
                 sets.push((partition, set));
             }
         }
-        let mut values = Vec::with_capacity(layout.column_count());
-        let mut ctx = EvalContext::detached();
         let mut bytes = 0usize;
         let mut examined = 0u64;
         for (n, &range_index) in order.iter().enumerate().skip(start_at) {
@@ -323,23 +310,7 @@ impl Store {
                 examined += 1;
                 let slot = entry_slot(entry);
                 let Some(row) = t.partitions.get(&partition).and_then(|p| p.row_at(&self.arena, slot)) else { continue };
-                let needs_values = request.filter.is_some() || projection.is_some();
-                if needs_values {
-                    values.clear();
-                    layout.decode_into(row, &mut values)?;
-                }
-                let passes = match request.filter {
-                    Some(filter) => filter.matches(&values, &mut ctx)?,
-                    None => true,
-                };
-                if passes {
-                    let out = match &projection {
-                        Some((columns, projected)) => {
-                            let picked: Vec<Value> = columns.iter().map(|&c| values[c].clone()).collect();
-                            projected.encode_to_vec(&picked)?
-                        }
-                        None => row.to_vec(),
-                    };
+                if let Some(out) = shaper.shape(row)? {
                     bytes += out.len();
                     batch.rows.push(out);
                     remaining -= 1;

@@ -531,20 +531,7 @@ impl Store {
                 &built
             }
         };
-        let projection = match request.projection {
-            Some(columns) => {
-                let columns: Vec<usize> = columns.iter().map(|&c| c as usize).collect();
-                if let Some(bad) = columns.iter().find(|&&c| c >= layout.column_count()) {
-                    return Err(Error::internal(format!(
-                        "projection names column {bad} of a {}-column table",
-                        layout.column_count()
-                    )));
-                }
-                let projected = layout.project(&columns);
-                Some((columns, projected))
-            }
-            None => None,
-        };
+        let mut shaper = RowShaper::new(layout, request.filter, request.projection)?;
         let (start_at, start_slot) = match request.resume {
             None => (0, 0u32),
             Some(position) => {
@@ -573,31 +560,13 @@ impl Store {
         let Some(table) = table else { return Ok(batch) };
         let mut bytes = 0usize;
         let mut examined = 0u64;
-        let mut values = Vec::with_capacity(layout.column_count());
-        let mut ctx = EvalContext::detached();
         for (at, &partition) in partitions.iter().enumerate().skip(start_at) {
             let Some(p) = table.partitions.get(&partition) else { continue };
             let mut slot = if at == start_at { start_slot } else { 0 };
             while let Some((found, row)) = p.next_row(&self.arena, slot) {
                 slot = found + 1;
                 examined += 1;
-                let needs_values = request.filter.is_some() || projection.is_some();
-                if needs_values {
-                    values.clear();
-                    layout.decode_into(row, &mut values)?;
-                }
-                let passes = match request.filter {
-                    Some(filter) => filter.matches(&values, &mut ctx)?,
-                    None => true,
-                };
-                if passes {
-                    let out = match &projection {
-                        Some((columns, projected)) => {
-                            let picked: Vec<Value> = columns.iter().map(|&c| values[c].clone()).collect();
-                            projected.encode_to_vec(&picked)?
-                        }
-                        None => row.to_vec(),
-                    };
+                if let Some(out) = shaper.shape(row)? {
                     bytes += out.len();
                     batch.rows.push(out);
                     remaining -= 1;
@@ -1047,5 +1016,54 @@ mod tests {
         store.compact(0.5);
         let empty = store.memory();
         assert_eq!((empty.rows, empty.page_bytes, empty.index_bytes, empty.directory_bytes), (0, 0, 0, 0));
+    }
+}
+
+/// What a scan does with each row it visits: evaluates the pushed-down filter and encodes the
+/// projection. Table scans and index scans share it, so both answer rows the same way.
+pub(crate) struct RowShaper<'a> {
+    layout: &'a cairn_common::row::RowLayout,
+    filter: Option<&'a Expr>,
+    /// Column numbers of the answer and their projected layout; `None`: whole rows.
+    projection: Option<(Vec<usize>, cairn_common::row::RowLayout)>,
+    values: Vec<Value>,
+    ctx: EvalContext<'static>,
+}
+
+impl<'a> RowShaper<'a> {
+    /// Checks that the projection names columns of the layout.
+    pub(crate) fn new(layout: &'a cairn_common::row::RowLayout, filter: Option<&'a Expr>, projection: Option<&[u32]>) -> Result<RowShaper<'a>> {
+        let projection = match projection {
+            Some(columns) => {
+                let columns: Vec<usize> = columns.iter().map(|&c| c as usize).collect();
+                if let Some(bad) = columns.iter().find(|&&c| c >= layout.column_count()) {
+                    return Err(Error::internal(format!("projection names column {bad} of a {}-column table", layout.column_count())));
+                }
+                let projected = layout.project(&columns);
+                Some((columns, projected))
+            }
+            None => None,
+        };
+        Ok(RowShaper { layout, filter, projection, values: Vec::with_capacity(layout.column_count()), ctx: EvalContext::detached() })
+    }
+
+    /// The answer row for a stored row: `None` when the filter does not pass it.
+    pub(crate) fn shape(&mut self, row: &[u8]) -> Result<Option<Vec<u8>>> {
+        if self.filter.is_some() || self.projection.is_some() {
+            self.values.clear();
+            self.layout.decode_into(row, &mut self.values)?;
+        }
+        if let Some(filter) = self.filter
+            && !filter.matches(&self.values, &mut self.ctx)?
+        {
+            return Ok(None);
+        }
+        Ok(Some(match &self.projection {
+            Some((columns, projected)) => {
+                let picked: Vec<Value> = columns.iter().map(|&c| self.values[c].clone()).collect();
+                projected.encode_to_vec(&picked)?
+            }
+            None => row.to_vec(),
+        }))
     }
 }
