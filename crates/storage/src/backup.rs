@@ -51,8 +51,8 @@ use cairn_common::ops::RowChange;
 
 use crate::Store;
 use crate::checkpoint::format::{BlockBuilder, FileEntry, Record, decode_blocks, decode_file_header};
+use crate::checkpoint::capture::{key_of_row, next_partition};
 use crate::checkpoint::{CheckpointError, Disk, io_error};
-use crate::schema::TableSchema;
 
 /// The directory of backup `backup_id` under a node's backup directory.
 pub fn backup_dir(backup_root: &Path, backup_id: u32) -> PathBuf {
@@ -220,7 +220,7 @@ impl BackupCapture {
             }
             // The partition is done: its marks are no longer needed.
             self.marked.retain(|(t, p, _)| (*t, *p) != (table, partition));
-            self.cursor = match next_partition(store, &self.tables, table, partition) {
+            self.cursor = match next_partition(store, self.tables.range(table..).copied(), table, partition) {
                 Some((table, partition)) => Cursor::At { table, partition, slot: 0 },
                 None => Cursor::Done,
             };
@@ -326,35 +326,6 @@ impl BackupCapture {
 
 fn first_partition(store: &Store, tables: &BTreeSet<TableId>) -> Option<(TableId, PartitionId)> {
     tables.iter().find_map(|&t| store.partitions(t).first().map(|&p| (t, p)))
-}
-
-fn next_partition(
-    store: &Store,
-    tables: &BTreeSet<TableId>,
-    table: TableId,
-    partition: PartitionId,
-) -> Option<(TableId, PartitionId)> {
-    for &t in tables.range(table..) {
-        for p in store.partitions(t) {
-            if (t, p) > (table, partition) {
-                return Some((t, p));
-            }
-        }
-    }
-    None
-}
-
-fn key_of_row(store: &Store, catalog: &Catalog, table: TableId, row: &[u8]) -> Result<Vec<u8>, String> {
-    let built;
-    let schema = match (store.schema(table), catalog.table(table)) {
-        (Some(schema), _) => schema,
-        (None, Some(def)) => {
-            built = TableSchema::new(def).map_err(|e| e.message)?;
-            &built
-        }
-        (None, None) => return Err(format!("table {table} is unknown")),
-    };
-    schema.primary_key_vec(row).map_err(|e| e.message)
 }
 
 // ----- The control file -----

@@ -225,7 +225,7 @@ impl Capture {
             }
             // The partition is copied; every position up to the next partition holding rows is
             // captured too (empty now, and changes to it are recorded from now on).
-            self.cursor = match next_partition(store, table, partition) {
+            self.cursor = match next_partition(store, store.tables(), table, partition) {
                 Some((table, partition)) => Cursor::At { table, partition, slot: 0 },
                 None => Cursor::Done,
             };
@@ -384,9 +384,15 @@ impl Capture {
     }
 }
 
-/// The first partition holding rows after `(table, partition)`, in (table, partition) order.
-fn next_partition(store: &Store, table: TableId, partition: PartitionId) -> Option<(TableId, PartitionId)> {
-    for t in store.tables() {
+/// The first partition after `(table, partition)`, in (table, partition) order, among `tables`
+/// (ascending). Checkpoints walk every table; backups (`crate::backup`) the ones they copy.
+pub(crate) fn next_partition(
+    store: &Store,
+    tables: impl IntoIterator<Item = TableId>,
+    table: TableId,
+    partition: PartitionId,
+) -> Option<(TableId, PartitionId)> {
+    for t in tables {
         if t < table {
             continue;
         }
@@ -401,7 +407,7 @@ fn next_partition(store: &Store, table: TableId, partition: PartitionId) -> Opti
 
 /// The encoded primary key of a row put into `table`, under the schema the store (or else the
 /// catalog) has: the same encoding the store derives when it applies the put.
-fn key_of_row(store: &Store, catalog: &Catalog, table: TableId, row: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn key_of_row(store: &Store, catalog: &Catalog, table: TableId, row: &[u8]) -> Result<Vec<u8>, String> {
     let built;
     let schema = match (store.schema(table), catalog.table(table)) {
         (Some(schema), _) => schema,
