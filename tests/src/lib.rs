@@ -269,6 +269,17 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` to node `id`'s process group (a data node's angel and worker together):
+    /// SIGSTOP freezes the node as a hung machine would, SIGCONT lets it go on.
+    pub fn signal(&self, id: u32, signal: i32) {
+        if let Some(child) = self.children.get(&id) {
+            // SAFETY: kill(2) on the process group of a child we spawned in its own group.
+            unsafe {
+                libc::kill(-(child.id() as libc::pid_t), signal);
+            }
+        }
+    }
+
     /// Whether the process of node `id` is stopped by a signal (SIGSTOP: state `T` in
     /// /proc/<pid>/stat), as a `:stop` failpoint leaves it. Linux only, like the rest of the
     /// fault tests.
