@@ -577,3 +577,31 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A node that lost its log must never win arbitration: it may lack committed writes, and going
+/// on alone would make its empty store the node group's truth and then replace the other
+/// replica's rows with it. Node 1 is frozen (SIGSTOP, a hung machine) while node 2 does an
+/// initial restart: node 2 must wait for it, not lead, and nothing may be lost once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_log_waits_for_its_replica_instead_of_going_on_alone() {
+    let mut cluster = Cluster::start(ClusterSpec::default()).await.unwrap();
+    let pool = cluster.pool(0, None);
+    create_table(&pool, "ar", "t").await;
+    insert_rows(&pool, "ar.t", 0..500).await;
+
+    cluster.signal(1, libc::SIGSTOP);
+    cluster.stop(2);
+    cluster.start_node_with(2, &["--initial"], &[]).unwrap();
+    // Several ArbitrationTimeouts (1 s in tests) with the other replica silent.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let log = std::fs::read_to_string(cluster.log_path(2)).unwrap();
+    let wiped_at = log.rfind("initial start: checkpoints and Raft log removed").expect("node 2 did an initial start");
+    assert!(!log[wiped_at..].contains("arbitration won"), "node 2 went on alone without its log");
+    assert!(!status(&cluster, 2).await.starts_with("Node 2: started"), "node 2 started without its log");
+
+    cluster.signal(1, libc::SIGCONT);
+    cluster.wait_ready(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(count(&pool, "ar.t").await, 500, "rows were lost");
+    assert_eq!(replicas_agree(&cluster, (1, 2), "ar", "t").await, 500);
+    pool.disconnect().await.unwrap();
+}

@@ -269,6 +269,27 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` to node `id`'s process group (a data node's angel and worker together):
+    /// SIGSTOP freezes the node as a hung machine would, SIGCONT lets it go on.
+    pub fn signal(&self, id: u32, signal: i32) {
+        if let Some(child) = self.children.get(&id) {
+            // SAFETY: kill(2) on the process group of a child we spawned in its own group.
+            unsafe {
+                libc::kill(-(child.id() as libc::pid_t), signal);
+            }
+        }
+    }
+
+    /// Whether the process of node `id` is stopped by a signal (SIGSTOP: state `T` in
+    /// /proc/<pid>/stat), as a `:stop` failpoint leaves it. Linux only, like the rest of the
+    /// fault tests.
+    pub fn is_stopped(&self, id: u32) -> bool {
+        let Some(child) = self.children.get(&id) else { return false };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", child.id())) else { return false };
+        // The command name in parentheses may hold spaces; the state follows the last ')'.
+        stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    }
+
     pub fn is_running(&mut self, id: u32) -> bool {
         self.children.get_mut(&id).is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }

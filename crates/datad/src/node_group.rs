@@ -507,7 +507,11 @@ impl NodeGroupLoop {
     fn arbitrate_if_stalled(&mut self) {
         let voters = self.replica.conf_state().voters;
         let stalled = self.members.len() == 2 && voters.len() == 2 && self.replica.leader_id().is_none();
-        if !stalled {
+        // A node that lost its log (initial restart, damage) or is still installing a snapshot
+        // may lack entries the group committed: going on alone would make its store the node
+        // group's truth and then replace the other replica's rows with it. It waits for the
+        // other replica instead; only a node holding its whole log may survive alone.
+        if !stalled || !self.durability_caught_up() {
             self.stalled_since = None;
             return;
         }
@@ -531,7 +535,9 @@ impl NodeGroupLoop {
             return;
         }
         let still_stalled = self.replica.leader_id().is_none() && self.replica.conf_state().voters.len() == 2;
-        if !still_stalled || self.replica.conf_epoch() != epoch {
+        // The same guard as when asking (see `arbitrate_if_stalled`): the answer may arrive
+        // after this node started to copy from its replica.
+        if !still_stalled || self.replica.conf_epoch() != epoch || !self.durability_caught_up() {
             return;
         }
         tracing::warn!(node = self.node_id, group = %self.group, epoch, "arbitration won: going on as the node group's only voter");

@@ -53,12 +53,29 @@ async fn refuse_too_many(mut stream: tokio::net::TcpStream) {
 }
 
 /// Fault tests name a point of the commit protocol in `CAIRN_FAILPOINT` (e.g. `after-prepare`)
-/// and this SQL node dies there as if killed with -9: no cleanup, no goodbye.
+/// and this SQL node dies there as if killed with -9: no cleanup, no goodbye. With a `:stop`
+/// suffix (`after-prepare:stop`) it instead stops itself with SIGSTOP there, as an operator's
+/// `kill -STOP` would, so that a test can act while the transaction is held at that point (for
+/// example take a backup while it is prepared and undecided) and later resume or kill it.
 fn failpoint_from_env() -> Option<cairn_sql::Failpoint> {
-    let wanted = std::env::var("CAIRN_FAILPOINT").ok().filter(|v| !v.is_empty())?;
-    tracing::warn!(point = %wanted, "fault injection armed: this SQL node will die at that point");
+    let armed = std::env::var("CAIRN_FAILPOINT").ok().filter(|v| !v.is_empty())?;
+    let (wanted, stop) = match armed.strip_suffix(":stop") {
+        Some(point) => (point.to_string(), true),
+        None => (armed, false),
+    };
+    tracing::warn!(point = %wanted, stop, "fault injection armed: this SQL node will die or stop at that point");
     Some(std::sync::Arc::new(move |point: &'static str| {
-        if point == wanted {
+        if point != wanted {
+            return;
+        }
+        if stop {
+            eprintln!("CAIRN_FAILPOINT {point}: stopping (SIGSTOP)");
+            // SAFETY: raise only sends a signal to this process; SIGSTOP suspends every thread
+            // until a SIGCONT (or SIGKILL) arrives, which is exactly the pause the test wants.
+            unsafe {
+                libc::raise(libc::SIGSTOP);
+            }
+        } else {
             eprintln!("CAIRN_FAILPOINT {point}: aborting");
             std::process::abort();
         }
