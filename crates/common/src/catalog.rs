@@ -153,9 +153,42 @@ pub struct TableDef {
     /// The ENGINE clause as given (`ndbcluster` if none), echoed by SHOW CREATE TABLE.
     pub engine: String,
     pub comment: String,
+    /// The format of rows written now and the earlier layouts stored rows may still have
+    /// (online column changes: `cairn_sql::alter_columns`).
+    #[serde(default)]
+    pub layouts: LayoutHistory,
+}
+
+/// A table's row formats: the current one, and every earlier one with how its rows map onto
+/// the current columns. Kept in the catalog so that checkpoints, snapshots, backups and
+/// restores read old rows as the data nodes do.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayoutHistory {
+    /// The format byte of rows written with the current columns (0 until the first change).
+    pub format: u8,
+    pub older: Vec<crate::row::OlderLayout>,
 }
 
 impl TableDef {
+    /// Where the columns of the table as it was at row format `format` are now: entry i is the
+    /// current position of that definition's column i (None: dropped since). None when the
+    /// format is unknown or is the current one (positions unchanged).
+    pub fn positions_since(&self, format: u8) -> Option<Vec<Option<usize>>> {
+        let older = self.layouts.older.iter().find(|o| o.format == format)?;
+        if format == self.layouts.format {
+            return None;
+        }
+        let mut out = vec![None; older.columns.len()];
+        for (now, source) in older.sources.iter().enumerate() {
+            if let crate::row::ColumnSource::Column { column, .. } = source {
+                if let Some(slot) = out.get_mut(*column) {
+                    *slot = Some(now);
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// Index of a visible column by name (case-insensitive, as MySQL column names are).
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| !c.hidden && c.name.eq_ignore_ascii_case(name))
@@ -166,7 +199,8 @@ impl TableDef {
     }
 
     pub fn layout(&self) -> RowLayout {
-        RowLayout::new(self.columns.iter().map(|c| (c.ty.clone(), c.nullable)).collect())
+        let columns = self.columns.iter().map(|c| (c.ty.clone(), c.nullable)).collect();
+        RowLayout::with_history(columns, self.layouts.format, self.layouts.older.clone())
     }
 
     pub fn partition_count(&self) -> u32 {
@@ -573,9 +607,16 @@ impl Catalog {
         // What the data nodes rely on stays: the id and the placement of the partitions.
         table.id = id;
         table.partitions = current.partitions.clone();
-        // A unique index keeps its hidden table only if it is the same index (same id and columns).
+        // A unique index keeps its hidden table only if it is the same index (same id and columns;
+        // a column change may have moved the columns, which the layout history tells).
+        let moved = table.positions_since(current.layouts.format);
+        let now_at = |columns: &[usize]| -> Vec<Option<usize>> {
+            columns.iter().map(|&c| match &moved { Some(map) => map.get(c).copied().flatten(), None => Some(c) }).collect()
+        };
         for ix in &mut table.indexes {
-            let same = current.indexes.iter().any(|old| old.id == ix.id && old.columns == ix.columns && old.kind == ix.kind && old.table == ix.table);
+            let same = current.indexes.iter().any(|old| {
+                old.id == ix.id && now_at(&old.columns) == ix.columns.iter().map(|&c| Some(c)).collect::<Vec<_>>() && old.kind == ix.kind && old.table == ix.table
+            });
             if !same || ix.kind != IndexKind::Unique {
                 ix.table = None;
             }
@@ -650,6 +691,7 @@ pub fn index_table_def(base: &TableDef, index: &IndexDef) -> Result<TableDef> {
         collation: base.collation.clone(),
         engine: base.engine.clone(),
         comment: format!("unique index {} of {}", index.name, base.name),
+        layouts: Default::default(),
     })
 }
 
@@ -679,6 +721,7 @@ mod tests {
             collation: "utf8mb4_general_ci".into(),
             engine: "ndbcluster".into(),
             comment: String::new(),
+            layouts: Default::default(),
         }
     }
 

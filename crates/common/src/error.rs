@@ -129,6 +129,10 @@ error_kinds! {
     WrongAutoKey = (1075, "42000", Report),
     /// ER_CANT_DROP_FIELD_OR_KEY
     CantDropFieldOrKey = (1091, "42000", Report),
+    /// ER_CANT_REMOVE_ALL_FIELDS: ALTER TABLE … DROP COLUMN of the last column.
+    CantRemoveAllFields = (1090, "42000", Report),
+    /// ER_INVALID_USE_OF_NULL: ALTER TABLE making a column that holds NULLs NOT NULL.
+    InvalidUseOfNull = (1138, "22004", Report),
     /// ER_NO_SUCH_THREAD: KILL of a connection id that is not a session of this SQL node.
     UnknownThread = (1094, "HY000", Report),
     NotOwnerOfThread = (1095, "HY000", Report),

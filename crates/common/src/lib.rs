@@ -22,6 +22,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod coerce;
 pub mod collation;
 pub mod decimal;
 pub mod error;

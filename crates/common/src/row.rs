@@ -11,8 +11,12 @@
 //!   every offset stays fixed and one column decodes without walking the row.
 //! - Variable-length columns (CHAR, VARCHAR, TEXT, BLOB) follow in column order, each a LEB128
 //!   length and the bytes; a NULL one takes nothing.
-//! - The format byte names the table's layout version, so rows written before an online
-//!   ADD COLUMN stay readable.
+//! - The format byte names the table's layout version. An online ALTER TABLE that changes
+//!   columns gives the table a new layout with the next format number; a [`RowLayout`] keeps
+//!   the layouts of the table's earlier formats ([`OlderLayout`]) with where each current column
+//!   comes from, so a row stored before the change decodes into the current columns: an added
+//!   column reads as its default, a dropped one is skipped, a retyped one is converted with
+//!   MySQL's store-assignment rules (`crate::coerce`). Rows are never rewritten by a change.
 //!
 //! Every byte counts: a row of an INT key, a 20-character VARCHAR and a DATETIME takes
 //! 1 + 1 + 4 + 5 + 21 = 32 bytes.
@@ -50,6 +54,29 @@ pub struct RowLayout {
     null_bytes: usize,
     /// Offset where the var part begins.
     fixed_end: usize,
+    /// Earlier layouts of the same table whose rows may still be stored (empty for a table
+    /// never altered and for projections).
+    #[serde(default)]
+    older: Vec<OlderLayout>,
+}
+
+/// Where a column of the current layout takes its value from in a row of an older layout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ColumnSource {
+    /// Column `column` of the older layout; `convert`: its type differs, so the value goes
+    /// through store assignment to the current type.
+    Column { column: usize, convert: bool },
+    /// The column did not exist then: this value (its default when it was added).
+    Value(Value),
+}
+
+/// An earlier layout of a table and how its rows map onto the current columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OlderLayout {
+    pub format: u8,
+    pub columns: Vec<(ColumnType, bool)>,
+    /// One entry per column of the current layout.
+    pub sources: Vec<ColumnSource>,
 }
 
 fn decimal_width(precision: u8) -> usize {
@@ -177,7 +204,57 @@ impl RowLayout {
                 ColumnSlot { ty, null_bit, slot }
             })
             .collect();
-        RowLayout { columns, format, null_bytes, fixed_end: offset }
+        RowLayout { columns, format, null_bytes, fixed_end: offset, older: Vec::new() }
+    }
+
+    /// The current layout of an altered table: `columns` in format `format`, able to decode rows
+    /// of the `older` formats too.
+    pub fn with_history(columns: Vec<(ColumnType, bool)>, format: u8, older: Vec<OlderLayout>) -> RowLayout {
+        let mut layout = RowLayout::with_format(columns, format);
+        layout.older = older;
+        layout
+    }
+
+    /// The format byte rows encoded with this layout carry.
+    pub fn format(&self) -> u8 {
+        self.format
+    }
+
+    /// Whether rows of format `format` decode with this layout.
+    pub fn reads_format(&self, format: u8) -> bool {
+        format == self.format || self.older.iter().any(|o| o.format == format)
+    }
+
+    /// A row of an older format, decoded into the current columns; None if the row has the
+    /// current format (or no format byte, which `check_header` reports).
+    fn decode_older(&self, row: &[u8]) -> Result<Option<Vec<Value>>> {
+        let Some(&format) = row.first() else { return Ok(None) };
+        if format == self.format || self.older.is_empty() {
+            return Ok(None);
+        }
+        let older = self.older.iter().find(|o| o.format == format).ok_or_else(|| corrupt("unknown layout format"))?;
+        let stored = RowLayout::with_format(older.columns.clone(), older.format).decode(row)?;
+        let mut out = Vec::with_capacity(self.columns.len());
+        for (source, current) in older.sources.iter().zip(&self.columns) {
+            out.push(match source {
+                ColumnSource::Value(v) => v.clone(),
+                ColumnSource::Column { column, convert } => {
+                    let value = stored.get(*column).cloned().ok_or_else(|| corrupt("older layout maps a missing column"))?;
+                    if *convert && !value.is_null() {
+                        // The ALTER that changed the type checked every stored value in strict
+                        // mode; a value written meanwhile is clipped as non-strict mode would.
+                        let target = crate::catalog::ColumnDef::new("", current.ty.clone());
+                        crate::coerce::coerce(value, &target, &mut crate::coerce::Coercion::lenient())?
+                    } else {
+                        value
+                    }
+                }
+            });
+        }
+        if out.len() != self.columns.len() {
+            return Err(corrupt("older layout maps too few columns"));
+        }
+        Ok(Some(out))
     }
 
     pub fn column_count(&self) -> usize {
@@ -275,6 +352,10 @@ impl RowLayout {
     }
 
     pub fn decode_into(&self, row: &[u8], out: &mut Vec<Value>) -> Result<()> {
+        if let Some(values) = self.decode_older(row)? {
+            out.extend(values);
+            return Ok(());
+        }
         self.check_header(row)?;
         let mut var_at = self.fixed_end;
         for col in &self.columns {
@@ -303,6 +384,9 @@ impl RowLayout {
 
     /// Decodes one column without decoding the others.
     pub fn decode_column(&self, row: &[u8], index: usize) -> Result<Value> {
+        if let Some(mut values) = self.decode_older(row)? {
+            return if index < values.len() { Ok(values.swap_remove(index)) } else { Err(corrupt("column index out of range")) };
+        }
         self.check_header(row)?;
         let col = self.columns.get(index).ok_or_else(|| corrupt("column index out of range"))?;
         if self.is_null(row, col) {
@@ -491,6 +575,34 @@ mod tests {
     use super::*;
     use crate::temporal::{parse_datetime, parse_time};
     use crate::types::{IntWidth, LobSize};
+
+    #[test]
+    fn rows_of_an_older_layout_decode_into_the_current_columns() {
+        let int = ColumnType::Int { width: IntWidth::Int, unsigned: false, display: None };
+        let text = ColumnType::VarChar { length: 8, binary: false };
+        let before = RowLayout::with_format(vec![(int.clone(), false), (text.clone(), true), (int.clone(), true)], 0);
+        let old_row = before.encode_to_vec(&[Value::Int(7), Value::Text("x".into()), Value::Int(42)]).unwrap();
+        // Now: a column added first (default 5), column 2 retyped to VARCHAR, column 1 dropped.
+        let older = OlderLayout {
+            format: 0,
+            columns: vec![(int.clone(), false), (text.clone(), true), (int.clone(), true)],
+            sources: vec![
+                ColumnSource::Value(Value::Int(5)),
+                ColumnSource::Column { column: 0, convert: false },
+                ColumnSource::Column { column: 2, convert: true },
+            ],
+        };
+        let now = RowLayout::with_history(vec![(int.clone(), false), (int.clone(), false), (text.clone(), true)], 1, vec![older]);
+        assert_eq!(now.decode(&old_row).unwrap(), vec![Value::Int(5), Value::Int(7), Value::Text("42".into())]);
+        assert_eq!(now.decode_column(&old_row, 2).unwrap(), Value::Text("42".into()));
+        let new_row = now.encode_to_vec(&[Value::Int(1), Value::Int(2), Value::Null]).unwrap();
+        assert_eq!(new_row[0], 1, "new rows carry the new format");
+        assert_eq!(now.decode(&new_row).unwrap(), vec![Value::Int(1), Value::Int(2), Value::Null]);
+        // A format the table never had is a corrupt row, not a panic.
+        let mut unknown = new_row.clone();
+        unknown[0] = 9;
+        assert!(now.decode(&unknown).is_err());
+    }
 
     fn sample_layout() -> RowLayout {
         RowLayout::new(vec![

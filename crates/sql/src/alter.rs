@@ -24,7 +24,9 @@
 //! If the SQL node running the statement dies between the two changes, the index stays
 //! Building: maintained but unused. Running the same statement again finds it and resumes.
 //!
-//! Columns (ADD/DROP/MODIFY COLUMN) are not changed online yet: they answer 1235.
+//! Column changes (ADD/DROP/MODIFY/CHANGE/RENAME COLUMN) are planned by `alter_columns`: a new
+//! row format in the definition, no row rewritten. A statement that changes columns and adds
+//! indexes makes the column change first, then builds the indexes on the new definition.
 
 use std::sync::Arc;
 
@@ -59,6 +61,11 @@ pub(crate) struct AlterPlan {
     pub new: TableDef,
     /// Indexes (by id) of `new` to build before they turn Ready.
     pub building: Vec<u32>,
+    /// Whether the statement changes columns (then `new` may have a new row format).
+    pub columns_changed: bool,
+    /// Stored values to check against their column's new definition first: (column of
+    /// `current`, column of `new`).
+    pub checks: Vec<(usize, usize)>,
 }
 
 fn index_columns(table: &TableDef, columns: &[ast::IndexColumn]) -> Result<Vec<usize>, Error> {
@@ -120,7 +127,15 @@ fn drop_index(def: &mut TableDef, name: &str) -> Result<(), Error> {
 }
 
 fn base_plan(table: &TableDef) -> AlterPlan {
-    AlterPlan { database: table.database.clone(), name: table.name.clone(), current: table.clone(), new: table.clone(), building: Vec::new() }
+    AlterPlan {
+        database: table.database.clone(),
+        name: table.name.clone(),
+        current: table.clone(),
+        new: table.clone(),
+        building: Vec::new(),
+        columns_changed: false,
+        checks: Vec::new(),
+    }
 }
 
 /// `CREATE [UNIQUE] INDEX`. An index of the same name and columns still Building (its
@@ -170,9 +185,24 @@ pub(crate) fn plan_rename(table: &TableDef, to: &TableName, current_database: Op
 }
 
 /// `ALTER TABLE`'s operations applied to the definition.
-pub(crate) fn plan_alter(table: &TableDef, operations: &[AlterTableOperation], current_database: Option<&str>) -> Result<AlterPlan, Error> {
+pub(crate) fn plan_alter(
+    catalog: &cairn_common::catalog::Catalog,
+    table: &TableDef,
+    operations: &[AlterTableOperation],
+    current_database: Option<&str>,
+) -> Result<AlterPlan, Error> {
     let mut plan = base_plan(table);
+    let mut columns = crate::alter_columns::ColumnWork::new(table);
     for op in operations {
+        if crate::alter_columns::is_column_operation(op) {
+            if let Some(unique) = crate::alter_columns::apply_operation(&mut plan.new, &mut columns, op, catalog)? {
+                let at = plan.new.column_index(&unique).ok_or_else(|| Error::internal("an added column vanished"))?;
+                let id = add_index(&mut plan.new, None, vec![at], IndexKind::Unique)?;
+                plan.building.push(id);
+            }
+            plan.building.retain(|id| plan.new.indexes.iter().any(|ix| ix.id == *id));
+            continue;
+        }
         match op {
             AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
                 TableConstraint::Unique(u) => {
@@ -212,16 +242,14 @@ pub(crate) fn plan_alter(table: &TableDef, operations: &[AlterTableOperation], c
             }
             // Every change here is online already: ALGORITHM and LOCK change nothing.
             AlterTableOperation::Algorithm { .. } | AlterTableOperation::Lock { .. } => {}
-            AlterTableOperation::AddColumn { .. }
-            | AlterTableOperation::DropColumn { .. }
-            | AlterTableOperation::ModifyColumn { .. }
-            | AlterTableOperation::ChangeColumn { .. }
-            | AlterTableOperation::RenameColumn { .. }
-            | AlterTableOperation::AlterColumn { .. } => {
-                return Err(Error::not_supported("changing columns with ALTER TABLE (add or drop indexes, or rename the table)"));
-            }
             other => return Err(Error::not_supported(format!("ALTER TABLE {other}"))),
         }
+    }
+    if columns.touched {
+        crate::alter_columns::finish_layouts(table, &mut plan.new, &columns)?;
+        plan.new.validate()?;
+        plan.checks = crate::alter_columns::columns_to_check(table, &plan.new, &columns);
+        plan.columns_changed = true;
     }
     Ok(plan)
 }
@@ -243,7 +271,7 @@ pub(crate) fn plan_statement(catalog: &cairn_common::catalog::Catalog, statement
         Statement::DropIndex { name, table } => vec![plan_drop_index(&resolve(table)?, name)?],
         Statement::AlterTable(at) => {
             let table = resolve(&crate::plan::object_table_name(&at.name)?)?;
-            vec![plan_alter(&table, &at.operations, database)?]
+            vec![plan_alter(catalog, &table, &at.operations, database)?]
         }
         Statement::RenameTable(pairs) => {
             let mut plans = Vec::with_capacity(pairs.len());
@@ -464,7 +492,19 @@ async fn abandon<B: Backend>(exec: &Exec<B>, database: &str, name: &str, ids: &[
 /// definition; the rest of the change (dropped indexes, a new name) comes with the final step
 /// that turns them Ready, so that a failed build leaves the table as it was.
 pub(crate) async fn run<B: Backend>(exec: &mut Exec<B>, plan: AlterPlan) -> Result<(), Error> {
-    let AlterPlan { database, name, current, new, building } = plan;
+    let AlterPlan { mut database, mut name, mut current, new, building, columns_changed, checks } = plan;
+    // Stored values that would not fit the new columns fail the statement before any change.
+    crate::alter_columns::check_values(exec, &current, &new, &checks).await?;
+    if columns_changed && !building.is_empty() {
+        // 0. The column change alone, so that the new indexes are built on the new columns.
+        let mut first = new.clone();
+        first.indexes.retain(|ix| !building.contains(&ix.id));
+        apply(exec, &database, &name, current.version, first).await?;
+        database = new.database.clone();
+        name = new.name.clone();
+        let catalog = exec.engine.backend.catalog();
+        current = catalog.table_by_name(&database, &name).ok_or_else(|| err!(NoSuchTable, "Table '{database}.{name}' doesn't exist"))?.clone();
+    }
     if building.is_empty() {
         if new != current {
             apply(exec, &database, &name, current.version, new).await?;

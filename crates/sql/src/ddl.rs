@@ -641,6 +641,7 @@ pub(crate) fn table_def(
         collation,
         engine,
         comment,
+        layouts: Default::default(),
     };
     table.validate()?;
     Ok((table, ct.if_not_exists))

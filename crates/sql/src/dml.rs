@@ -442,7 +442,7 @@ fn table_groups(table: &TableDef) -> Vec<NodeGroupId> {
 
 /// The implicit default of a type (what a non-strict INSERT stores for a missing NOT NULL
 /// value): 0, '', the zero date.
-fn implicit_default(ty: &ColumnType) -> Value {
+pub(crate) fn implicit_default(ty: &ColumnType) -> Value {
     match ty {
         ColumnType::Int { unsigned: true, .. } => Value::UInt(0),
         ColumnType::Int { .. } | ColumnType::Year => Value::Int(0),

@@ -104,6 +104,7 @@ fn view(index: u32, name: &str, columns: Vec<ColumnDef>) -> TableDef {
         collation: "utf8mb3_general_ci".to_string(),
         engine: "SYSTEM VIEW".to_string(),
         comment: String::new(),
+        layouts: Default::default(),
     }
 }
 

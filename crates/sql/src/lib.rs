@@ -103,6 +103,7 @@
 
 mod access;
 mod alter;
+mod alter_columns;
 pub mod backend;
 mod txn;
 mod cache;

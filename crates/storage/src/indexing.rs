@@ -139,6 +139,8 @@ impl Store {
             if let Some(schema) = &t.schema {
                 if def.version > schema.def.version {
                     if let Ok(upgraded) = crate::store::upgraded_schema(schema, def) {
+                        // Indexes first, while the schema still names the columns' old places.
+                        t.sync_ordered(&upgraded.def);
                         t.schema = Some(upgraded);
                     }
                 }

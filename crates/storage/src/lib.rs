@@ -45,7 +45,8 @@
 //!
 //! ## Left out
 //!
-//! Online ADD COLUMN (rows carry a layout version byte, but there is one layout per table).
+//! Rewriting rows of an older layout after an online column change: they stay as written and
+//! decode through the table's layout history (`cairn_common::row`) until an UPDATE rewrites them.
 //!
 //! Local checkpoints (NDB's LCP) live in [`checkpoint`], online backups in [`backup`]: the parts
 //! of this crate that touch files, only through the checkpoint module's `Disk` trait.
@@ -54,7 +55,9 @@ pub mod aggregate;
 pub mod arena;
 pub mod backup;
 pub mod checkpoint;
-pub mod coerce;
+// Store assignment moved to `cairn_common` so that row layouts can convert older rows; the
+// path `cairn_storage::coerce` stays for its users.
+pub use cairn_common::coerce;
 pub mod evaluate;
 pub mod indexing;
 pub mod ordered;

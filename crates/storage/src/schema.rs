@@ -47,18 +47,32 @@ impl TableSchema {
     /// same key and partition columns with the same types and collations. A newer table
     /// definition may replace the store's only then; anything else would reinterpret stored
     /// bytes and corrupt the index.
+    ///
+    /// An online column change (ALTER TABLE … ADD/DROP/MODIFY COLUMN) gives `other` a new row
+    /// format that still reads every format `self` reads, and may move the key columns, which
+    /// must keep their types and collations.
     pub fn compatible_with(&self, other: &TableSchema) -> bool {
-        let key_columns_agree = |columns: &[usize]| {
-            columns.iter().all(|&c| {
-                let (a, b) = (&self.def.columns[c], &other.def.columns[c]);
-                a.ty == b.ty && a.comparison() == b.comparison()
-            })
+        let same_layout = self.layout == other.layout;
+        let descends = other.layout.reads_format(self.layout.format())
+            && self.def.layouts.older.iter().all(|o| other.layout.reads_format(o.format));
+        let moved = other.def.positions_since(self.def.layouts.format);
+        let now_at = |c: usize| match &moved {
+            Some(map) => map.get(c).copied().flatten(),
+            None => Some(c),
         };
-        self.layout == other.layout
-            && self.def.primary_key == other.def.primary_key
-            && self.def.partition_key == other.def.partition_key
+        let columns_agree = |mine: &[usize], theirs: &[usize]| {
+            mine.len() == theirs.len()
+                && mine.iter().zip(theirs).all(|(&a, &b)| {
+                    now_at(a) == Some(b) && {
+                        let (x, y) = (&self.def.columns[a], &other.def.columns[b]);
+                        x.ty == y.ty && x.comparison() == y.comparison()
+                    }
+                })
+        };
+        (same_layout || descends)
+            && columns_agree(&self.def.primary_key, &other.def.primary_key)
+            && columns_agree(&self.def.partition_key, &other.def.partition_key)
             && self.def.partition_count() == other.def.partition_count()
-            && key_columns_agree(&self.def.primary_key)
     }
 
     /// Appends the primary-key encoding of a packed row.

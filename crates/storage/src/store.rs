@@ -56,6 +56,19 @@ impl TableStore {
     pub(crate) fn sync_ordered(&mut self, def: &TableDef) {
         let wanted: Vec<(u32, Vec<usize>)> =
             def.indexes.iter().filter(|ix| ix.kind == IndexKind::Ordered).map(|ix| (ix.id, ix.columns.clone())).collect();
+        // A column change may have moved indexed columns: the index holds the same values,
+        // so it follows them instead of being rebuilt.
+        let moved = self.schema.as_ref().and_then(|s| def.positions_since(s.def.layouts.format));
+        if let Some(map) = moved {
+            for ix in &mut self.ordered {
+                let now: Option<Vec<usize>> = ix.columns.iter().map(|&c| map.get(c).copied().flatten()).collect();
+                if let Some(now) = now {
+                    if wanted.iter().any(|(id, columns)| *id == ix.id && *columns == now) {
+                        ix.columns = now;
+                    }
+                }
+            }
+        }
         self.ordered.retain(|ix| wanted.iter().any(|(id, columns)| *id == ix.id && *columns == ix.columns));
         for (id, columns) in wanted {
             if self.ordered.iter().any(|ix| ix.id == id) {
@@ -898,6 +911,7 @@ mod tests {
             collation: "utf8mb4_general_ci".into(),
             engine: "ndbcluster".into(),
             comment: String::new(),
+            layouts: Default::default(),
         };
         let CatalogOutcome::TableCreated { id } =
             catalog.apply(CatalogOp::CreateTable { table: def, if_not_exists: false }, &groups).unwrap()

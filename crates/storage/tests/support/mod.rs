@@ -52,6 +52,7 @@ pub fn table(
         collation: "utf8mb4_general_ci".into(),
         engine: "ndbcluster".into(),
         comment: String::new(),
+        layouts: Default::default(),
     }
 }
 

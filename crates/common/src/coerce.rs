@@ -26,13 +26,13 @@
 //! is not in the error registry; as a warning it is used). SET columns and BIT are not types
 //! Cairn has.
 
-use cairn_common::catalog::ColumnDef;
-use cairn_common::decimal::Decimal;
-use cairn_common::expr::{Warning, WarningLevel};
-use cairn_common::temporal::{Date, DateTime, Time};
-use cairn_common::types::{ColumnType, IntWidth};
-use cairn_common::value::{Value, format_double, parse_decimal_prefix, parse_f64_prefix};
-use cairn_common::{Error, ErrorKind, Result};
+use crate::catalog::ColumnDef;
+use crate::decimal::Decimal;
+use crate::expr::{Warning, WarningLevel};
+use crate::temporal::{Date, DateTime, Time};
+use crate::types::{ColumnType, IntWidth};
+use crate::value::{Value, format_double, parse_decimal_prefix, parse_f64_prefix};
+use crate::{Error, ErrorKind, Result};
 
 /// MySQL's "Data truncated for column" warning.
 const WARN_DATA_TRUNCATED: u16 = 1265;
@@ -494,7 +494,7 @@ fn coerce_time(value: Value, fsp: u8, column: &ColumnDef, cx: &mut Coercion) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_common::types::LobSize;
+    use crate::types::LobSize;
 
     fn col(ty: ColumnType) -> ColumnDef {
         let mut c = ColumnDef::new("c", ty);
@@ -544,7 +544,7 @@ mod tests {
             "1366 Incorrect integer value: '12abc' for column 'c' at row 1"
         );
         assert_eq!(show(strict(Value::Null, int())), "1048 Column 'c' cannot be null");
-        let date = Value::Date(cairn_common::temporal::parse_date("2024-01-31").unwrap());
+        let date = Value::Date(crate::temporal::parse_date("2024-01-31").unwrap());
         assert_eq!(show(strict(date, ColumnType::bigint())), "Int(20240131)");
     }
 
