@@ -102,7 +102,7 @@ async fn mysql_port_over_tls_with_certificates_from_cairn_certs() {
     let port = cluster.mysql_port(0);
 
     // Over TLS, verifying the cluster CA; the session reports the protocol and cipher.
-    let mut root = Conn::new(with_tls(&cluster, port, "root", "")).await.expect("root over TLS");
+    let mut root = Conn::new(with_tls(&cluster, port, "root", "", false)).await.expect("root over TLS");
     let (version, cipher) = ssl_status(&mut root).await;
     assert!(version == "TLSv1.3" || version == "TLSv1.2", "Ssl_version {version:?}");
     assert!(!cipher.is_empty(), "Ssl_cipher is set");
