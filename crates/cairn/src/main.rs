@@ -164,7 +164,7 @@ fn main() {
                 rt.block_on(restore::run(args))
             }
             Command::Up(args) => rt.block_on(up::run(args)),
-            Command::Certs(args) => certs::run(args),
+            Command::Certs(args) => certs::run(args).map(|()| 0),
         }
     })();
     match result {
