@@ -42,6 +42,10 @@ pub struct ClusterSpec {
     pub spare_api_slots: u32,
     /// ArbitrationTimeout: NDB's 7500 ms would make failover tests slow.
     pub arbitration_ms: u64,
+    /// TLS on the SQL nodes' MySQL ports: `cairn certs` makes a CA and node certificates in
+    /// `<dir>/tls` ([`Cluster::tls_dir`]), and every started SQL node gets SslCert/SslKey/SslCa
+    /// plus these extra `[[mysqld]]` lines (e.g. `RequireSecureTransport = true`).
+    pub tls: Option<String>,
 }
 
 impl Default for ClusterSpec {
@@ -56,6 +60,7 @@ impl Default for ClusterSpec {
             cluster_extra: String::new(),
             spare_api_slots: 0,
             arbitration_ms: 1000,
+            tls: None,
         }
     }
 }
@@ -124,8 +129,19 @@ impl Cluster {
         for id in 1..=spec.data_nodes {
             text.push_str(&format!("[[ndbd]]\nNodeId = {id}\nServerPort = {}\n\n", free_port()));
         }
+        let tls_dir = dir.path().join("tls");
         for k in 0..spec.sql_nodes {
-            text.push_str(&format!("[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n\n", 100 + k, free_port()));
+            text.push_str(&format!("[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n", 100 + k, free_port()));
+            if let Some(extra) = &spec.tls {
+                let file = |name: String| tls_dir.join(name).display().to_string();
+                text.push_str(&format!(
+                    "SslCert = \"{}\"\nSslKey = \"{}\"\nSslCa = \"{}\"\n{extra}\n",
+                    file(format!("node-{}.pem", 100 + k)),
+                    file(format!("node-{}-key.pem", 100 + k)),
+                    file("ca.pem".into()),
+                ));
+            }
+            text.push('\n');
         }
         for k in 0..spec.spare_api_slots {
             text.push_str(&format!("[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n\n", FIRST_SPARE_API_SLOT + k, free_port()));
@@ -135,6 +151,19 @@ impl Cluster {
         let config = ClusterConfig::parse(&text)?;
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, &text)?;
+        if spec.tls.is_some() {
+            let status = std::process::Command::new(&binary)
+                .args(["certs", "--config"])
+                .arg(&config_path)
+                .arg("--out")
+                .arg(&tls_dir)
+                .args(["--client", "x509-client"])
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("cairn certs failed: {status}");
+            }
+        }
         let mut cluster =
             Cluster { dir, config, config_path, children: BTreeMap::new(), management: tokio::sync::OnceCell::new() };
         let ids: Vec<u32> = cluster
@@ -157,6 +186,11 @@ impl Cluster {
         }
         cluster.wait_ready(Duration::from_secs(60)).await?;
         Ok(cluster)
+    }
+
+    /// Where a TLS cluster's CA (`ca.pem`), node and client certificates are.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
     }
 
     fn mgm_list(&self) -> String {

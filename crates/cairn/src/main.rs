@@ -6,10 +6,12 @@
 //! - `cairn mgm`: the management client (NDB's ndb_mgm).
 //! - `cairn up`: a whole local cluster in one command.
 //! - `cairn restore`: rebuild a cluster from a backup (NDB's ndb_restore).
+//! - `cairn certs`: a cluster CA and a TLS certificate per node of a config (docs/security.md).
 //!
 //! Each role is a thin shell over its crate; `main` parses arguments, sets up logging and a
 //! tokio runtime, and hands over.
 
+mod certs;
 mod mgm;
 mod restore;
 mod up;
@@ -105,6 +107,8 @@ enum Command {
     Mgm(mgm::MgmArgs),
     /// Start a local cluster: 1 management node, data nodes, SQL nodes.
     Up(up::UpArgs),
+    /// Create a cluster CA and a TLS certificate per node of a config.
+    Certs(certs::CertsArgs),
 }
 
 fn init_logging() {
@@ -160,6 +164,7 @@ fn main() {
                 rt.block_on(restore::run(args))
             }
             Command::Up(args) => rt.block_on(up::run(args)),
+            Command::Certs(args) => certs::run(args).map(|()| 0),
         }
     })();
     match result {

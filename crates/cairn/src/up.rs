@@ -51,6 +51,10 @@ pub struct UpArgs {
     /// TimeBetweenGlobalCheckpoints; see docs/operations.md for what that can lose).
     #[arg(long, default_value = "Commit", value_parser = ["Commit", "Interval"])]
     pub disk_sync: String,
+    /// TLS on the MySQL ports: a cluster CA and node certificates in `<data-dir>/tls` (made by
+    /// `cairn certs`, kept across runs), and RequireSecureTransport.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 fn port_free(port: u16) -> bool {
@@ -66,6 +70,13 @@ fn random_secret() -> String {
     let mut bytes = [0u8; 24];
     rand::fill(&mut bytes[..]);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where `cairn up --tls` keeps the CA and certificates: beside the config, absolute so that
+/// the nodes find them whatever their working directory.
+fn tls_dir(config_path: &Path) -> PathBuf {
+    let dir = config_path.parent().unwrap_or(Path::new(".")).join("tls");
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// The config `cairn up` runs: generated, or the existing one with fresh ports.
@@ -122,12 +133,30 @@ fn write_config(args: &UpArgs, path: &Path) -> anyhow::Result<ClusterConfig> {
     }
     for k in 0..args.sql_nodes {
         text.push_str(&format!(
-            "[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n\n",
+            "[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n",
             FIRST_SQLD_NODE_ID + k,
             args.mysql_port as u32 + k
         ));
+        if args.tls {
+            let dir = tls_dir(path);
+            let (cert, key) = crate::certs::node_certificate(&dir, FIRST_SQLD_NODE_ID + k);
+            text.push_str(&format!(
+                "SslCert = \"{}\"\nSslKey = \"{}\"\nSslCa = \"{}\"\nRequireSecureTransport = true\n",
+                cert.display(),
+                key.display(),
+                crate::certs::ca_certificate(&dir).display()
+            ));
+        }
+        text.push('\n');
     }
     let config = ClusterConfig::parse(&text).context("generated config is invalid")?;
+    if args.tls {
+        let dir = tls_dir(path);
+        let have_all = config.sql_nodes.iter().all(|s| crate::certs::node_certificate(&dir, s.node_id).0.exists());
+        if !have_all {
+            crate::certs::generate(&config, &dir, &[])?;
+        }
+    }
     std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(config)
 }
@@ -298,7 +327,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         if config.sql_nodes.len() == 1 { "" } else { "s" },
     );
     for s in &config.sql_nodes {
-        println!("  mysql -h 127.0.0.1 -P {} -u root", s.port);
+        match &s.ssl_ca {
+            Some(ca) => println!("  mysql -h 127.0.0.1 -P {} -u root --ssl-ca={ca} --ssl-verify-server-cert", s.port),
+            None => println!("  mysql -h 127.0.0.1 -P {} -u root", s.port),
+        }
     }
     println!("  cairn mgm -c {mgm} --config {} -e show", config_path.display());
     println!("Data, logs and the cluster config are under {}.", args.data_dir.display());

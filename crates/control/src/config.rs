@@ -263,6 +263,18 @@ pub struct SqldSection {
     pub port: u16,
     #[serde(rename = "MaxConnections", default = "default_max_connections")]
     pub max_connections: u32,
+    /// TLS on the MySQL port (docs/security.md): the certificate chain and key, PEM files on
+    /// the SQL node's host. Both or neither; with them the port offers TLS to clients.
+    #[serde(rename = "SslCert", default)]
+    pub ssl_cert: Option<String>,
+    #[serde(rename = "SslKey", default)]
+    pub ssl_key: Option<String>,
+    /// The CA that client certificates are verified against (needed for REQUIRE X509).
+    #[serde(rename = "SslCa", default)]
+    pub ssl_ca: Option<String>,
+    /// MySQL's require_secure_transport: refuse every login over a plain connection.
+    #[serde(rename = "RequireSecureTransport", default)]
+    pub require_secure_transport: bool,
 }
 
 /// The config file as written.
@@ -410,6 +422,17 @@ impl ClusterConfig {
             check_port("ndbd", d.node_id, &d.host_name, d.port)?;
         }
         for s in &file.mysqld {
+            if s.ssl_cert.is_some() != s.ssl_key.is_some() {
+                return fail(format!("mysqld {}: SslCert and SslKey go together", s.node_id));
+            }
+            if s.ssl_cert.is_none() && (s.ssl_ca.is_some() || s.require_secure_transport) {
+                return fail(format!(
+                    "mysqld {}: SslCa and RequireSecureTransport need SslCert and SslKey",
+                    s.node_id
+                ));
+            }
+        }
+        for s in &file.mysqld {
             check_port("mysqld", s.node_id, s.host_name.as_deref().unwrap_or("*"), s.port)?;
         }
         let replicas = c.no_of_replicas as usize;
@@ -526,6 +549,18 @@ mod tests {
         [[mysqld]]
         NodeId = 50
     "#;
+
+    #[test]
+    fn tls_keys_of_an_sql_node_go_together() {
+        let with = |lines: &str| ClusterConfig::parse(&format!("{GOOD}\n{lines}\n"));
+        let c = with("SslCert = \"/t/n.pem\"\nSslKey = \"/t/k.pem\"\nSslCa = \"/t/ca.pem\"\nRequireSecureTransport = true").unwrap();
+        let sql = c.sql_node(NodeId(50)).unwrap();
+        assert_eq!((sql.ssl_cert.as_deref(), sql.ssl_ca.as_deref()), (Some("/t/n.pem"), Some("/t/ca.pem")));
+        assert!(sql.require_secure_transport);
+        assert!(with("SslCert = \"/t/n.pem\"").unwrap_err().0.contains("go together"));
+        assert!(with("RequireSecureTransport = true").unwrap_err().0.contains("need SslCert"));
+        assert!(!ClusterConfig::parse(GOOD).unwrap().sql_node(NodeId(50)).unwrap().require_secure_transport);
+    }
 
     #[test]
     fn parses_and_forms_node_groups_in_order() {

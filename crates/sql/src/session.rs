@@ -62,6 +62,11 @@ pub struct SessionInfo {
     /// The account the login matched (`CURRENT_USER()`), whose privileges are checked
     /// (`crate::privileges`); `None` for an internal session, which is not checked.
     pub account: Option<cairn_common::accounts::AccountName>,
+    /// The connection's TLS protocol and cipher in MySQL's spelling (`TLSv1.3`,
+    /// `TLS_AES_256_GCM_SHA384`), empty for a plain connection: SHOW STATUS `Ssl_version` and
+    /// `Ssl_cipher`.
+    pub ssl_version: String,
+    pub ssl_cipher: String,
 }
 
 impl Default for SessionInfo {
@@ -75,6 +80,8 @@ impl Default for SessionInfo {
             multi_statements: true,
             collation_id: 255,
             account: None,
+            ssl_version: String::new(),
+            ssl_cipher: String::new(),
         }
     }
 }
@@ -1347,6 +1354,8 @@ impl<B: Backend> Session<B> {
                     ("Com_update".to_string(), get(&s.com_update)),
                     ("Connections".to_string(), get(&s.connections)),
                     ("Questions".to_string(), get(&s.questions)),
+                    ("Ssl_cipher".to_string(), Value::text(self.info.ssl_cipher.clone())),
+                    ("Ssl_version".to_string(), Value::text(self.info.ssl_version.clone())),
                     ("Threads_connected".to_string(), get(&s.threads_connected)),
                     ("Uptime".to_string(), Value::UInt(uptime as u64)),
                 ];

@@ -88,16 +88,31 @@ impl SqlHandler {
             return Err(refuse("no matching account", denied()));
         };
         if !credential_accepts(account, request) {
+            if request.full_auth_follows {
+                // Not a failed login yet: the client is asked for its password inside TLS and
+                // the outcome of that attempt is what the audit trail records.
+                tracing::debug!(node, user = request.user, host = %host, connection = self.connection_id, "fast authentication failed; full authentication follows");
+                return Err(denied());
+            }
             return Err(refuse("wrong password", denied()));
         }
         if account.locked {
             let message = format!("Access denied for user '{}'@'{}'. Account is locked.", request.user, host);
             return Err(refuse("account locked", ErrorPacket::new(3118, "HY000", message)));
         }
-        // The MySQL port has no TLS yet: an account that requires it cannot log in, and is
-        // refused the way MySQL refuses it over a plain connection.
-        if account.tls != TlsRequirement::None {
-            return Err(refuse("account requires TLS", denied()));
+        // REQUIRE SSL / X509: refused the way MySQL refuses them, with 1045.
+        match (&account.tls, request.tls) {
+            (TlsRequirement::None, _) => {}
+            (_, None) => return Err(refuse("account requires TLS", denied())),
+            (TlsRequirement::Ssl, Some(_)) => {}
+            (TlsRequirement::X509, Some(tls)) if tls.peer_verified => {}
+            (TlsRequirement::X509, Some(_)) => return Err(refuse("account requires a client certificate", denied())),
+            // Matching the certificate's subject and issuer needs an X.509 name parser that
+            // the build does not carry; such accounts cannot log in rather than log in
+            // unchecked.
+            (TlsRequirement::Specified { .. }, Some(_)) => {
+                return Err(refuse("REQUIRE SUBJECT/ISSUER is not supported", denied()));
+            }
         }
         let info = SessionInfo {
             user: request.user.to_string(),
@@ -108,6 +123,8 @@ impl SqlHandler {
             multi_statements: request.capabilities & capability::MULTI_STATEMENTS != 0,
             collation_id: request.collation,
             account: Some(account.name.clone()),
+            ssl_version: request.tls.map(|t| t.version.clone()).unwrap_or_default(),
+            ssl_cipher: request.tls.map(|t| t.cipher.clone()).unwrap_or_default(),
         };
         let account_name = account.name.to_string();
         let mut session = Session::new(self.engine.clone(), info);
@@ -144,6 +161,15 @@ fn credential_accepts(account: &Account, request: &AuthRequest<'_>) -> bool {
     let Some(verifier) = &account.credential.verifier else {
         return cairn_wire::is_empty_answer(request.auth_response);
     };
+    if request.cleartext {
+        // caching_sha2_password's full authentication: the password itself, inside TLS. It
+        // proves the account's credential if it hashes to the stored verifier.
+        let computed: Vec<u8> = match account.credential.plugin {
+            AuthPlugin::NativePassword => cairn_wire::native_password_hash(request.auth_response).to_vec(),
+            AuthPlugin::CachingSha2Password => cairn_wire::caching_sha2_verifier(request.auth_response).to_vec(),
+        };
+        return request.tls.is_some() && !request.auth_response.is_empty() && constant_time_eq(&computed, verifier);
+    }
     match account.credential.plugin {
         AuthPlugin::NativePassword if request.auth_plugin == cairn_wire::NATIVE_PASSWORD_PLUGIN => {
             <&[u8; 20]>::try_from(verifier.as_slice())
@@ -155,6 +181,11 @@ fn credential_accepts(account: &Account, request: &AuthRequest<'_>) -> bool {
         }
         _ => false,
     }
+}
+
+/// Compares two secrets without leaking through timing where they first differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Drop for SqlHandler {

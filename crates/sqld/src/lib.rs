@@ -10,11 +10,14 @@
 //! Accounts come from the catalog, so a user created through one SQL node can log in through
 //! every other.
 //!
-//! Not yet here: TLS, caching_sha2_password as the server's own plugin, privileges (every
-//! account may do everything), the HTTP /metrics endpoint.
+//! With `SslCert`/`SslKey` in its `[[mysqld]]` section the node offers TLS on the MySQL port
+//! ([`tls`]; reloaded on SIGHUP), and `RequireSecureTransport` refuses plain logins.
+//!
+//! Not yet here: the HTTP /metrics endpoint.
 
 pub mod cluster;
 pub mod handler;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -96,6 +99,12 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
         .sql_node(NodeId(options.node_id))
         .with_context(|| format!("node id {} is not a [[mysqld]] in the cluster config", options.node_id))?
         .clone();
+    // TLS is loaded before the port opens: a node configured for TLS never serves without it.
+    let tls = tls::TlsReloader::from_section(&me)?;
+    if let Some(reloader) = &tls {
+        reloader.clone().reload_on_sighup()?;
+    }
+    let require_secure_transport = me.require_secure_transport;
     let bind_host = me.host_name.clone().unwrap_or_else(|| "0.0.0.0".into());
     let listener = TcpListener::bind((bind_host.as_str(), me.port))
         .await
@@ -132,7 +141,7 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
         }
     });
 
-    tracing::info!(node = options.node_id, port = me.port, "SQL node accepting MySQL connections");
+    tracing::info!(node = options.node_id, port = me.port, tls = tls.is_some(), "SQL node accepting MySQL connections");
     let next_connection = AtomicU32::new(1);
     let max_connections = me.max_connections as u64;
     let server = async {
@@ -158,6 +167,8 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
                 connection_id,
                 client_addr: Some(addr),
                 kill,
+                tls: tls.as_ref().map(|t| t.current()),
+                require_secure_transport,
                 ..Default::default()
             };
             tokio::spawn(async move {

@@ -254,6 +254,7 @@ pub(crate) mod error_code {
     pub const ER_WRONG_ARGUMENTS: u16 = 1210;
     pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
     pub const ER_NOT_SUPPORTED_AUTH_MODE: u16 = 1251;
+    pub const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
     pub const ER_PS_MANY_PARAM: u16 = 1390;
     pub const ER_STMT_HAS_NO_OPEN_CURSOR: u16 = 1421;
     pub const ER_MAX_PREPARED_STMT_COUNT_REACHED: u16 = 1461;

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use crate::auth::SCRAMBLE_LEN;
+use crate::tls::TlsInfo;
 use crate::response::{Column, ErrorPacket, Prepared, Responses};
 use crate::value::ParamValue;
 
@@ -29,6 +30,17 @@ pub struct AuthRequest<'a> {
     pub collation: u16,
     /// `_client_name`, `program_name` and the like, in the order sent.
     pub connect_attrs: &'a [(String, String)],
+    /// The connection's TLS, if it switched to TLS before this login (REQUIRE SSL/X509,
+    /// `Ssl_cipher`, `Ssl_version`).
+    pub tls: Option<&'a TlsInfo>,
+    /// `auth_response` is the password itself, sent inside TLS for `caching_sha2_password`'s
+    /// full authentication, not an answer to the scramble.
+    pub cleartext: bool,
+    /// A refusal with 1045 will not be final: the connection is encrypted and the plugin is
+    /// `caching_sha2_password`, so the client will be asked for its password in clear and the
+    /// handler called again with `cleartext`. A handler may log this refusal as a failed fast
+    /// path rather than a failed login.
+    pub full_auth_follows: bool,
 }
 
 /// What the SQL node implements. The connection task owns the handler and calls one method at

@@ -11,9 +11,9 @@ use crate::auth::{NATIVE_PASSWORD_PLUGIN, SCRAMBLE_LEN};
 use crate::codec::{DecodeResult, Malformed, Reader, put_null_terminated};
 use crate::constants::capability;
 
-/// What the server offers. LOCAL_FILES lets the server ask for a client file (LOAD DATA LOCAL
+/// What the server offers; CLIENT_SSL is added when the connection has a TLS config. LOCAL_FILES lets the server ask for a client file (LOAD DATA LOCAL
 /// INFILE: the request comes only as the answer to the client's own statement). Deliberately
-/// absent: SSL (not yet), COMPRESS, SESSION_TRACK, QUERY_ATTRIBUTES (it would change the layout of COM_QUERY
+/// absent: COMPRESS, SESSION_TRACK, QUERY_ATTRIBUTES (it would change the layout of COM_QUERY
 /// and COM_STMT_EXECUTE; mysql2 sets it in its answer regardless, CLIENTS.md §2.1),
 /// OPTIONAL_RESULTSET_METADATA, IGNORE_SPACE (a SQL-mode concern) and MariaDB's extended
 /// capabilities such as STMT_BULK_OPERATIONS.
@@ -36,6 +36,7 @@ pub(crate) const SERVER_CAPABILITIES: u32 = capability::LONG_PASSWORD
 /// Builds the greeting payload.
 pub(crate) fn greeting(
     server_version: &str,
+    capabilities: u32,
     connection_id: u32,
     scramble: &[u8; SCRAMBLE_LEN],
     collation: u8,
@@ -49,10 +50,10 @@ pub(crate) fn greeting(
     out.extend_from_slice(&connection_id.to_le_bytes());
     out.extend_from_slice(&scramble[..8]);
     out.push(0);
-    out.extend_from_slice(&(SERVER_CAPABILITIES as u16).to_le_bytes());
+    out.extend_from_slice(&(capabilities as u16).to_le_bytes());
     out.push(collation);
     out.extend_from_slice(&status.to_le_bytes());
-    out.extend_from_slice(&((SERVER_CAPABILITIES >> 16) as u16).to_le_bytes());
+    out.extend_from_slice(&((capabilities >> 16) as u16).to_le_bytes());
     out.push(SCRAMBLE_LEN as u8 + 1);
     out.extend_from_slice(&[0; 10]);
     out.extend_from_slice(&scramble[8..]);
@@ -222,7 +223,7 @@ mod tests {
     #[test]
     fn greeting_layout() {
         let scramble = *b"ABCDEFGHIJKLMNOPQRST";
-        let g = greeting("8.0.36-cairn", 7, &scramble, 255, 2);
+        let g = greeting("8.0.36-cairn", SERVER_CAPABILITIES, 7, &scramble, 255, 2);
         let mut r = Reader::new(&g);
         assert_eq!(r.u8("v").unwrap(), 10);
         assert_eq!(r.null_terminated("version").unwrap(), b"8.0.36-cairn");

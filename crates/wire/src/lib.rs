@@ -35,6 +35,10 @@
 //! - **Status flags everywhere.** [`Handler::status_flags`] goes into every OK and EOF packet,
 //!   result-set terminators included, with MORE_RESULTS_EXISTS on all but the last response of
 //!   a command.
+//! - **TLS when configured** ([`tls`]): with [`ServerOptions::tls`] the greeting offers
+//!   CLIENT_SSL and an SSLRequest switches the socket to TLS (rustls) before the credentials
+//!   are sent; the handler sees the result in [`AuthRequest::tls`].
+//!   [`ServerOptions::require_secure_transport`] refuses plain logins with ERR 3159.
 //! - **Types follow metadata.** Values are written in the layout of their column's declared
 //!   type in both protocols; a value that does not fit its column ends the result with an error
 //!   instead of bytes the client would misread.
@@ -63,13 +67,11 @@
 //!
 //! # Left out (for now)
 //!
-//! - TLS: SSL is not advertised and an SSLRequest is refused; the handshake is structured so
-//!   that an upgrade can be inserted where the SSLRequest is recognised.
-//! - `caching_sha2_password`'s full path (the password sent over TLS or RSA-encrypted): the
-//!   server asks the handler which plugin an account uses ([`Handler::auth_plugin`]), switches
-//!   the client to it when it answered with the other one (AuthSwitchRequest, both ways), and
-//!   verifies `caching_sha2_password` answers on the fast path only; the handler holds the
-//!   fast-path verifier for every account, so a failed fast path is a wrong password.
+//! - `caching_sha2_password`'s RSA key exchange: the server asks the handler which plugin an
+//!   account uses ([`Handler::auth_plugin`]), switches the client to it when it answered with
+//!   the other one (AuthSwitchRequest, both ways), and verifies `caching_sha2_password` on the
+//!   fast path; over TLS a failed fast path is followed by full authentication (the password in
+//!   clear inside TLS, [`AuthRequest::cleartext`]). Without TLS a failed fast path is final.
 //! - Compression, LOAD DATA LOCAL INFILE, CLIENT_SESSION_TRACK, query attributes, cursors
 //!   (COM_STMT_FETCH is refused with 1421; the cursor flag of COM_STMT_EXECUTE is ignored and
 //!   rows are sent inline, which clients accept because CURSOR_EXISTS is never set), MariaDB's
@@ -89,9 +91,10 @@
 //! Rust client), `raw_protocol` (byte-level checks, both EOF framings, pipelining, 16 MiB
 //! boundaries, limits), `io_batching` (one write per pipelined batch, bounded writes),
 //! `robustness` (thousands of random and truncated packets over TCP; `WIRE_FUZZ_SEED`,
-//! `WIRE_FUZZ_CASES`), `concurrency` (64 connections for 3 s), `python_clients` (PyMySQL and
-//! mysql-connector-python, pure and C extension, from a venv under the target dir; skipped
-//! with a printed reason when pip cannot install) and `cli_client` (the mariadb CLI, skipped
+//! `WIRE_FUZZ_CASES`), `concurrency` (64 connections for 3 s), `tls` (the upgrade byte by byte, full
+//! authentication, client certificates, require_secure_transport), `python_clients` (PyMySQL
+//! and mysql-connector-python, pure and C extension, and PyMySQL over TLS verifying a test CA,
+//! from a venv under the target dir; skipped with a printed reason when pip cannot install) and `cli_client` (the mariadb CLI, skipped
 //! when absent).
 
 mod auth;
@@ -104,6 +107,7 @@ mod packet;
 mod response;
 mod server;
 mod statement;
+pub mod tls;
 mod value;
 
 pub use auth::{
@@ -119,4 +123,5 @@ pub use response::{
     RowSource, Rows,
 };
 pub use server::{Error, ServerOptions, serve};
+pub use tls::TlsInfo;
 pub use value::{ParamValue, Value};

@@ -139,6 +139,16 @@ impl PacketReader {
         }
     }
 
+    /// Takes the bytes read from the socket but not yet consumed as packets. Used when the
+    /// connection switches to TLS after an SSLRequest: a client may send its TLS ClientHello
+    /// right behind the SSLRequest, and those bytes belong to the TLS layer, not to us.
+    pub fn take_unconsumed(&mut self) -> Vec<u8> {
+        let rest = self.buf.split_off(self.start);
+        self.buf.clear();
+        self.start = 0;
+        rest
+    }
+
     /// Drops consumed bytes so the buffer does not grow without bound, and gives back memory
     /// after an unusually large packet.
     fn compact(&mut self) {

@@ -17,6 +17,7 @@ use crate::handshake::{
 use crate::packet::{FrameError, Packet, PacketReader, PacketWriter};
 use crate::response::{Column, ErrorPacket, OkPacket, Response, Responses, ResultSet, Row, Rows};
 use crate::statement::{Statements, unknown_statement};
+use crate::tls::{TlsInfo, Transport};
 use crate::value::{write_binary_value, write_text_value};
 
 /// Settings for one connection.
@@ -42,6 +43,13 @@ pub struct ServerOptions {
     /// How KILL reaches this connection: whoever holds a clone may interrupt its command or
     /// close it.
     pub kill: KillHandle,
+    /// With a config, the greeting offers CLIENT_SSL and an SSLRequest switches the connection
+    /// to TLS (`crate::tls`). The SQL node passes its current config to each new connection,
+    /// so a reloaded certificate applies to the connections accepted after the reload.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// MySQL's `require_secure_transport`: a login over a plain connection is refused with
+    /// ERR 3159 before its credentials are looked at.
+    pub require_secure_transport: bool,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +63,8 @@ impl Default for ServerOptions {
             collation: 255,
             handshake_timeout: Some(Duration::from_secs(10)),
             kill: KillHandle::new(),
+            tls: None,
+            require_secure_transport: false,
         }
     }
 }
@@ -124,7 +134,9 @@ enum Flow {
 }
 
 struct Connection<S, H> {
-    stream: S,
+    stream: Transport<S>,
+    /// Set once the connection switched to TLS.
+    tls: Option<TlsInfo>,
     reader: PacketReader,
     writer: PacketWriter,
     handler: H,
@@ -144,7 +156,8 @@ where
     fn new(stream: S, handler: H, mut options: ServerOptions) -> Self {
         options.max_allowed_packet = options.max_allowed_packet.clamp(1024, 1 << 30);
         Connection {
-            stream,
+            stream: Transport::Plain(stream),
+            tls: None,
             reader: PacketReader::new(options.max_allowed_packet),
             writer: PacketWriter::default(),
             handler,
@@ -304,6 +317,7 @@ where
     async fn handshake(&mut self) -> Result<bool, Error> {
         let hello = greeting(
             &self.options.server_version,
+            self.server_capabilities(),
             self.options.connection_id,
             &self.scramble,
             self.options.collation,
@@ -313,50 +327,70 @@ where
         self.writer.write_packet(&hello);
         self.flush().await?;
 
-        let Some(packet) = self.read_packet().await? else {
-            return Ok(false);
+        let mut expected_seq = 1;
+        let login = loop {
+            let Some(packet) = self.read_packet().await? else {
+                return Ok(false);
+            };
+            self.writer.set_seq(packet.last_seq.wrapping_add(1));
+            if packet.first_seq != expected_seq {
+                self.write_error(&out_of_order());
+                self.flush().await?;
+                return Err(Error::Protocol(format!(
+                    "handshake response with sequence id {}",
+                    packet.first_seq
+                )));
+            }
+            match parse_handshake_response(&packet.payload) {
+                Ok(ClientHello::Login(login)) => break login,
+                Ok(ClientHello::SslRequest { .. }) => {
+                    let Some(config) = self.options.tls.clone().filter(|_| self.tls.is_none()) else {
+                        let why = if self.tls.is_some() {
+                            "a second SSLRequest inside TLS"
+                        } else {
+                            "client asked for TLS, which is not offered"
+                        };
+                        return self.refuse_handshake(bad_handshake(), why).await;
+                    };
+                    // The client's TLS ClientHello may already sit in the reader behind the
+                    // SSLRequest: it goes to the TLS layer. Nothing is written in between:
+                    // the next bytes the client reads are the server's TLS handshake.
+                    let already_read = self.reader.take_unconsumed();
+                    let info = self.stream.upgrade(config, already_read).await.map_err(|e| {
+                        Error::Protocol(format!("TLS handshake failed: {e}"))
+                    })?;
+                    tracing::debug!(connection_id = self.options.connection_id, version = %info.version, cipher = %info.cipher, "connection switched to TLS");
+                    self.tls = Some(info);
+                    // The handshake response follows inside TLS, continuing the sequence.
+                    expected_seq = packet.last_seq.wrapping_add(1);
+                }
+                Err(HelloError::Pre41) => {
+                    let error = ErrorPacket::new(
+                        error_code::ER_NOT_SUPPORTED_AUTH_MODE,
+                        "08004",
+                        "Client does not support authentication protocol requested by server; consider upgrading MySQL client",
+                    );
+                    return self.refuse_handshake(error, "pre-4.1 client").await;
+                }
+                Err(HelloError::Malformed(m)) => {
+                    return self
+                        .refuse_handshake(
+                            bad_handshake(),
+                            &format!("malformed handshake response ({})", m.0),
+                        )
+                        .await;
+                }
+            }
         };
-        self.writer.set_seq(packet.last_seq.wrapping_add(1));
-        if packet.first_seq != 1 {
-            self.write_error(&out_of_order());
-            self.flush().await?;
-            return Err(Error::Protocol(format!(
-                "handshake response with sequence id {}",
-                packet.first_seq
-            )));
+        if self.options.require_secure_transport && self.tls.is_none() {
+            let error = ErrorPacket::new(
+                error_code::ER_SECURE_TRANSPORT_REQUIRED,
+                "HY000",
+                "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
+            );
+            return self.refuse_handshake(error, "plain connection while require_secure_transport is on").await;
         }
-        let login = match parse_handshake_response(&packet.payload) {
-            Ok(ClientHello::Login(login)) => login,
-            // This is where TLS will start: upgrade the stream, then read the full handshake
-            // response (sequence id 2) over TLS. The upgrade must take over any bytes the
-            // reader already holds past the SSLRequest (the start of the TLS ClientHello), so
-            // the reader needs a way to hand back its unconsumed buffer.
-            Ok(ClientHello::SslRequest { .. }) => {
-                return self
-                    .refuse_handshake(
-                        bad_handshake(),
-                        "client asked for TLS, which is not offered",
-                    )
-                    .await;
-            }
-            Err(HelloError::Pre41) => {
-                let error = ErrorPacket::new(
-                    error_code::ER_NOT_SUPPORTED_AUTH_MODE,
-                    "08004",
-                    "Client does not support authentication protocol requested by server; consider upgrading MySQL client",
-                );
-                return self.refuse_handshake(error, "pre-4.1 client").await;
-            }
-            Err(HelloError::Malformed(m)) => {
-                return self
-                    .refuse_handshake(
-                        bad_handshake(),
-                        &format!("malformed handshake response ({})", m.0),
-                    )
-                    .await;
-            }
-        };
-        self.capabilities = login.capabilities & SERVER_CAPABILITIES;
+        self.capabilities = login.capabilities & self.server_capabilities();
         // As MySQL: a client that may send several statements can take several results.
         if self.capabilities & capability::MULTI_STATEMENTS != 0 {
             self.capabilities |= capability::MULTI_RESULTS;
@@ -365,6 +399,15 @@ where
         self.login(login, false).await?;
         self.flush().await?;
         Ok(true)
+    }
+
+    /// The capabilities offered: CLIENT_SSL only when a TLS config is present.
+    fn server_capabilities(&self) -> u32 {
+        if self.options.tls.is_some() {
+            SERVER_CAPABILITIES | capability::SSL
+        } else {
+            SERVER_CAPABILITIES
+        }
     }
 
     async fn refuse_handshake(&mut self, error: ErrorPacket, why: &str) -> Result<bool, Error> {
@@ -424,27 +467,74 @@ where
                 return self.fail_login(user_text, error).await;
             }
         };
-        let request = AuthRequest {
-            user,
-            auth_plugin: plugin,
-            auth_response: &auth_response,
-            scramble: &self.scramble,
-            database,
-            client_addr: self.options.client_addr,
-            capabilities: self.capabilities,
-            collation: login.collation,
-            connect_attrs: &login.connect_attrs,
+        // caching_sha2_password over TLS: a failed fast path is followed by full
+        // authentication, where the client sends its password in clear inside TLS (MySQL's
+        // "perform_full_authentication"). Without TLS there is no full path (no RSA key
+        // exchange here), so a failed fast path is final.
+        let full_auth_follows = plugin == CACHING_SHA2_PLUGIN && self.tls.is_some() && !is_empty_answer(&auth_response);
+        let mut outcome = {
+            let request = AuthRequest {
+                user,
+                auth_plugin: plugin,
+                auth_response: &auth_response,
+                scramble: &self.scramble,
+                database,
+                client_addr: self.options.client_addr,
+                capabilities: self.capabilities,
+                collation: login.collation,
+                connect_attrs: &login.connect_attrs,
+                tls: self.tls.as_ref(),
+                cleartext: false,
+                full_auth_follows,
+            };
+            if change_user {
+                self.handler.change_user(&request).await
+            } else {
+                self.handler.authenticate(&request).await
+            }
         };
-        let outcome = if change_user {
-            self.handler.change_user(&request).await
-        } else {
-            self.handler.authenticate(&request).await
-        };
+        let mut fast_path = true;
+        if full_auth_follows && matches!(&outcome, Err(e) if e.code == error_code::ER_ACCESS_DENIED) {
+            fast_path = false;
+            self.writer.write_packet(&[0x01, 0x04]);
+            self.flush().await?;
+            let expected = self.writer.seq();
+            let Some(packet) = self.read_packet().await? else {
+                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            };
+            self.writer.set_seq(packet.last_seq.wrapping_add(1));
+            if packet.first_seq != expected {
+                self.write_error(&out_of_order());
+                self.flush().await?;
+                return Err(Error::Protocol("full authentication answer out of order".to_string()));
+            }
+            // The password, NUL-terminated (libmysqlclient, PyMySQL) or not.
+            let password = packet.payload.strip_suffix(&[0]).unwrap_or(&packet.payload);
+            let request = AuthRequest {
+                user,
+                auth_plugin: plugin,
+                auth_response: password,
+                scramble: &self.scramble,
+                database,
+                client_addr: self.options.client_addr,
+                capabilities: self.capabilities,
+                collation: login.collation,
+                connect_attrs: &login.connect_attrs,
+                tls: self.tls.as_ref(),
+                cleartext: true,
+                full_auth_follows: false,
+            };
+            outcome = if change_user {
+                self.handler.change_user(&request).await
+            } else {
+                self.handler.authenticate(&request).await
+            };
+        }
         match outcome {
             Ok(()) => {
                 // caching_sha2_password's fast path ends with AuthMoreData(fast_auth_success)
                 // before the OK; an empty password is answered with the OK alone, as MySQL does.
-                if plugin == CACHING_SHA2_PLUGIN && !is_empty_answer(&auth_response) {
+                if plugin == CACHING_SHA2_PLUGIN && fast_path && !is_empty_answer(&auth_response) {
                     self.writer.write_packet(&[0x01, 0x03]);
                 }
                 self.write_ok(&OkPacket::default(), 0);

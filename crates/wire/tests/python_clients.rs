@@ -1,4 +1,5 @@
-//! PyMySQL and mysql-connector-python (pure Python, and its C extension when it loads) against
+//! PyMySQL and mysql-connector-python (pure Python, and its C extension when it loads), and
+//! PyMySQL over TLS with an SSLContext verifying a test CA, against
 //! the dummy handler.
 //!
 //! How it runs: the first run creates a virtualenv under cargo's per-test temporary directory
@@ -142,6 +143,47 @@ if have_cext:
     connector_session(False)
 "#;
 
+/// PyMySQL over TLS with an `ssl.SSLContext` that verifies the server against the test CA; a
+/// context that does not trust that CA must refuse the server.
+const TLS_SCRIPT: &str = r#"
+import ssl, sys
+import pymysql
+
+port, ca = int(sys.argv[1]), sys.argv[2]
+context = ssl.create_default_context(cafile=ca)
+conn = pymysql.connect(host="127.0.0.1", port=port, user="root", password="secret", ssl=context)
+cur = conn.cursor()
+cur.execute("select 1")
+assert cur.fetchall() == ((1,),)
+assert conn._sock.version() in ("TLSv1.2", "TLSv1.3"), conn._sock.version()
+conn.close()
+untrusting = ssl.create_default_context()
+try:
+    pymysql.connect(host="127.0.0.1", port=port, user="root", password="secret", ssl=untrusting)
+    raise SystemExit("a server certificate from an unknown CA was accepted")
+except pymysql.err.OperationalError:
+    pass
+print("pymysql tls ok")
+"#;
+
+/// A CA and a server certificate for 127.0.0.1 in `dir`: (ca.pem, server.pem, server-key.pem).
+fn test_certificates(dir: &Path) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &*ca)
+        .unwrap();
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("server.pem"), server.pem()).unwrap();
+    std::fs::write(path("server-key.pem"), key.serialize_pem()).unwrap();
+    (path("ca.pem"), path("server.pem"), path("server-key.pem"))
+}
+
 async fn run(
     program: &Path,
     args: &[&str],
@@ -251,5 +293,24 @@ async fn pymysql_and_mysql_connector_sessions() {
     );
     assert!(stdout.contains("pymysql ok") && stdout.contains("mysql-connector (pure) ok"));
     // Failed logins and change-users end their connections with an error; nothing panics.
+    server.finish().await;
+
+    // The same driver over TLS (in this test rather than its own, so that two tests never
+    // build the virtualenv at once).
+    let certificates = tempfile::tempdir().expect("temporary directory");
+    let (ca, cert, key) = test_certificates(certificates.path());
+    let tls = cairn_wire::tls::server_config(&cert, &key, None).expect("TLS config");
+    let server = TestServer::with_options(cairn_wire::ServerOptions { tls: Some(tls), ..Default::default() }).await;
+    let script = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python_clients_tls.py");
+    std::fs::write(&script, TLS_SCRIPT).expect("write the script");
+    let script_text = script.to_string_lossy().into_owned();
+    let port = server.port().to_string();
+    let output = run(&python, &[script_text.as_str(), port.as_str(), ca.as_str()], Duration::from_secs(60))
+        .await
+        .expect("run the python TLS session");
+    let _ = std::fs::remove_file(&script);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stdout.contains("pymysql tls ok"), "python TLS session failed:\n{stdout}\n{stderr}");
     server.finish().await;
 }
