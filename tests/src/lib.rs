@@ -42,6 +42,9 @@ pub struct ClusterSpec {
     pub spare_api_slots: u32,
     /// ArbitrationTimeout: NDB's 7500 ms would make failover tests slow.
     pub arbitration_ms: u64,
+    /// More parameters of every running SQL node's `[[mysqld]]` section, one `Name = value`
+    /// per line (MaxConnections, MaxConnectErrors, ...).
+    pub sql_node_extra: String,
 }
 
 impl Default for ClusterSpec {
@@ -56,6 +59,7 @@ impl Default for ClusterSpec {
             cluster_extra: String::new(),
             spare_api_slots: 0,
             arbitration_ms: 1000,
+            sql_node_extra: String::new(),
         }
     }
 }
@@ -125,7 +129,12 @@ impl Cluster {
             text.push_str(&format!("[[ndbd]]\nNodeId = {id}\nServerPort = {}\n\n", free_port()));
         }
         for k in 0..spec.sql_nodes {
-            text.push_str(&format!("[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n\n", 100 + k, free_port()));
+            text.push_str(&format!(
+                "[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n{}\n\n",
+                100 + k,
+                free_port(),
+                spec.sql_node_extra
+            ));
         }
         for k in 0..spec.spare_api_slots {
             text.push_str(&format!("[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n\n", FIRST_SPARE_API_SLOT + k, free_port()));

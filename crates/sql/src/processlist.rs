@@ -13,8 +13,9 @@
 //! closes it. Both act on this SQL node's sessions only: connection ids are per SQL node, as in
 //! MySQL Cluster, where each mysqld has its own thread ids.
 //!
-//! Left out: privileges (every account sees and may kill every session, as with MySQL's PROCESS
-//! and CONNECTION_ADMIN granted to all).
+//! Privileges: without PROCESS a session sees only its own user's sessions (SHOW PROCESSLIST is
+//! filtered in `crate::privileges`, information_schema.PROCESSLIST in
+//! `crate::information_schema`); KILL of another user's session needs SUPER (1095).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
