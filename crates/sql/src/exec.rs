@@ -1175,7 +1175,7 @@ impl RowStream for ChainStream {
     }
 }
 
-fn encode_pk(table: &TableDef, key: &[Value]) -> Result<Vec<u8>, Error> {
+pub(crate) fn encode_pk(table: &TableDef, key: &[Value]) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(16);
     key::encode_key_values(table, &table.primary_key, key, &mut out)?;
     Ok(out)
