@@ -46,6 +46,9 @@ pub struct ClusterSpec {
     /// `<dir>/tls` ([`Cluster::tls_dir`]), and every started SQL node gets SslCert/SslKey/SslCa
     /// plus these extra `[[mysqld]]` lines (e.g. `RequireSecureTransport = true`).
     pub tls: Option<String>,
+    /// More parameters of every running SQL node's `[[mysqld]]` section, one `Name = value`
+    /// per line (MaxConnections, MaxConnectErrors, ...).
+    pub sql_node_extra: String,
 }
 
 impl Default for ClusterSpec {
@@ -61,6 +64,7 @@ impl Default for ClusterSpec {
             spare_api_slots: 0,
             arbitration_ms: 1000,
             tls: None,
+            sql_node_extra: String::new(),
         }
     }
 }
@@ -141,7 +145,8 @@ impl Cluster {
                     file("ca.pem".into()),
                 ));
             }
-            text.push('\n');
+            text.push_str(&spec.sql_node_extra);
+            text.push_str("\n\n");
         }
         for k in 0..spec.spare_api_slots {
             text.push_str(&format!("[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n\n", FIRST_SPARE_API_SLOT + k, free_port()));

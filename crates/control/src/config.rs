@@ -157,6 +157,12 @@ fn default_mysql_port() -> u16 {
 fn default_max_connections() -> u32 {
     1024
 }
+fn default_max_connect_errors() -> u64 {
+    100
+}
+fn default_max_prepared_stmt_count() -> u64 {
+    16_382
+}
 
 impl ClusterSection {
     /// Raft log bytes applied since the previous local checkpoint started that start the next
@@ -275,6 +281,16 @@ pub struct SqldSection {
     /// MySQL's require_secure_transport: refuse every login over a plain connection.
     #[serde(rename = "RequireSecureTransport", default)]
     pub require_secure_transport: bool,
+    /// Handshakes from one client address that may fail in a row before the address is
+    /// refused (1129) until FLUSH HOSTS; 0 never blocks. MySQL's max_connect_errors.
+    #[serde(rename = "MaxConnectErrors", default = "default_max_connect_errors")]
+    pub max_connect_errors: u64,
+    /// Connections at once per account that has no MAX_USER_CONNECTIONS of its own; 0: none.
+    #[serde(rename = "MaxUserConnections", default)]
+    pub max_user_connections: u64,
+    /// Prepared statements open at once on this SQL node (MySQL's max_prepared_stmt_count).
+    #[serde(rename = "MaxPreparedStmtCount", default = "default_max_prepared_stmt_count")]
+    pub max_prepared_stmt_count: u64,
 }
 
 /// The config file as written.

@@ -183,10 +183,13 @@ fn admit(hello: &Hello, shared: &Shared) -> Result<(), String> {
 }
 
 async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let link = match accept(stream, &shared.identity, |hello| admit(hello, &shared)).await {
         Ok(link) => link,
         Err(e) => {
-            tracing::debug!(error = %e, "handshake failed");
+            // A peer without the cluster secret (an admin client included: `cairn mgm` proves
+            // the secret like every node) is refused here; the audit trail names it.
+            tracing::warn!(target: "audit", event = "handshake_refused", peer = %peer, error = %e, "management connection refused");
             return;
         }
     };
@@ -343,6 +346,7 @@ async fn push_catalog(sender: FrameSender, mut catalog: tokio::sync::watch::Rece
 async fn admin_session(mut link: Link, shared: &Arc<Shared>) {
     while let Some(frame) = link.receiver.recv().await {
         let Some(Body::AdminCommand(command)) = frame.body else { continue };
+        tracing::info!(target: "audit", event = "admin_command", node = link.peer.node_id, command = %command.command, "admin command");
         let (text, ok) = match admin::parse(&command.command) {
             Ok(parsed) if crate::operations::is_operation(&parsed) => crate::operations::run(&parsed, shared).await,
             Ok(parsed) => {

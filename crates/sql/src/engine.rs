@@ -82,6 +82,8 @@ pub struct EngineConfig {
     pub max_materialized_rows: usize,
     /// Most open prepared statements per session (MySQL's max_prepared_stmt_count is global).
     pub max_prepared_statements: usize,
+    /// Connection, per-account and node-wide prepared-statement limits (limits.rs).
+    pub limits: crate::limits::LimitSettings,
     pub clock: Arc<dyn Clock>,
     /// Called at named points of the commit protocol ("after-prepare", "after-decision") so
     /// that fault tests can make the SQL node die exactly there. None in production.
@@ -112,6 +114,7 @@ impl Default for EngineConfig {
             scan_batch_bytes: 1 << 20,
             max_materialized_rows: 4_000_000,
             max_prepared_statements: 16_382,
+            limits: crate::limits::LimitSettings::default(),
             clock: Arc::new(SystemClock),
             failpoint: None,
         }
@@ -168,6 +171,8 @@ pub struct Engine<B: Backend> {
     pub(crate) plans: crate::cache::PlanCache<crate::session::CachedPlan>,
     /// The node's live sessions (SHOW PROCESSLIST, KILL: processlist.rs).
     pub(crate) processes: crate::processlist::Processes,
+    /// Connections, account usage and prepared statements counted against the limits.
+    pub(crate) limits: crate::limits::NodeLimits,
     /// Parsed stored routines by catalog version (routine/cache.rs).
     pub(crate) routines: crate::routine::cache::RoutineCache,
     /// When this node last synchronized its catalog after a routine was not found (microseconds
@@ -192,6 +197,7 @@ impl<B: Backend> Engine<B> {
     pub fn new(backend: Arc<B>, config: EngineConfig) -> Arc<Engine<B>> {
         let started_micros = config.clock.now_micros();
         let next_txn = std::sync::atomic::AtomicU64::new((started_micros / 1000).max(1) as u64);
+        let limits = crate::limits::NodeLimits::new(config.limits);
         Arc::new(Engine {
             next_txn,
             backend,
@@ -201,6 +207,7 @@ impl<B: Backend> Engine<B> {
             stats: Stats::default(),
             plans: crate::cache::PlanCache::new(),
             processes: crate::processlist::Processes::default(),
+            limits,
             routines: crate::routine::cache::RoutineCache::new(),
             last_catalog_sync_micros: std::sync::atomic::AtomicI64::new(i64::MIN),
             catalog_sync_running: std::sync::atomic::AtomicBool::new(false),
@@ -220,6 +227,11 @@ impl<B: Backend> Engine<B> {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The node's connection and resource limits, which the daemon consults at accept and login.
+    pub fn limits(&self) -> &crate::limits::NodeLimits {
+        &self.limits
     }
 
     fn reserved(&self) -> std::sync::MutexGuard<'_, HashMap<TableId, Reserved>> {

@@ -54,6 +54,9 @@ pub(crate) struct Snapshot {
     pub row_count: i64,
     pub rng: u64,
     pub version: Arc<str>,
+    /// The session's privileges, which filter what information_schema shows; `None` for an
+    /// unchecked internal session, which sees everything.
+    pub authorization: Option<Arc<cairn_common::accounts::Authorization>>,
 }
 
 impl SessionContext for Snapshot {

@@ -816,6 +816,54 @@ fn column_row(t: &TableDef, index: usize, c: &ColumnDef) -> Row {
     ]
 }
 
+/// What a session may see of a view, as MySQL filters information_schema: rows about a
+/// database or table the session has no privilege on are left out, and without PROCESS only
+/// the session's own user's rows of PROCESSLIST are shown. The view's columns say which value
+/// names the database (`TABLE_SCHEMA`, `SCHEMA_NAME`, ...) and the table (`TABLE_NAME`).
+struct Visibility {
+    authorization: Option<Arc<cairn_common::accounts::Authorization>>,
+    schema_column: Option<usize>,
+    table_column: Option<usize>,
+    /// PROCESSLIST without PROCESS: the USER column and the user it must equal.
+    own_user_only: Option<(usize, String)>,
+}
+
+impl Visibility {
+    fn new<B: Backend>(view: &TableDef, exec: &Exec<B>) -> Visibility {
+        let authorization = exec.snapshot.authorization.clone();
+        let column = |names: &[&str]| view.columns.iter().position(|c| names.iter().any(|n| c.name.eq_ignore_ascii_case(n)));
+        let schema_column = column(&["TABLE_SCHEMA", "SCHEMA_NAME", "ROUTINE_SCHEMA", "CONSTRAINT_SCHEMA", "EVENT_OBJECT_SCHEMA"]);
+        let table_column = column(&["TABLE_NAME"]);
+        let may_see_all_processes = authorization.as_ref().is_none_or(|a| a.global().has(cairn_common::accounts::Privilege::Process));
+        let own_user_only = if view.name.eq_ignore_ascii_case("PROCESSLIST") && !may_see_all_processes {
+            let user = exec.snapshot.user.rsplit_once('@').map_or(&*exec.snapshot.user, |(user, _)| user).to_string();
+            column(&["USER"]).map(|at| (at, user))
+        } else {
+            None
+        };
+        Visibility { authorization, schema_column, table_column, own_user_only }
+    }
+
+    fn shows(&self, row: &[Value]) -> bool {
+        let Some(authorization) = &self.authorization else {
+            return true;
+        };
+        if let Some((at, user)) = &self.own_user_only {
+            return row.get(*at).is_some_and(|v| v.to_text() == *user);
+        }
+        let Some(database) = self.schema_column.and_then(|at| row.get(at)).and_then(|v| if v.is_null() { None } else { Some(v.to_text()) }) else {
+            return true;
+        };
+        if crate::privileges::is_system_database(&database) {
+            return true;
+        }
+        match self.table_column.and_then(|at| row.get(at)).filter(|v| !v.is_null()) {
+            Some(table) => authorization.sees_table(&database, &table.to_text()),
+            None => authorization.sees_database(&database),
+        }
+    }
+}
+
 /// The rows of a view's scan, with the scan's filter and limit applied (what a node group does
 /// for a stored table).
 pub(crate) fn scan<B: Backend>(exec: &mut Exec<B>, view: &TableDef, filter: Option<&cairn_common::expr::Expr>, limit: Option<u64>) -> Result<Vec<Row>, Error> {
@@ -827,10 +875,14 @@ pub(crate) fn scan<B: Backend>(exec: &mut Exec<B>, view: &TableDef, filter: Opti
         processes: engine.processes.rows(engine.config.clock.now_micros()),
         next_auto_increment: &next,
     };
+    let visible = Visibility::new(view, exec);
     let mut out = Vec::new();
     for row in rows(view, &sources) {
         if limit.is_some_and(|l| out.len() as u64 >= l) {
             break;
+        }
+        if !visible.shows(&row) {
+            continue;
         }
         debug_assert_eq!(row.len(), view.columns.len(), "{}", view.name);
         if let Some(f) = filter

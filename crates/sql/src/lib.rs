@@ -119,6 +119,7 @@ mod explain;
 mod join;
 mod join_using;
 mod lexer;
+pub mod limits;
 mod multi_dml;
 mod optimize;
 mod outcome;

@@ -404,7 +404,7 @@ impl SessionSecurity {
                     // Killing another user's connection is checked where the connection is
                     // found (1095 without SUPER).
                     A::Kill { .. } | A::UnlockTables | A::ShowTriggers { .. } | A::ShowEvents { .. } => Ok(()),
-                    A::Flush => {
+                    A::Flush { .. } => {
                         if auth.global().has(Privilege::Reload) { Ok(()) } else { Err(Self::specific_denied("RELOAD")) }
                     }
                     A::ShowMasterStatus | A::ShowBinaryLogs => {
@@ -449,7 +449,7 @@ impl SessionSecurity {
         }
     }
 
-    /// Removes the rows of SHOW DATABASES / SHOW TABLES the session may not see. `database` is
+    /// Removes the rows of SHOW DATABASES / SHOW TABLES / SHOW PROCESSLIST the session may not see. `database` is
     /// the database SHOW TABLES lists.
     pub fn filter_show(&self, catalog: &Catalog, show: &Show, database: Option<&str>, rows: &mut Vec<crate::outcome::Row>) {
         if self.account.is_none() {
@@ -461,6 +461,10 @@ impl SessionSecurity {
             Show::Tables { .. } | Show::TableStatus { .. } => {
                 let db = database.unwrap_or_default();
                 rows.retain(|r| self.sees_table(catalog, db, &first(r)));
+            }
+            // Without PROCESS a session sees only its own user's threads, as in MySQL.
+            Show::Processlist { .. } if !self.has_global(catalog, Privilege::Process) => {
+                rows.retain(|r| r.get(1).is_some_and(|user| user.to_text() == self.login_user));
             }
             _ => {}
         }

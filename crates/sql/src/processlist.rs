@@ -20,8 +20,9 @@
 //! ([`crate::exec::Exec::check_interrupted`]) while the statement is interruptible; the statement
 //! then ends with 1317 itself. The flag is cleared when the next command begins.
 //!
-//! Left out: privileges (every account sees and may kill every session, as with MySQL's PROCESS
-//! and CONNECTION_ADMIN granted to all).
+//! Privileges: without PROCESS a session sees only its own user's sessions (SHOW PROCESSLIST is
+//! filtered in `crate::privileges`, information_schema.PROCESSLIST in
+//! `crate::information_schema`); KILL of another user's session needs SUPER (1095).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

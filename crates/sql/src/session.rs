@@ -31,6 +31,8 @@ use crate::variables::{self, DefaultValue, SessionVariables, VarDef};
 pub(crate) mod admin;
 /// LOAD DATA [LOCAL] INFILE.
 pub(crate) mod load_data;
+/// MAX_QUERIES_PER_HOUR and MAX_UPDATES_PER_HOUR of the session's account.
+mod limits;
 // Stored routines: CALL, stored function calls, and the statements about routines.
 mod routines;
 
@@ -120,6 +122,8 @@ struct PreparedStatement {
     text: Arc<StatementText>,
     param_count: u16,
     cached: Option<CachedPlan>,
+    /// Counts the statement against the node's max_prepared_stmt_count while it is open.
+    _slot: crate::limits::PreparedSlot,
 }
 
 /// One client connection's state.
@@ -411,6 +415,7 @@ impl<B: Backend> Session<B> {
             row_count: self.row_count,
             rng: (self.info.connection_id.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ (micros as u64) ^ self.statements_run.rotate_left(17),
             version: self.version.clone(),
+            authorization: self.security.authorization(&self.engine.backend.catalog()),
         }
     }
 
@@ -482,6 +487,9 @@ impl<B: Backend> Session<B> {
 
     async fn run_text_inner(&mut self, text: &StatementText) -> Outcome {
         Stats::bump(&self.engine.stats.questions);
+        if let Err(e) = self.charge_statement(text) {
+            return self.fail(e);
+        }
         // `SELECT f(literals)` of a stored function (Exim's greylisting) skips parse and plan.
         if let Some(outcome) = self.fast_function_call(text).await {
             return outcome;
@@ -1465,6 +1473,7 @@ impl<B: Backend> Session<B> {
                 self.engine.config.max_prepared_statements
             );
         }
+        let slot = self.engine.limits.prepare()?;
         let text = statements.remove(0);
         let statement = parse::parse(&text)?;
         if matches!(statement, Statement::LoadData(_)) {
@@ -1481,7 +1490,7 @@ impl<B: Backend> Session<B> {
         };
         let id = self.next_statement_id;
         self.next_statement_id = self.next_statement_id.checked_add(1).unwrap_or(1);
-        self.prepared.insert(id, PreparedStatement { statement: Arc::new(statement), text: Arc::new(text), param_count, cached });
+        self.prepared.insert(id, PreparedStatement { statement: Arc::new(statement), text: Arc::new(text), param_count, cached, _slot: slot });
         Ok(PreparedInfo { id, param_count, columns })
     }
 
@@ -1509,6 +1518,9 @@ impl<B: Backend> Session<B> {
         let statement = Arc::clone(&prepared.statement);
         let text = Arc::clone(&prepared.text);
         let cached = prepared.cached.clone();
+        if let Err(e) = self.charge_statement(&text) {
+            return self.fail(e);
+        }
         self.current_text = text.text.clone();
         self.process.set_info(&self.current_text);
         match self.run_statement(&statement, &text, &params, cached).await {

@@ -8,7 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cairn_common::accounts::{Account, AuthPlugin, TlsRequirement};
+use cairn_common::accounts::{Account, AuthPlugin, Authorization, Privilege, TlsRequirement};
+use cairn_sql::limits::{AccountSlot, ConnectionSlot};
 use cairn_common::decimal::Decimal;
 use cairn_common::temporal::{Date, DateTime, Time};
 use cairn_common::types::{ColumnType as SqlType, type_code};
@@ -37,6 +38,15 @@ pub struct SqlHandler {
     started: std::time::Instant,
     /// How KILL on any session of this node reaches this connection.
     kill: KillHandle,
+    /// This connection counted against max_connections (given back when the handler drops).
+    _connection_slot: ConnectionSlot,
+    /// The logged-in account's connection slot (MAX_USER_CONNECTIONS), replaced by
+    /// COM_CHANGE_USER.
+    account_slot: Option<AccountSlot>,
+    /// The client got as far as an answer to the password challenge. A connection that ends
+    /// before that counts as a connection error of its host (max_connect_errors), as in MySQL;
+    /// a wrong password does not.
+    reached_authentication: bool,
 }
 
 pub fn error_packet(e: &Error) -> ErrorPacket {
@@ -52,9 +62,21 @@ impl SqlHandler {
         client_addr: Option<SocketAddr>,
         counters: Arc<NodeCounters>,
         kill: KillHandle,
+        connection_slot: ConnectionSlot,
     ) -> SqlHandler {
         counters.connections_open.fetch_add(1, Ordering::Relaxed);
-        SqlHandler { engine, session: None, connection_id, client_addr, counters, started: std::time::Instant::now(), kill }
+        SqlHandler {
+            engine,
+            session: None,
+            connection_id,
+            client_addr,
+            counters,
+            started: std::time::Instant::now(),
+            kill,
+            _connection_slot: connection_slot,
+            account_slot: None,
+            reached_authentication: false,
+        }
     }
 
     fn client_host(&self) -> String {
@@ -65,6 +87,7 @@ impl SqlHandler {
     /// Every attempt leaves an audit line (tracing target `audit`) with user, host and node.
     async fn login(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
         let host = self.client_host();
+        self.reached_authentication = true;
         let node = self.engine.config().node_id;
         let using_password = !cairn_wire::is_empty_answer(request.auth_response);
         let denied = || {
@@ -114,6 +137,19 @@ impl SqlHandler {
                 return Err(refuse("REQUIRE SUBJECT/ISSUER is not supported", denied()));
             }
         }
+        // max_connections' extra slot, MAX_USER_CONNECTIONS and MAX_CONNECTIONS_PER_HOUR are
+        // checked once the client has proved who it is, as MySQL checks them.
+        let administrator = {
+            let roles = catalog.accounts.default_roles.get(&account.name).map(|d| d.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+            Authorization::new(&catalog.accounts, &account.name, &roles).global().has(Privilege::Super)
+        };
+        // COM_CHANGE_USER gives the previous account's slot back first.
+        self.account_slot = None;
+        let now = self.engine.config().clock.now_micros();
+        let account_slot = match self.engine.limits().login(&account.name, &account.limits, administrator, &host, now) {
+            Ok(slot) => slot,
+            Err(e) => return Err(refuse("resource limit", error_packet(&e))),
+        };
         let info = SessionInfo {
             user: request.user.to_string(),
             host: host.clone(),
@@ -146,6 +182,7 @@ impl SqlHandler {
         }
         tracing::info!(target: "audit", event = "login", node, user = request.user, host = %host, account = %account_name, connection = self.connection_id, "login");
         self.session = Some(session);
+        self.account_slot = Some(account_slot);
         Ok(())
     }
 
@@ -191,6 +228,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl Drop for SqlHandler {
     fn drop(&mut self) {
         self.counters.connections_open.fetch_sub(1, Ordering::Relaxed);
+        if !self.reached_authentication {
+            self.engine.limits().connect_error(&self.client_host());
+        }
         // A client that disconnects inside a transaction rolls it back, as in MySQL.
         if let Some(rollback) = self.session.as_mut().and_then(|s| s.abandon()) {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -8,7 +8,8 @@
 //! parallel; writes go to the node group that owns their rows.
 //!
 //! Accounts come from the catalog, so a user created through one SQL node can log in through
-//! every other.
+//! every other. Connections are counted against the node's limits (`cairn_sql::limits`) when
+//! accepted, before the handshake, and again at login for the account's own limits.
 //!
 //! With `SslCert`/`SslKey` in its `[[mysqld]]` section the node offers TLS on the MySQL port
 //! ([`tls`]; reloaded on SIGHUP), and `RequireSecureTransport` refuses plain logins.
@@ -42,17 +43,23 @@ pub struct SqldOptions {
     pub secret: String,
 }
 
-/// MySQL's answer when max_connections is reached, sent before any handshake (as MySQL does).
-async fn refuse_too_many(mut stream: tokio::net::TcpStream) {
-    let message = b"Too many connections";
-    let mut payload = vec![0xff, 0x10, 0x04]; // 1040
-    payload.extend_from_slice(b"#08004");
-    payload.extend_from_slice(message);
+/// Refuses a connection before any handshake, as MySQL answers max_connections (1040) and a
+/// blocked host (1129): one ERR packet with sequence id 0, then close. Bounded in time, so a
+/// client that does not read cannot hold the task.
+async fn refuse_before_handshake(mut stream: tokio::net::TcpStream, error: cairn_common::Error) {
+    let mut payload = vec![0xff];
+    payload.extend_from_slice(&error.code().to_le_bytes());
+    payload.push(b'#');
+    payload.extend_from_slice(error.sqlstate().as_bytes());
+    payload.extend_from_slice(error.message.as_bytes());
     let mut packet = (payload.len() as u32).to_le_bytes()[..3].to_vec();
     packet.push(0);
     packet.extend_from_slice(&payload);
-    let _ = stream.write_all(&packet).await;
-    let _ = stream.shutdown().await;
+    let write = async {
+        let _ = stream.write_all(&packet).await;
+        let _ = stream.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
 }
 
 /// Fault tests name a point of the commit protocol in `CAIRN_FAILPOINT` (e.g. `after-prepare`)
@@ -125,6 +132,13 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
         server_version: SERVER_VERSION.to_string(),
         node_id: options.node_id,
         failpoint: failpoint_from_env(),
+        max_prepared_statements: me.max_prepared_stmt_count.min(usize::MAX as u64) as usize,
+        limits: cairn_sql::limits::LimitSettings {
+            max_connections: u64::from(me.max_connections),
+            max_connect_errors: me.max_connect_errors,
+            max_user_connections: me.max_user_connections,
+            max_prepared_statements: me.max_prepared_stmt_count,
+        },
         ..EngineConfig::default()
     };
     let engine = Engine::new(backend, engine_config);
@@ -143,7 +157,6 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
 
     tracing::info!(node = options.node_id, port = me.port, tls = tls.is_some(), "SQL node accepting MySQL connections");
     let next_connection = AtomicU32::new(1);
-    let max_connections = me.max_connections as u64;
     let server = async {
         loop {
             let (stream, addr) = match listener.accept().await {
@@ -155,17 +168,24 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
                 }
             };
             let _ = stream.set_nodelay(true);
-            if counters.connections_open.load(Ordering::Relaxed) >= max_connections {
-                tokio::spawn(refuse_too_many(stream));
-                continue;
-            }
+            // max_connections and blocked hosts are refused before the handshake, without
+            // reading anything from the client (crate cairn_sql::limits).
+            let slot = match engine.limits().accept(&addr.ip().to_string()) {
+                Ok(slot) => slot,
+                Err(error) => {
+                    tracing::info!(target: "audit", event = "connection_refused", node = node_id, host = %addr.ip(), code = error.code(), "connection refused");
+                    tokio::spawn(refuse_before_handshake(stream, error));
+                    continue;
+                }
+            };
             let connection_id = next_connection.fetch_add(1, Ordering::Relaxed);
             let kill = cairn_wire::KillHandle::new();
-            let handler = SqlHandler::new(engine.clone(), connection_id as u64, Some(addr), counters.clone(), kill.clone());
+            let handler = SqlHandler::new(engine.clone(), connection_id as u64, Some(addr), counters.clone(), kill.clone(), slot);
             let options = cairn_wire::ServerOptions {
                 server_version: SERVER_VERSION.to_string(),
                 connection_id,
                 client_addr: Some(addr),
+                max_prepared_statements: engine.config().max_prepared_statements,
                 kill,
                 tls: tls.as_ref().map(|t| t.current()),
                 require_secure_transport,

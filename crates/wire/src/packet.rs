@@ -61,6 +61,11 @@ impl PacketReader {
         }
     }
 
+    /// Changes the payload limit (the connection phase has a smaller one than commands).
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        self.max_payload = max_payload;
+    }
+
     /// The buffer to read more bytes into, with room reserved for what the current packet still
     /// needs (bounded by the payload limit, which headers are checked against first).
     pub fn read_buffer(&mut self) -> &mut Vec<u8> {

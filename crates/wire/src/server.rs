@@ -114,7 +114,11 @@ where
         None => conn.handshake().await,
     };
     let result = match handshake {
-        Ok(true) => conn.run().await,
+        Ok(true) => {
+            // Only an authenticated client may send packets up to max_allowed_packet.
+            conn.reader.set_max_payload(conn.options.max_allowed_packet);
+            conn.run().await
+        }
         Ok(false) => Ok(()),
         Err(e) => Err(e),
     };
@@ -126,6 +130,10 @@ where
     }
     result
 }
+
+/// Largest packet accepted before the client has authenticated: a handshake response with the
+/// most connection attributes MySQL keeps (64 KiB) and every other field fits easily.
+const HANDSHAKE_MAX_PAYLOAD: usize = 256 * 1024;
 
 /// What the command loop does after a command.
 enum Flow {
@@ -158,7 +166,9 @@ where
         Connection {
             stream: Transport::Plain(stream),
             tls: None,
-            reader: PacketReader::new(options.max_allowed_packet),
+            // Before authentication a client may send only handshake-sized packets, so that
+            // unauthenticated connections cannot make the server buffer max_allowed_packet each.
+            reader: PacketReader::new(options.max_allowed_packet.min(HANDSHAKE_MAX_PAYLOAD)),
             writer: PacketWriter::default(),
             handler,
             scramble: new_scramble(),

@@ -8,7 +8,8 @@
 //!
 //! - **KILL [CONNECTION | QUERY] id** acts on this SQL node's sessions (processlist.rs).
 //! - **FLUSH …** answers OK: an SQL node caches nothing that a flush would write or reload (the
-//!   catalog is pushed by the management nodes). `FLUSH TABLES WITH READ LOCK` takes no lock,
+//!   catalog is pushed by the management nodes), except the counters of `crate::limits`:
+//!   `FLUSH HOSTS` unblocks client addresses, `FLUSH USER_RESOURCES` restarts hourly limits. `FLUSH TABLES WITH READ LOCK` takes no lock,
 //!   as in MySQL Cluster, where it affects only the mysqld it runs on; dump consistency comes
 //!   from `--single-transaction` once transactions are in.
 //! - **LOCK TABLES / UNLOCK TABLES** check that the tables exist, end an open transaction as
@@ -42,7 +43,8 @@ use crate::types::SqlType;
 #[derive(Clone, Debug)]
 pub(crate) enum AdminStatement {
     Kill { kind: KillKind, id: u64 },
-    Flush,
+    /// FLUSH; only HOSTS and USER_RESOURCES have something to clear (crate::limits).
+    Flush { hosts: bool, user_resources: bool },
     LockTables(Vec<TableName>),
     UnlockTables,
     /// `ALTER TABLE t DISABLE KEYS` / `ENABLE KEYS`.
@@ -108,9 +110,16 @@ pub(crate) fn parse(statement: &StatementText) -> Result<Statement, Error> {
             AdminStatement::Kill { kind, id: c.number()? }
         }
         "FLUSH" => {
-            // Every FLUSH form is accepted: nothing on an SQL node needs flushing.
-            while c.next().is_some() {}
-            AdminStatement::Flush
+            // Every FLUSH form is accepted; only the connection-error and per-hour counters of
+            // crate::limits are held by an SQL node and cleared.
+            let (mut hosts, mut user_resources) = (false, false);
+            while let Some(token) = c.next() {
+                if let Token::Word(w) = &token.token {
+                    hosts |= w.value.eq_ignore_ascii_case("HOSTS");
+                    user_resources |= w.value.eq_ignore_ascii_case("USER_RESOURCES");
+                }
+            }
+            AdminStatement::Flush { hosts, user_resources }
         }
         "LOCK" => {
             if !(c.eat("TABLES") || c.eat("TABLE")) {
@@ -214,7 +223,15 @@ impl<B: Backend> Session<B> {
                 self.engine.processes.kill(*id, *kind, &self.info.user, may_kill_others)?;
                 Ok(Outcome::ok())
             }
-            AdminStatement::Flush => Ok(Outcome::ok()),
+            AdminStatement::Flush { hosts, user_resources } => {
+                if *hosts {
+                    self.engine.limits.flush_hosts();
+                }
+                if *user_resources {
+                    self.engine.limits.flush_user_resources();
+                }
+                Ok(Outcome::ok())
+            }
             AdminStatement::LockTables(tables) => {
                 for t in tables {
                     self.resolve(&catalog, t)?;
