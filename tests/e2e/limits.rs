@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cairn_e2e::{Cluster, ClusterSpec};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Error, OptsBuilder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 fn opts(cluster: &Cluster, user: &str, password: &str) -> OptsBuilder {
@@ -44,7 +44,7 @@ async fn read_first_packet(stream: &mut TcpStream) -> Result<u8, u16> {
     let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
     let mut payload = vec![0u8; len];
     stream.read_exact(&mut payload).await.expect("payload");
-    if payload.first() == Some(&0xff) { Err(u16::from_le_bytes([payload[1], payload[2]])) } else { Ok(payload[0]) }
+    if payload.as_slice().first() == Some(&0xff) { Err(u16::from_le_bytes([payload[1], payload[2]])) } else { Ok(payload[0]) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

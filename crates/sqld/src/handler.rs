@@ -537,6 +537,9 @@ mod tests {
             capabilities: 0,
             collation: 255,
             connect_attrs: &[],
+            tls: None,
+            cleartext: false,
+            full_auth_follows: false,
         }
     }
 
