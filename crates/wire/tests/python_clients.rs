@@ -169,14 +169,19 @@ print("pymysql tls ok")
 /// A CA and a server certificate for 127.0.0.1 in `dir`: (ca.pem, server.pem, server-key.pem).
 fn test_certificates(dir: &Path) -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    // Distinct subject names: with rcgen's default name on both, OpenSSL would take the server's
+    // certificate for a self-signed one (its issuer equal to its subject) and refuse it.
+    let named = |sans: Vec<String>, name: &str| {
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params
+    };
+    let mut params = named(Vec::new(), "Cairn test CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &*ca)
-        .unwrap();
+    let server = named(vec!["127.0.0.1".to_string(), "localhost".to_string()], "127.0.0.1").signed_by(&key, &*ca).unwrap();
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
     std::fs::write(path("ca.pem"), ca.pem()).unwrap();
     std::fs::write(path("server.pem"), server.pem()).unwrap();
