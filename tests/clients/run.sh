@@ -35,7 +35,7 @@ die() { log "error: $*"; exit 2; }
 # Every client this script knows, in the order they run. The name is what --only takes and what
 # the PASS/FAIL line shows.
 all_clients=(mysql-cli pymysql mysqlclient connector-pure connector-cext sqlalchemy mysql2
-             dbd-mariadb dbd-mysql jdbc php-pdo php-mysqli go exim exim-greylist)
+             dbd-mariadb dbd-mysql jdbc php-pdo php-mysqli go exim exim-greylist mysqldump)
 
 host="" port="" user="root" password="" only="" pending="" skip_install=0 install_only=0
 while [[ $# -gt 0 ]]; do
@@ -92,6 +92,8 @@ apt_packages_for() {
         go) echo "golang-go golang-github-go-sql-driver-mysql-dev" ;;
         # The Exim tests set up their schema with the mariadb CLI.
         exim|exim-greylist) echo "exim4-daemon-heavy mariadb-client" ;;
+        # The dump round trip runs its own MariaDB peer (scripts/mariadb/start.sh) to dump from.
+        mysqldump) echo "mariadb-client mariadb-server" ;;
     esac
 }
 needs_venv() { case "$1" in pymysql|mysqlclient|connector-pure|connector-cext|sqlalchemy) return 0 ;; esac; return 1; }
@@ -339,6 +341,7 @@ run_client() {
         go) "$go_dir/clienttest" ;;
         exim) bash "$here/exim/exim_route_test.sh" ;;
         exim-greylist) bash "$here/exim/exim_greylist_test.sh" ;;
+        mysqldump) bash "$here/dump/dump_roundtrip.sh" ;;
     esac
 }
 

@@ -234,6 +234,46 @@ pub enum ReadOp {
         aggregates: Vec<(PartialAggregate, Expr, Collation)>,
         resume: Option<ScanPosition>,
     },
+    /// Rows of `base` through its unique index whose hidden table is `index`, in one round
+    /// trip: for each key (values of the index columns, coerced to their types), the index
+    /// entry, then the base row it points at when that row's partition is in this node group
+    /// (the answer is [`Through::Entry`] when it is elsewhere, for the SQL node to fetch). The
+    /// caller checks the row's key again, as for any lookup through an index.
+    GetThrough { index: TableRef, base: TableRef, keys: Vec<Vec<Value>> },
+}
+
+impl ReadOp {
+    /// The table a read is addressed to (the hidden index table for [`ReadOp::GetThrough`]).
+    pub fn table(&self) -> TableRef {
+        match self {
+            ReadOp::Get { table, .. }
+            | ReadOp::Scan { table, .. }
+            | ReadOp::Count { table }
+            | ReadOp::IndexScan { table, .. }
+            | ReadOp::IndexStatus { table, .. }
+            | ReadOp::Aggregate { table, .. }
+            | ReadOp::GetThrough { index: table, .. } => *table,
+        }
+    }
+
+    /// A second table the read also reads, if any.
+    pub fn second_table(&self) -> Option<TableRef> {
+        match self {
+            ReadOp::GetThrough { base, .. } => Some(*base),
+            _ => None,
+        }
+    }
+}
+
+/// One key's answer to [`ReadOp::GetThrough`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Through {
+    /// No entry, or an entry whose row is gone.
+    Absent,
+    /// The base row, in table layout.
+    Row(Vec<u8>),
+    /// The entry (hidden-table layout): its base row lives in another node group.
+    Entry(Vec<u8>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -246,6 +286,8 @@ pub enum ReadResult {
     /// Partial groups: the group-by values then one value per aggregate (COUNTs as BIGINT,
     /// SUM as DECIMAL or DOUBLE, MIN/MAX as the value), and where to resume.
     Groups { groups: Vec<Vec<Value>>, resume: Option<ScanPosition> },
+    /// The answer to [`ReadOp::GetThrough`], one per key in order.
+    Through(Vec<Through>),
 }
 
 /// What an INSERT does when the key already exists.

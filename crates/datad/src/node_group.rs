@@ -111,7 +111,8 @@ impl SharedReads {
             return None;
         }
         let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if !matches!(check_table(&catalog, read_table(op)), TableCheck::Ready) {
+        let ready = |table| matches!(check_table(&catalog, table), TableCheck::Ready);
+        if !ready(op.table()) || !op.second_table().is_none_or(ready) {
             return None;
         }
         let store = self.store.read().unwrap_or_else(|e| e.into_inner());
@@ -141,7 +142,7 @@ enum Request {
 impl Request {
     fn tables(&self) -> Vec<TableRef> {
         match self {
-            Request::Read { op, .. } | Request::TxnRead { op, .. } => vec![read_table(op)],
+            Request::Read { op, .. } | Request::TxnRead { op, .. } => op.second_table().into_iter().chain([op.table()]).collect(),
             Request::Write { ops, .. } | Request::TxnWrite { ops, .. } => ops.iter().map(write_table).collect(),
             Request::Txn { .. } => Vec::new(),
         }
@@ -164,17 +165,6 @@ impl Request {
             | Request::Txn { reply, .. } => reply,
         };
         let _ = reply.send(Err(error));
-    }
-}
-
-fn read_table(op: &ReadOp) -> TableRef {
-    match op {
-        ReadOp::Get { table, .. }
-        | ReadOp::Scan { table, .. }
-        | ReadOp::Count { table }
-        | ReadOp::IndexScan { table, .. }
-        | ReadOp::IndexStatus { table, .. }
-        | ReadOp::Aggregate { table, .. } => *table,
     }
 }
 
@@ -422,7 +412,7 @@ impl NodeGroupLoop {
             Event::TxnWrite { step, ops, reply } => self.request(Request::TxnWrite { step, ops, reply }),
             Event::Txn { txn, control, reply } => self.request(Request::Txn { txn, control, reply }),
             Event::LocalRead { op, reply } => {
-                let result = match check_table(&self.catalog, read_table(&op)) {
+                let result = match check_table(&self.catalog, op.table()) {
                     TableCheck::Ready => {
                         let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
                         store.read(&op, &self.catalog).map(DataReply::Read).map_err(DataError::Failed)

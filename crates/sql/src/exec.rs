@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cairn_common::catalog::TableDef;
@@ -112,6 +113,9 @@ pub(crate) struct Exec<B: Backend> {
     pub group_concat_max_len: usize,
     /// Strict evaluation (a write's values in strict sql_mode: division by zero is 1365).
     pub strict: bool,
+    /// The session's KILL flag, while the statement may be interrupted (a read outside a
+    /// transaction); `None` otherwise. Long loops poll it through [`Exec::check_interrupted`].
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl<B: Backend> Clone for Exec<B> {
@@ -124,6 +128,7 @@ impl<B: Backend> Clone for Exec<B> {
             warnings: self.warnings.clone(),
             group_concat_max_len: self.group_concat_max_len,
             strict: self.strict,
+            interrupt: self.interrupt.clone(),
         }
     }
 }
@@ -132,7 +137,22 @@ impl<B: Backend> Clone for Exec<B> {
 /// keeps per context).
 const MAX_WARNINGS: usize = 1024;
 
+/// How many rows a long loop handles between two looks at the KILL flag: an atomic load is cheap,
+/// but not free in a loop that does little else per row.
+pub(crate) const INTERRUPT_CHECK_ROWS: usize = 4096;
+
 impl<B: Backend> Exec<B> {
+    /// 1317 once KILL QUERY (or KILL CONNECTION) hit this statement's session, if the statement
+    /// may be interrupted. Called every [`INTERRUPT_CHECK_ROWS`] rows by loops that compute
+    /// without awaiting anything (joins, sorts, aggregation, DISTINCT), where the connection's
+    /// own interruption, which drops the statement at its next wait, cannot reach.
+    pub fn check_interrupted(&self) -> Result<(), Error> {
+        match &self.interrupt {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(err!(QueryInterrupted, "Query execution was interrupted")),
+            _ => Ok(()),
+        }
+    }
+
     /// Evaluates with the session and the bound values; warnings go to the statement's list.
     pub fn eval(&mut self, e: &Expr, row: &[Value]) -> Result<Value, Error> {
         self.eval_partly(e, row, &[]).0
@@ -475,6 +495,9 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
                 let mut ex = exec.clone();
                 let mut table: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
                 for (i, row) in right_rows.iter().enumerate() {
+                    if i % INTERRUPT_CHECK_ROWS == INTERRUPT_CHECK_ROWS - 1 {
+                        ex.check_interrupted()?;
+                    }
                     let mut k = Vec::new();
                     let mut null = false;
                     for (_, rk, collation) in keys {
@@ -745,7 +768,10 @@ pub(crate) fn normalize_into(v: &Value, collation: Collation, out: &mut Vec<u8>)
 
 pub(crate) fn sort_rows<B: Backend>(mut exec: Exec<B>, rows: Vec<Row>, keys: &[SortKey]) -> Result<Vec<Row>, Error> {
     let mut keyed: Vec<(Vec<Value>, Row)> = Vec::with_capacity(rows.len());
-    for row in rows {
+    for (n, row) in rows.into_iter().enumerate() {
+        if n % INTERRUPT_CHECK_ROWS == INTERRUPT_CHECK_ROWS - 1 {
+            exec.check_interrupted()?;
+        }
         let mut k = Vec::with_capacity(keys.len());
         for key in keys {
             k.push(match &key.expr {
@@ -765,6 +791,9 @@ pub(crate) fn sort_rows<B: Backend>(mut exec: Exec<B>, rows: Vec<Row>, keys: &[S
         }
         std::cmp::Ordering::Equal
     });
+    // The sort itself runs to its end (a comparator must stay a total order); a KILL that came
+    // meanwhile ends the statement here, before the rows go anywhere.
+    exec.check_interrupted()?;
     Ok(keyed.into_iter().map(|(_, r)| r).collect())
 }
 
@@ -961,8 +990,14 @@ pub(crate) async fn aggregate<B: Backend>(
     let limit = exec.limit();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
+    // A batch from a join can be millions of rows long: look at the KILL flag as rows go by.
+    let mut seen = 0usize;
     while let Some(batch) = input.next_batch().await {
         for row in batch? {
+            seen += 1;
+            if seen % INTERRUPT_CHECK_ROWS == 0 {
+                exec.check_interrupted()?;
+            }
             let mut key_values = Vec::with_capacity(keys.len());
             let mut k = Vec::new();
             for (e, collation) in keys {
@@ -1025,6 +1060,9 @@ impl<B: Backend> RowStream for HashJoinStream<B> {
                     Err(e) => return Some(Err(e)),
                 };
                 let mut out = Vec::new();
+                // One left batch may pair with millions of right rows (a join without keys)
+                // before anything is returned: look at the KILL flag as the pairs go by.
+                let mut pairs = 0usize;
                 for left in batch {
                     let mut k = Vec::new();
                     let mut null = false;
@@ -1047,6 +1085,12 @@ impl<B: Backend> RowStream for HashJoinStream<B> {
                         candidates
                     };
                     for &r in candidates {
+                        pairs += 1;
+                        if pairs % INTERRUPT_CHECK_ROWS == 0
+                            && let Err(e) = self.exec.check_interrupted()
+                        {
+                            return Some(Err(e));
+                        }
                         let mut joined = left.clone();
                         joined.extend(self.right_rows[r].iter().cloned());
                         let pass = match &self.condition {
@@ -1172,7 +1216,7 @@ impl RowStream for ChainStream {
     }
 }
 
-fn encode_pk(table: &TableDef, key: &[Value]) -> Result<Vec<u8>, Error> {
+pub(crate) fn encode_pk(table: &TableDef, key: &[Value]) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(16);
     key::encode_key_values(table, &table.primary_key, key, &mut out)?;
     Ok(out)

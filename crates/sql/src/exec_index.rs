@@ -10,7 +10,7 @@
 //!   its partitions; when the plan needs index order (ORDER BY, MIN/MAX), the groups' streams
 //!   are merged here by re-encoding each row's index key.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use cairn_common::catalog::{IndexDef, TableDef};
@@ -19,8 +19,8 @@ use cairn_common::decimal::Decimal;
 use cairn_common::error::Error;
 use cairn_common::expr::Expr;
 use cairn_common::ids::NodeGroupId;
-use cairn_common::key::encode_key_value;
-use cairn_common::ops::{IndexPosition, KeyBound, KeyRange, PartialAggregate, ReadOp, ReadResult, ScanPosition, TableRef};
+use cairn_common::key::{self, encode_key_value};
+use cairn_common::ops::{IndexPosition, KeyBound, KeyRange, PartialAggregate, ReadOp, ReadResult, ScanPosition, TableRef, Through};
 use cairn_common::row::RowLayout;
 use cairn_common::Value;
 
@@ -28,7 +28,7 @@ use crate::access::{IndexRange, LookupVia};
 use crate::backend::Backend;
 use crate::compile::{AggregateCall, AggregateFunc};
 use crate::engine::Stats;
-use crate::exec::{BoxStream, Exec, KeyValue, ScanStream, bind, fetch_keys, key_value, normalize_into, vec_stream};
+use crate::exec::{BoxStream, Exec, KeyValue, ScanStream, bind, encode_pk, fetch_keys, key_value, normalize_into, vec_stream};
 use crate::join::join_all;
 use crate::outcome::{Row, RowStream};
 use crate::types::Kind;
@@ -85,19 +85,75 @@ fn encode_values(table: &TableDef, columns: &[usize], values: &[Value]) -> Resul
 
 /// Reads base rows through a unique index: for each key (values of the index columns), the
 /// row whose entry the index holds, if any. Returns the rows found, by encoded unique key.
+///
+/// Where the statement reads a node group plainly (see `Access::reads_plainly`), the node
+/// group holding a key's entry follows it to the base row itself (`ReadOp::GetThrough`): one
+/// round trip when the row lives in the same node group (always, with one node group). Entries
+/// whose rows live elsewhere, and keys read inside a transaction that holds state in their
+/// node group, take a second round for the rows.
 async fn fetch_by_unique<B: Backend>(exec: &Exec<B>, table: &TableDef, ix: &IndexDef, keys: Vec<Vec<Value>>) -> Result<HashMap<Vec<u8>, Vec<u8>>, Error> {
     let hidden = index_table(exec, ix)?;
-    let entries = fetch_keys(exec, &hidden, keys).await?;
-    let layout = exec.engine.layout(&hidden);
     let width = ix.columns.len();
-    let mut by_pk: Vec<(Vec<u8>, Vec<Value>)> = Vec::with_capacity(entries.len());
-    for (ukey, entry) in entries {
-        let values = layout.decode(&entry)?;
-        by_pk.push((ukey, values[width..].to_vec()));
+    let mut through: BTreeMap<NodeGroupId, Vec<(Vec<u8>, Vec<Value>)>> = BTreeMap::new();
+    let mut entry_keys: Vec<Vec<Value>> = Vec::new();
+    let mut seen = HashSet::with_capacity(keys.len());
+    for k in keys {
+        let ukey = encode_pk(&hidden, &k)?;
+        if !seen.insert(ukey.clone()) {
+            continue;
+        }
+        let partition = key::partition_of_primary_key(&hidden, &k)?;
+        let group = hidden.node_group_of(partition).ok_or_else(|| Error::internal("partition without a node group"))?;
+        if exec.access.reads_plainly(group) {
+            through.entry(group).or_default().push((ukey, k));
+        } else {
+            entry_keys.push(k);
+        }
     }
-    let rows = fetch_keys(exec, table, by_pk.iter().map(|(_, pk)| pk.clone()).collect()).await?;
-    let mut out = HashMap::with_capacity(by_pk.len());
-    for (ukey, pk) in by_pk {
+    let mut out = HashMap::with_capacity(seen.len());
+    // (encoded unique key, primary key of the base row) of entries whose rows are still to read.
+    let mut pending: Vec<(Vec<u8>, Vec<Value>)> = Vec::new();
+    let layout = exec.engine.layout(&hidden);
+    if !through.is_empty() {
+        let index_ref = TableRef { id: hidden.id, version: hidden.version };
+        let base_ref = TableRef { id: table.id, version: table.version };
+        let futures: Vec<_> = through
+            .iter()
+            .map(|(group, keys)| {
+                Stats::bump(&exec.engine.stats.key_lookups);
+                let op = ReadOp::GetThrough { index: index_ref, base: base_ref, keys: keys.iter().map(|(_, k)| k.clone()).collect() };
+                exec.access.read(*group, op)
+            })
+            .collect();
+        let answers = join_all(futures).await;
+        for ((_, keys), answer) in through.into_iter().zip(answers) {
+            let ReadResult::Through(found) = answer? else {
+                return Err(Error::internal("a node group answered a lookup through an index with something else"));
+            };
+            if found.len() != keys.len() {
+                return Err(Error::internal("a node group answered a different number of keys than asked"));
+            }
+            for ((ukey, _), found) in keys.into_iter().zip(found) {
+                match found {
+                    Through::Absent => {}
+                    Through::Row(row) => {
+                        out.insert(ukey, row);
+                    }
+                    Through::Entry(entry) => pending.push((ukey, layout.decode(&entry)?.split_off(width))),
+                }
+            }
+        }
+    }
+    if !entry_keys.is_empty() {
+        for (ukey, entry) in fetch_keys(exec, &hidden, entry_keys).await? {
+            pending.push((ukey, layout.decode(&entry)?.split_off(width)));
+        }
+    }
+    if pending.is_empty() {
+        return Ok(out);
+    }
+    let rows = fetch_keys(exec, table, pending.iter().map(|(_, pk)| pk.clone()).collect()).await?;
+    for (ukey, pk) in pending {
         let encoded = encode_values(table, &table.primary_key, &pk)?;
         if let Some(row) = rows.get(&encoded) {
             out.insert(ukey, row.clone());

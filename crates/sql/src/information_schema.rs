@@ -24,7 +24,10 @@
 //!   PARAMETERS, TRIGGERS, VIEWS, EVENTS and FILES are empty: Cairn has none of those objects
 //!   (a routine's parameters are in ROUTINES' definition and SHOW CREATE).
 //!
-//! Left out: the privilege views (USER_PRIVILEGES, ...), PARTITIONS, the InnoDB views, and
+//! - PARTITIONS has a row per partition of every table (method AUTO unless PARTITION BY KEY was
+//!   given), with NULL sizes, as TABLES.
+//!
+//! Left out: the privilege views (USER_PRIVILEGES, ...), the InnoDB views, and
 //! performance_schema / sys.
 
 use std::sync::{Arc, OnceLock};
@@ -243,6 +246,35 @@ fn definitions() -> Vec<Definition> {
             column("DTD_IDENTIFIER", ColumnType::Lob { size: LobSize::Medium, binary: false }, false),
             varchar("ROUTINE_TYPE", 9, false),
         ]),
+        // One row per partition of every user table (mysqldump reads it to find tablespaces).
+        ("PARTITIONS", {
+            let mut c = catalog_schema_table();
+            c.extend([
+                varchar("PARTITION_NAME", 64, true),
+                varchar("SUBPARTITION_NAME", 64, true),
+                int("PARTITION_ORDINAL_POSITION", Int, true, true),
+                int("SUBPARTITION_ORDINAL_POSITION", Int, true, true),
+                varchar("PARTITION_METHOD", 13, true),
+                varchar("SUBPARTITION_METHOD", 13, true),
+                varchar("PARTITION_EXPRESSION", 2048, true),
+                varchar("SUBPARTITION_EXPRESSION", 2048, true),
+                column("PARTITION_DESCRIPTION", ColumnType::Lob { size: LobSize::Normal, binary: false }, true),
+                bigint_unsigned("TABLE_ROWS"),
+                bigint_unsigned("AVG_ROW_LENGTH"),
+                bigint_unsigned("DATA_LENGTH"),
+                bigint_unsigned("MAX_DATA_LENGTH"),
+                bigint_unsigned("INDEX_LENGTH"),
+                bigint_unsigned("DATA_FREE"),
+                column("CREATE_TIME", ColumnType::Timestamp { fsp: 0 }, true),
+                column("UPDATE_TIME", ColumnType::DateTime { fsp: 0 }, true),
+                column("CHECK_TIME", ColumnType::DateTime { fsp: 0 }, true),
+                int("CHECKSUM", Big, false, true),
+                column("PARTITION_COMMENT", ColumnType::Lob { size: LobSize::Normal, binary: false }, false),
+                varchar("NODEGROUP", 256, true),
+                varchar("TABLESPACE_NAME", 268, true),
+            ]);
+            c
+        }),
         ("PROCESSLIST", vec![
             int("ID", Big, true, false),
             varchar("USER", 32, false),
@@ -605,6 +637,27 @@ pub(crate) fn rows(view: &TableDef, s: &Sources<'_>) -> Vec<Row> {
                         text(&t.name),
                         text(table),
                     ]);
+                }
+            }
+            rows
+        }
+        // Every Cairn table is hash-partitioned across the node groups: explicitly with
+        // PARTITION BY KEY (method KEY, as MySQL shows it), otherwise on the primary key by
+        // default (method AUTO, as NDB shows its default partitioning). The sizes are NULL for
+        // the reason TABLES gives; NODEGROUP is the node group that holds the partition.
+        "PARTITIONS" => {
+            let mut rows = Vec::new();
+            for t in user_tables(catalog) {
+                let method = if t.explicit_partitioning { "KEY" } else { "AUTO" };
+                let expression =
+                    t.partition_key.iter().map(|&i| format!("`{}`", t.columns[i].name.replace('`', "``"))).collect::<Vec<_>>().join(",");
+                for (position, group) in t.partitions.iter().enumerate() {
+                    let mut row = vec![text("def"), text(&t.database), text(&t.name)];
+                    row.extend([text(format!("p{position}")), Value::Null, Value::UInt(position as u64 + 1), Value::Null]);
+                    row.extend([text(method), Value::Null, text(expression.clone()), Value::Null, Value::Null]);
+                    row.extend(std::iter::repeat_n(Value::Null, 10));
+                    row.extend([text(""), text(group.0.to_string()), Value::Null]);
+                    rows.push(row);
                 }
             }
             rows

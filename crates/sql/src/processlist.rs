@@ -13,10 +13,18 @@
 //! closes it. Both act on this SQL node's sessions only: connection ids are per SQL node, as in
 //! MySQL Cluster, where each mysqld has its own thread ids.
 //!
+//! Dropping the handler's future only takes effect where the statement waits (for a data node, for
+//! the client); a statement that computes for a long time without waiting (a join, sort or
+//! aggregation over rows already fetched) would not notice. So KILL also raises the process's
+//! interrupt flag, which the executor's long loops poll every few thousand rows
+//! ([`crate::exec::Exec::check_interrupted`]) while the statement is interruptible; the statement
+//! then ends with 1317 itself. The flag is cleared when the next command begins.
+//!
 //! Left out: privileges (every account sees and may kill every session, as with MySQL's PROCESS
 //! and CONNECTION_ADMIN granted to all).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cairn_common::error::Error;
@@ -47,6 +55,8 @@ pub(crate) struct Process {
     /// Told whether the running statement may be dropped half way (the daemon shields its
     /// connection from KILL otherwise).
     interrupt_hook: Mutex<Option<InterruptHook>>,
+    /// Raised by KILL; polled by the executor's long loops (shared with each statement's Exec).
+    pub(crate) interrupt_requested: Arc<AtomicBool>,
 }
 
 /// How the daemon learns whether the running statement may be interrupted.
@@ -82,6 +92,7 @@ impl Process {
             state: Mutex::new(ProcessState { database: None, command: "Sleep", since_micros: now_micros, info: None }),
             kill_switch: Mutex::new(None),
             interrupt_hook: Mutex::new(None),
+            interrupt_requested: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -154,6 +165,9 @@ impl Processes {
         if process.user != user && !may_kill_others {
             bail!(NotOwnerOfThread, "You are not owner of thread {id}");
         }
+        // Raised before the switch fires, so that a statement computing without a pause sees it
+        // too; an executor honours it only in a statement that may be interrupted.
+        process.interrupt_requested.store(true, Ordering::Relaxed);
         let switch = process.kill_switch.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(switch) = switch {
             switch(kind);
@@ -185,6 +199,8 @@ impl<B: Backend> Session<B> {
     /// `info` is its text when it has one.
     pub fn begin_command(&self, command: &'static str, info: Option<&str>) {
         let now = self.engine().config().clock.now_micros();
+        // A KILL QUERY that came while no command ran has nothing to interrupt (as in the wire layer).
+        self.process.interrupt_requested.store(false, Ordering::Relaxed);
         let mut state = self.process.state();
         state.command = command;
         state.since_micros = now;

@@ -717,6 +717,7 @@ impl<B: Backend> Session<B> {
             warnings,
             group_concat_max_len: self.group_concat_max_len(),
             strict: false,
+            interrupt: None,
         }
     }
 
@@ -835,7 +836,10 @@ impl<B: Backend> Session<B> {
         self.security.check_plan(&self.engine.backend.catalog(), &plan.planned, &plan.tables)?;
         // Only a read outside a transaction may be dropped half way (KILL QUERY): a write or
         // anything in a transaction could leave a request or a commit half done.
-        self.set_interruptible(matches!(plan.planned.as_ref(), Planned::Query(_)) && exec.access.txn.is_none());
+        let interruptible = matches!(plan.planned.as_ref(), Planned::Query(_)) && exec.access.txn.is_none();
+        self.set_interruptible(interruptible);
+        // The executor's long loops stop at KILL too (processlist.rs), in the same statements.
+        exec.interrupt = interruptible.then(|| self.process.interrupt_requested.clone());
         match plan.planned.as_ref() {
             Planned::Query(q) => {
                 Stats::bump(&self.engine.stats.com_select);

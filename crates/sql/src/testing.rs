@@ -160,7 +160,7 @@ impl Backend for MemoryCluster {
 
     async fn read(&self, group: NodeGroupId, op: ReadOp) -> Result<ReadResult, Error> {
         self.count(group, |r| match op {
-            ReadOp::Get { .. } => r.gets += 1,
+            ReadOp::Get { .. } | ReadOp::GetThrough { .. } => r.gets += 1,
             ReadOp::Scan { .. } => r.scans += 1,
             ReadOp::Count { .. } | ReadOp::IndexStatus { .. } => r.counts += 1,
             ReadOp::IndexScan { .. } => r.index_scans += 1,
@@ -200,7 +200,7 @@ impl Backend for MemoryCluster {
 
     async fn txn_read(&self, group: NodeGroupId, step: TxnStep, lock_mode: Option<LockMode>, op: ReadOp) -> Result<ReadResult> {
         self.count(group, |r| match op {
-            ReadOp::Get { .. } => r.gets += 1,
+            ReadOp::Get { .. } | ReadOp::GetThrough { .. } => r.gets += 1,
             ReadOp::Scan { .. } => r.scans += 1,
             ReadOp::Count { .. } | ReadOp::IndexStatus { .. } => r.counts += 1,
             ReadOp::IndexScan { .. } => r.index_scans += 1,

@@ -100,6 +100,16 @@ impl<B: Backend> Clone for Access<B> {
 }
 
 impl<B: Backend> Access<B> {
+    /// Whether this statement's reads of `group` are plain READ COMMITTED reads: outside a
+    /// transaction, or inside one that holds nothing there (no writes, no locks) and takes no
+    /// locks now, so that a transactional read would see exactly the committed rows.
+    pub fn reads_plainly(&self, group: NodeGroupId) -> bool {
+        match &self.txn {
+            None => true,
+            Some(txn) => self.lock.is_none() && !locked(txn).touched.contains(&group),
+        }
+    }
+
     /// A read of one node group, inside the transaction if there is one.
     pub async fn read(&self, group: NodeGroupId, op: ReadOp) -> Result<ReadResult, Error> {
         let Some(txn) = &self.txn else {
@@ -109,13 +119,18 @@ impl<B: Backend> Access<B> {
             let t = locked(txn);
             TxnStep { txn: t.id, seq: t.seq, known_here: t.touched.contains(&group) }
         };
+        if !step.known_here && self.lock.is_none() {
+            // See `reads_plainly`: the plain read takes the leader's lease fast path instead of
+            // going through its node-group loop.
+            return self.backend.read(group, op).await;
+        }
         let result = self.backend.txn_read(group, step, self.lock, op).await?;
         if self.lock.is_some() {
             let any = match &result {
                 ReadResult::Rows(rows) => rows.iter().any(Option::is_some),
                 ReadResult::ScanBatch { rows, .. } => !rows.is_empty(),
                 ReadResult::IndexBatch { rows, .. } => !rows.is_empty(),
-                ReadResult::Counts(_) | ReadResult::IndexBuilt(_) | ReadResult::Groups { .. } => false,
+                ReadResult::Through(_) | ReadResult::Counts(_) | ReadResult::IndexBuilt(_) | ReadResult::Groups { .. } => false,
             };
             if any {
                 locked(txn).touched.insert(group);

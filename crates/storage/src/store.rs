@@ -18,7 +18,7 @@ use hashbrown::DefaultHashBuilder;
 use cairn_common::catalog::{Catalog, TableDef};
 use cairn_common::expr::{EvalContext, Expr};
 use cairn_common::ids::{NodeGroupId, PartitionId, TableId};
-use cairn_common::ops::{ReadOp, ReadResult, RowChange, ScanPosition, TableRef, WriteSet};
+use cairn_common::ops::{ReadOp, ReadResult, RowChange, ScanPosition, TableRef, Through, WriteSet};
 use cairn_common::value::Value;
 use cairn_common::{Error, ErrorKind, Result};
 
@@ -432,26 +432,44 @@ impl Store {
         match op {
             ReadOp::Get { table, keys } => {
                 let def = resolve_table(catalog, *table)?;
-                // A table the store has no schema for has no rows here; its schema is built only
-                // to find each key's partition.
-                let built;
-                let schema = match self.schema(table.id) {
-                    Some(s) => s,
-                    None => {
-                        built = TableSchema::new(def)?;
-                        &built
-                    }
-                };
+                let schema = self.schema_or_built(def)?;
                 let mut rows = Vec::with_capacity(keys.len());
                 for key in keys {
-                    let encoded = schema.encode_key_values(key)?;
-                    let partition = schema.partition_of_key(key, &encoded)?;
-                    if def.node_group_of(partition) != Some(self.node_group) {
-                        return Err(wrong_group(def, partition, self.node_group));
-                    }
+                    let (partition, encoded) = self.local_key(def, &schema, key)?;
                     rows.push(self.get_encoded(table.id, partition, &encoded).map(<[u8]>::to_vec));
                 }
                 Ok(ReadResult::Rows(rows))
+            }
+            ReadOp::GetThrough { index, base, keys } => {
+                let index_def = resolve_table(catalog, *index)?;
+                let base_def = resolve_table(catalog, *base)?;
+                let index_schema = self.schema_or_built(index_def)?;
+                let base_schema = self.schema_or_built(base_def)?;
+                // An entry is the unique key's columns, then the base row's primary key.
+                let width = index_def.primary_key.len();
+                let pk_columns: Vec<usize> = (width..index_def.columns.len()).collect();
+                let mut answers = Vec::with_capacity(keys.len());
+                let mut pk = Vec::with_capacity(pk_columns.len());
+                for key in keys {
+                    let (partition, encoded) = self.local_key(index_def, &index_schema, key)?;
+                    let Some(entry) = self.get_encoded(index.id, partition, &encoded) else {
+                        answers.push(Through::Absent);
+                        continue;
+                    };
+                    pk.clear();
+                    index_schema.layout.decode_columns(entry, &pk_columns, &mut pk)?;
+                    let base_key = base_schema.encode_key_values(&pk)?;
+                    let base_partition = base_schema.partition_of_key(&pk, &base_key)?;
+                    answers.push(if base_def.node_group_of(base_partition) == Some(self.node_group) {
+                        match self.get_encoded(base.id, base_partition, &base_key) {
+                            Some(row) => Through::Row(row.to_vec()),
+                            None => Through::Absent,
+                        }
+                    } else {
+                        Through::Entry(entry.to_vec())
+                    });
+                }
+                Ok(ReadResult::Through(answers))
             }
             ReadOp::Scan { table, partitions, filter, projection, limit, resume, max_rows, max_bytes } => {
                 let def = resolve_table(catalog, *table)?;
@@ -498,6 +516,25 @@ impl Store {
                 Ok(ReadResult::Groups { groups, resume })
             }
         }
+    }
+
+    /// The store's schema of a table, or (for a table the store has no rows of) one built only
+    /// to find keys' partitions.
+    fn schema_or_built(&self, def: &TableDef) -> Result<std::borrow::Cow<'_, TableSchema>> {
+        Ok(match self.schema(def.id) {
+            Some(schema) => std::borrow::Cow::Borrowed(schema),
+            None => std::borrow::Cow::Owned(TableSchema::new(def)?),
+        })
+    }
+
+    /// The partition and encoding of a primary key, which must be in this node group.
+    fn local_key(&self, def: &TableDef, schema: &TableSchema, key: &[Value]) -> Result<(PartitionId, Vec<u8>)> {
+        let encoded = schema.encode_key_values(key)?;
+        let partition = schema.partition_of_key(key, &encoded)?;
+        if def.node_group_of(partition) != Some(self.node_group) {
+            return Err(wrong_group(def, partition, self.node_group));
+        }
+        Ok((partition, encoded))
     }
 
     /// The partitions of `def` on this node group, ascending.

@@ -787,5 +787,8 @@ fn read_through(
         // aggregates itself there, so that the transaction's own writes are seen): answered
         // from the committed rows.
         ReadOp::IndexScan { .. } | ReadOp::IndexStatus { .. } | ReadOp::Aggregate { .. } => Ok((store.read(op, catalog)?, locked)),
+        // Sent only as a plain read (by a statement holding nothing in this node group): it
+        // would need the own writes of both tables and locks on the base rows.
+        ReadOp::GetThrough { .. } => Err(Error::internal("a lookup through a unique index was sent inside a transaction's own writes")),
     }
 }

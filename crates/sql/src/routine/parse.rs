@@ -1247,7 +1247,14 @@ pub(crate) fn parse_select_into(statement: &StatementText, into_at: usize, end: 
     let sub = StatementText { tokens: statement.tokens[into_at + 1..end].to_vec(), text: statement.text.clone() };
     let mut c = TokenCursor::new(&sub);
     if c.peek_is("OUTFILE") || c.peek_is("DUMPFILE") {
-        return Ok(Statement::Unsupported("SELECT ... INTO OUTFILE".into()));
+        // A file written on the SQL node's host: SQL nodes are stateless and write no files for
+        // clients, so this is refused as MySQL refuses it when secure_file_priv is NULL, the
+        // same answer LOAD DATA INFILE without LOCAL gets (session/load_data.rs). Clients
+        // export with their own tools (`mysql --batch -e`, mysqldump).
+        cairn_common::bail!(
+            OptionPreventsStatement,
+            "The MySQL server is running with the --secure-file-priv option so it cannot execute this statement"
+        );
     }
     let mut targets = Vec::new();
     loop {
