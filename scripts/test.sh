@@ -14,6 +14,12 @@ cargo build --locked --bin cairn
 step "unit, golden and end-to-end tests of every crate"
 cargo test --locked --workspace --no-fail-fast
 
+# Every cargo-fuzz target for 15 s over its seed corpus (about 3 minutes with the nightly build of
+# fuzz/; skipped with a message when no nightly toolchain is installed). The seed corpora, crash
+# regressions included, also ran above in the stable `cargo test -p cairn-fuzzing`.
+step "fuzz targets, briefly (scripts/fuzz.sh)"
+scripts/fuzz.sh
+
 # Real MySQL clients (mysql CLI, PyMySQL, mysqlclient, mysql-connector-python, SQLAlchemy, mysql2,
 # DBD::MariaDB, DBD::mysql, JDBC, PHP PDO and mysqli, Go, Exim) against a 2-node-group `cairn up`.
 # run.sh installs what they need as a new user would (apt as root, pip into a virtualenv, npm);

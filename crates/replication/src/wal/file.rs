@@ -703,7 +703,7 @@ impl FileLogStore {
                 format!(
                     "the log starts at entry {} but nothing records entries 1..={needed} as \
                          compacted: older segments are missing",
-                    needed + 1
+                    needed.saturating_add(1)
                 ),
             ));
         }
