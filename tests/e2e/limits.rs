@@ -166,24 +166,32 @@ async fn a_connection_flood_and_100_mb_packets_do_not_stall_other_clients() {
         for _ in 0..1000 {
             let all_answered = all_answered.clone();
             tasks.push(tokio::spawn(async move {
-                let stream = TcpStream::connect(("127.0.0.1", port)).await;
-                let first = match stream {
-                    Ok(mut stream) => Some((read_first_packet(&mut stream).await, stream)),
+                // A connection the kernel leaves waiting (a SYN dropped from a full accept queue
+                // is retried after 1, 3, 7, 15 s) is counted as unanswered, not failed: the test
+                // is about what the server answers and how the steady client fares.
+                let first = match TcpStream::connect(("127.0.0.1", port)).await {
+                    Ok(mut stream) => {
+                        match tokio::time::timeout(Duration::from_secs(9), read_first_packet(&mut stream)).await {
+                            Ok(first) => Some((first, stream)),
+                            Err(_) => None,
+                        }
+                    }
                     Err(_) => None,
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(8), all_answered.wait()).await;
                 first.map(|(first, _stream)| first)
             }));
         }
-        let (mut greeted, mut refused) = (0, 0);
+        let (mut greeted, mut refused, mut unanswered) = (0, 0, 0);
         for task in tasks {
-            match task.await.ok().flatten() {
+            match task.await.expect("flood connection task") {
                 Some(Ok(_)) => greeted += 1,
                 Some(Err(1040)) => refused += 1,
+                None => unanswered += 1,
                 other => panic!("unexpected answer to a flood connection: {other:?}"),
             }
         }
-        (greeted, refused)
+        (greeted, refused, unanswered)
     });
     let big = tokio::spawn(async move {
         let mut outcomes = Vec::new();
@@ -195,14 +203,15 @@ async fn a_connection_flood_and_100_mb_packets_do_not_stall_other_clients() {
         outcomes
     });
     let during = point_select_latency(&mut steady, Duration::from_secs(3)).await;
-    let (greeted, refused) = flood.await.expect("flood task");
+    let (greeted, refused, unanswered) = flood.await.expect("flood task");
     let big_outcomes = big.await.expect("big packet task");
     let after = point_select_latency(&mut steady, Duration::from_secs(1)).await;
     eprintln!("point select p50/p99 (samples): before {:?}/{:?} ({}), during flood {:?}/{:?} ({}), after {:?}/{:?} ({})",
         before.0, before.1, before.2, during.0, during.1, during.2, after.0, after.1, after.2);
-    eprintln!("flood: {greeted} greeted, {refused} refused with 1040; 100 MB packets: {big_outcomes:?}");
+    eprintln!("flood: {greeted} greeted, {refused} refused with 1040, {unanswered} unanswered within 9 s; 100 MB packets: {big_outcomes:?}");
 
-    assert_eq!(greeted + refused, 1000);
+    assert_eq!(greeted + refused + unanswered, 1000);
+    assert!(unanswered <= 20, "the server answers nearly every flood connection at once: {unanswered} unanswered");
     assert!(greeted <= 65, "at most max_connections + 1 connections are accepted at once: {greeted} greeted");
     for outcome in &big_outcomes {
         assert!(outcome.starts_with("Err("), "a 100 MB packet must be refused: {outcome}");
