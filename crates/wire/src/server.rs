@@ -186,6 +186,23 @@ where
 
     /// The next payload, `None` on a clean end of stream. Framing errors are answered with an
     /// ERR packet and end the connection.
+    /// Sends what is queued and reads the client's answer to it during login, which must carry
+    /// the next sequence id (`what` names the answer in the error otherwise).
+    async fn client_answer(&mut self, what: &str) -> Result<Packet, Error> {
+        self.flush().await?;
+        let expected = self.writer.seq();
+        let Some(packet) = self.read_packet().await? else {
+            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        };
+        self.writer.set_seq(packet.last_seq.wrapping_add(1));
+        if packet.first_seq != expected {
+            self.write_error(&out_of_order());
+            self.flush().await?;
+            return Err(Error::Protocol(format!("{what} out of order")));
+        }
+        Ok(packet)
+    }
+
     async fn read_packet(&mut self) -> Result<Option<Packet>, Error> {
         loop {
             match self.reader.next_packet() {
@@ -446,20 +463,7 @@ where
             }
             self.writer
                 .write_packet(&auth_switch_request(plugin, &self.scramble));
-            self.flush().await?;
-            let expected = self.writer.seq();
-            let Some(packet) = self.read_packet().await? else {
-                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
-            };
-            self.writer.set_seq(packet.last_seq.wrapping_add(1));
-            if packet.first_seq != expected {
-                self.write_error(&out_of_order());
-                self.flush().await?;
-                return Err(Error::Protocol(
-                    "auth switch response out of order".to_string(),
-                ));
-            }
-            auth_response = packet.payload;
+            auth_response = self.client_answer("auth switch response").await?.payload;
         }
         let Ok(user) = std::str::from_utf8(&login.user) else {
             let error = access_denied(&user_text, self.options.client_addr);
@@ -507,17 +511,7 @@ where
         if full_auth_follows && matches!(&outcome, Err(e) if e.code == error_code::ER_ACCESS_DENIED) {
             fast_path = false;
             self.writer.write_packet(&[0x01, 0x04]);
-            self.flush().await?;
-            let expected = self.writer.seq();
-            let Some(packet) = self.read_packet().await? else {
-                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
-            };
-            self.writer.set_seq(packet.last_seq.wrapping_add(1));
-            if packet.first_seq != expected {
-                self.write_error(&out_of_order());
-                self.flush().await?;
-                return Err(Error::Protocol("full authentication answer out of order".to_string()));
-            }
+            let packet = self.client_answer("full authentication answer").await?;
             // The password, NUL-terminated (libmysqlclient, PyMySQL) or not.
             let password = packet.payload.strip_suffix(&[0]).unwrap_or(&packet.payload);
             let request = AuthRequest {
