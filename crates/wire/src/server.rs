@@ -184,8 +184,6 @@ where
 
     // ----- Framing and I/O -----
 
-    /// The next payload, `None` on a clean end of stream. Framing errors are answered with an
-    /// ERR packet and end the connection.
     /// Sends what is queued and reads the client's answer to it during login, which must carry
     /// the next sequence id (`what` names the answer in the error otherwise).
     async fn client_answer(&mut self, what: &str) -> Result<Packet, Error> {
@@ -203,6 +201,8 @@ where
         Ok(packet)
     }
 
+    /// The next payload, `None` on a clean end of stream. Framing errors are answered with an
+    /// ERR packet and end the connection.
     async fn read_packet(&mut self) -> Result<Option<Packet>, Error> {
         loop {
             match self.reader.next_packet() {
