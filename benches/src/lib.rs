@@ -33,6 +33,8 @@
 //! transactions, and skewed (Zipfian) key choice. The closed loop measures what the targets are
 //! stated in: throughput at a given concurrency, with the latency each connection saw.
 
+pub mod calmail;
+pub mod calmail_run;
 pub mod histogram;
 pub mod report;
 pub mod rng;
