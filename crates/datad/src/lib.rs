@@ -38,6 +38,7 @@
 
 pub mod angel;
 pub mod disk_writer;
+pub mod heap;
 pub mod node_group;
 pub mod snapshot;
 pub mod start;

@@ -679,6 +679,9 @@ impl NodeGroupLoop {
                         }
                     }
                 }
+                // Memory freed since the last checkpoint (write sets, log entries just
+                // truncated, checkpoint slices) goes back to the system, not only to malloc.
+                crate::heap::release_free_memory();
             }
             WriterDone::LcpCompleted(Err(reason)) | WriterDone::LcpFailed(reason) => {
                 tracing::error!(node = node_id, %reason, "local checkpoint failed; the previous ones stay");
