@@ -21,8 +21,9 @@
 //! - Keys are unique: account and alias local parts carry their row number, subscriber addresses
 //!   within one list come from distinct accounts (an arithmetic progression over the accounts
 //!   with a step coprime to their count) or carry the member's position.
-//! - The subscriber distribution is Zipf-like over a shuffled list order (a campus-wide announce
-//!   list of about a tenth of all subscriptions, thousands of small lists), and one list in
+//! - The subscriber distribution is Zipf-like over a shuffled list order (list 1 is a
+//!   campus-wide announce list of about a tenth of all subscriptions, 108,359 at scale 1;
+//!   thousands of small lists), and one list in
 //!   twenty-five has no subscribers at all, as real Mailman installations have.
 //! - All generated text is ASCII letters, digits, `.`, `-`, `@`: nothing needs escaping, and
 //!   every collation orders it the same way except for case (only lower case is generated).
@@ -458,7 +459,8 @@ fn subscriber_distribution(lists: u64, subscriptions: u64, accounts: u64) -> Vec
         return counts;
     }
     let n = nonempty.len() as u64;
-    // Ranks: a multiplicative shuffle of the positions, so the biggest lists are scattered ids.
+    // Ranks: a multiplicative shuffle of the positions. Position 0 keeps rank 0, so list 1 is the
+    // campus-wide list (a tenth of all subscriptions); the other big lists are scattered ids.
     let step = coprime_step(n, 2);
     let weight = |position: u64| 1.0 / ((position.wrapping_mul(step) % n) as f64 + 1.0);
     let total_weight: f64 = (0..n).map(weight).sum();
