@@ -1,6 +1,7 @@
 //! TLS on the MySQL port of a real cluster whose certificates `cairn certs` made: logins over
 //! TLS (mysql_async with rustls, verifying the cluster CA; the mariadb CLI when installed),
-//! `Ssl_version`/`Ssl_cipher`, REQUIRE SSL and REQUIRE X509 accounts, the certificate reloaded
+//! `Ssl_version`/`Ssl_cipher`, `@@have_ssl`, REQUIRE SSL, X509, SUBJECT/ISSUER and CIPHER
+//! accounts, the certificate reloaded
 //! on SIGHUP, and a look at the bytes on the wire: a relay on 127.0.0.1 between client and SQL
 //! node records both directions, and a known row value crosses it in clear without TLS and
 //! never with TLS.
@@ -106,15 +107,25 @@ async fn mysql_port_over_tls_with_certificates_from_cairn_certs() {
     let (version, cipher) = ssl_status(&mut root).await;
     assert!(version == "TLSv1.3" || version == "TLSv1.2", "Ssl_version {version:?}");
     assert!(!cipher.is_empty(), "Ssl_cipher is set");
+    let by_cipher = format!("CREATE USER 'by_cipher'@'%' IDENTIFIED BY 'cipher-pw' REQUIRE CIPHER '{cipher}'");
     for sql in [
         "CREATE DATABASE calmail",
         "CREATE TABLE calmail.account (id INT PRIMARY KEY, email VARCHAR(100))",
         "CREATE USER 'needs_ssl'@'%' IDENTIFIED BY 'ssl-pw' REQUIRE SSL",
         "CREATE USER 'needs_cert'@'%' IDENTIFIED WITH caching_sha2_password BY 'cert-pw' REQUIRE X509",
         "GRANT SELECT ON calmail.* TO 'needs_ssl'@'%'",
+        // `cairn certs --client x509-client` names the client certificate after the client and
+        // its issuer after the cluster (the harness's cluster is "e2e").
+        "CREATE USER 'by_name'@'%' IDENTIFIED BY 'name-pw' REQUIRE SUBJECT '/CN=x509-client' AND ISSUER '/CN=Cairn cluster CA (e2e)'",
+        "CREATE USER 'other_name'@'%' IDENTIFIED BY 'name-pw' REQUIRE SUBJECT '/CN=someone-else'",
+        "CREATE USER 'other_issuer'@'%' IDENTIFIED BY 'name-pw' REQUIRE ISSUER '/CN=Some other CA'",
+        by_cipher.as_str(),
+        "CREATE USER 'other_cipher'@'%' IDENTIFIED BY 'cipher-pw' REQUIRE CIPHER 'NULL-MD5'",
     ] {
         root.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
+    let have: Vec<(String, String)> = root.query("SELECT @@have_ssl, @@have_openssl").await.unwrap();
+    assert_eq!(have, [("YES".to_string(), "YES".to_string())], "TLS is configured on this SQL node");
     root.exec_drop("INSERT INTO calmail.account VALUES (7, ?)", (CANARY,)).await.unwrap();
 
     // A plain connection still works for an account without REQUIRE, and shows no TLS.
@@ -133,6 +144,18 @@ async fn mysql_port_over_tls_with_certificates_from_cairn_certs() {
     assert_eq!(server_code(Conn::new(with_tls(&cluster, port, "needs_cert", "cert-pw", false)).await), 1045);
     let conn = Conn::new(with_tls(&cluster, port, "needs_cert", "cert-pw", true)).await.expect("REQUIRE X509 with a certificate");
     conn.disconnect().await.unwrap();
+
+    // REQUIRE SUBJECT/ISSUER: the verified certificate's names must be the account's exactly.
+    assert_eq!(server_code(Conn::new(with_tls(&cluster, port, "by_name", "name-pw", false)).await), 1045, "no certificate");
+    let conn = Conn::new(with_tls(&cluster, port, "by_name", "name-pw", true)).await.expect("REQUIRE SUBJECT/ISSUER with that certificate");
+    conn.disconnect().await.unwrap();
+    assert_eq!(server_code(Conn::new(with_tls(&cluster, port, "other_name", "name-pw", true)).await), 1045, "another subject");
+    assert_eq!(server_code(Conn::new(with_tls(&cluster, port, "other_issuer", "name-pw", true)).await), 1045, "another issuer");
+    // REQUIRE CIPHER: the negotiated cipher (the one root's session reported) must be named.
+    let conn = Conn::new(with_tls(&cluster, port, "by_cipher", "cipher-pw", false)).await.expect("REQUIRE CIPHER with that cipher");
+    conn.disconnect().await.unwrap();
+    assert_eq!(server_code(Conn::new(with_tls(&cluster, port, "other_cipher", "cipher-pw", false)).await), 1045, "another cipher");
+    assert_eq!(server_code(Conn::new(plain(port, "by_cipher", "cipher-pw")).await), 1045, "REQUIRE CIPHER needs TLS");
 
     // On the wire: the canary row crosses the relay in clear without TLS (so this check can
     // fail) and never inside TLS, in either direction.

@@ -427,8 +427,26 @@ pub enum TlsRequirement {
     Ssl,
     /// REQUIRE X509: encrypted, and the client presented a certificate the server verified.
     X509,
-    /// REQUIRE SUBJECT/ISSUER: a verified certificate with these exact names.
+    /// REQUIRE SUBJECT/ISSUER: a verified certificate with these exact names (OpenSSL's
+    /// one-line form, `/C=US/O=UC Berkeley/CN=exim`, as MySQL compares them).
     Specified { subject: Option<String>, issuer: Option<String> },
+    /// REQUIRE CIPHER, alone or with SUBJECT/ISSUER: also this exact negotiated cipher (MySQL's
+    /// name for it). A variant of its own, after `Specified`, so that catalogs written before it
+    /// still decode (the catalog's encoding numbers the variants).
+    SpecifiedWithCipher { subject: Option<String>, issuer: Option<String>, cipher: String },
+}
+
+impl TlsRequirement {
+    /// The REQUIRE SUBJECT/ISSUER/CIPHER parts, if this is such a requirement.
+    pub fn specified(&self) -> Option<(Option<&str>, Option<&str>, Option<&str>)> {
+        match self {
+            TlsRequirement::Specified { subject, issuer } => Some((subject.as_deref(), issuer.as_deref(), None)),
+            TlsRequirement::SpecifiedWithCipher { subject, issuer, cipher } => {
+                Some((subject.as_deref(), issuer.as_deref(), Some(cipher.as_str())))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// `WITH MAX_… n` resource limits; 0 means no limit, as in MySQL.

@@ -145,6 +145,7 @@ pub fn coerce(value: Value, column: &ColumnDef, cx: &mut Coercion) -> Result<Val
         ColumnType::VarChar { length, binary: true } => coerce_bytes(value, *length as u64, column, cx),
         ColumnType::Lob { size, binary: true } => coerce_bytes(value, size.max_bytes(), column, cx),
         ColumnType::Enum { values } => coerce_enum(value, values, column, cx),
+        ColumnType::Set { values } => coerce_set(value, values, column, cx),
         ColumnType::Date => coerce_date(value, column, cx),
         ColumnType::DateTime { fsp } => coerce_datetime(value, *fsp, false, column, cx),
         ColumnType::Timestamp { fsp } => coerce_datetime(value, *fsp, true, column, cx),
@@ -425,10 +426,35 @@ fn coerce_enum(value: Value, members: &[String], column: &ColumnDef, cx: &mut Co
     match index {
         Some(i) => Ok(Value::Text(members[i - 1].clone())),
         None => {
+            // MySQL reports an ENUM value outside the list as 1265 (01000), also in strict mode.
             let message = format!("Data truncated for column '{}' at row {}", column.name, cx.row);
-            cx.fail(ErrorKind::IncorrectValueForField, WARN_DATA_TRUNCATED, message, Value::Text(String::new()))
+            cx.fail(ErrorKind::DataTruncated, WARN_DATA_TRUNCATED, message, Value::Text(String::new()))
         }
     }
+}
+
+/// A SET value from text (a member list in any order and case, repeats allowed) or from a
+/// number (the bit mask, as MySQL accepts it). Unknown members are a truncation: an error in
+/// strict mode, otherwise the known members are kept with a warning, as MySQL does.
+fn coerce_set(value: Value, members: &[String], column: &ColumnDef, cx: &mut Coercion) -> Result<Value> {
+    use crate::set_value;
+    let (mask, unknown) = match &value {
+        Value::Text(_) | Value::Bytes(_) => {
+            let parsed = set_value::parse_text(members, &value.to_text());
+            (parsed.mask, parsed.unknown)
+        }
+        other => match other.to_u64() {
+            Some(mask) if set_value::mask_fits(members, mask) => (mask, false),
+            Some(mask) => (mask & set_value::all_members(members), true),
+            None => (0, true),
+        },
+    };
+    let canonical = Value::Text(set_value::render(members, mask));
+    if unknown {
+        let message = format!("Data truncated for column '{}' at row {}", column.name, cx.row);
+        return cx.fail(ErrorKind::DataTruncated, WARN_DATA_TRUNCATED, message, canonical);
+    }
+    Ok(canonical)
 }
 
 fn is_zero_datetime(dt: &DateTime) -> bool {
@@ -623,8 +649,20 @@ mod tests {
         let e = || ColumnType::Enum { values: vec!["active".into(), "disabled".into()] };
         assert_eq!(strict(Value::text("ACTIVE"), e()).unwrap(), Value::text("active"));
         assert_eq!(strict(Value::Int(2), e()).unwrap(), Value::text("disabled"));
-        assert_eq!(show(strict(Value::text("gone"), e())), "1366 Data truncated for column 'c' at row 1");
-        assert_eq!(show(strict(Value::Int(3), e())), "1366 Data truncated for column 'c' at row 1");
+        assert_eq!(show(strict(Value::text("gone"), e())), "1265 Data truncated for column 'c' at row 1");
+        assert_eq!(show(strict(Value::Int(3), e())), "1265 Data truncated for column 'c' at row 1");
+    }
+
+    #[test]
+    fn sets() {
+        let s = || ColumnType::Set { values: vec!["imap".into(), "pop".into(), "smtp".into()] };
+        assert_eq!(strict(Value::text("SMTP,imap,smtp"), s()).unwrap(), Value::text("imap,smtp"));
+        assert_eq!(strict(Value::text(""), s()).unwrap(), Value::text(""));
+        assert_eq!(strict(Value::Int(6), s()).unwrap(), Value::text("pop,smtp"), "a number is the bit mask");
+        assert_eq!(show(strict(Value::text("imap,web"), s())), "1265 Data truncated for column 'c' at row 1");
+        assert_eq!(show(strict(Value::Int(8), s())), "1265 Data truncated for column 'c' at row 1");
+        let mut cx = Coercion::lenient();
+        assert_eq!(coerce(Value::text("imap,web"), &col(s()), &mut cx).unwrap(), Value::text("imap"));
     }
 
     #[test]

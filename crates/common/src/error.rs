@@ -265,6 +265,12 @@ error_kinds! {
     BlobCantHaveDefault = (1101, "42000", Report),
     /// ER_WRONG_FIELD_SPEC: an impossible column specification (AUTO_INCREMENT on a VARCHAR).
     WrongColumnSpec = (1063, "42000", Report),
+    /// ER_TOO_BIG_SET: a SET column with more than 64 members.
+    TooBigSet = (1097, "HY000", Report),
+    /// ER_DUPLICATED_VALUE_IN_TYPE: an ENUM or SET member listed twice.
+    DuplicatedValueInType = (1291, "HY000", Report),
+    /// ER_ILLEGAL_VALUE_FOR_TYPE: a SET member containing a comma.
+    IllegalValueForType = (1367, "22007", Report),
     /// ER_M_BIGGER_THAN_D: `DECIMAL(5,6)`.
     ScaleBiggerThanPrecision = (1427, "42000", Report),
     /// ER_MIX_OF_GROUP_FUNC_AND_FIELDS: an aggregate and a plain column without GROUP BY,

@@ -34,6 +34,7 @@ pub mod key;
 pub mod ops;
 pub mod routine;
 pub mod row;
+pub mod set_value;
 pub mod temporal;
 pub mod types;
 pub mod value;

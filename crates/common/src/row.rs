@@ -104,6 +104,7 @@ fn fixed_width(ty: &ColumnType) -> Option<usize> {
         ColumnType::Time { fsp } => 3 + if *fsp > 0 { 3 } else { 0 },
         ColumnType::Year => 1,
         ColumnType::Enum { values } => if values.len() < 256 { 1 } else { 2 },
+        ColumnType::Set { values } => crate::set_value::storage_bytes(values.len()),
         ColumnType::Char { binary: false, .. } | ColumnType::VarChar { .. } | ColumnType::Lob { .. } => return None,
     })
 }
@@ -508,6 +509,11 @@ fn encode_fixed(ty: &ColumnType, value: &Value, out: &mut [u8]) -> Result<()> {
             };
             put_uint(out, index as u64, width);
         }
+        (ColumnType::Set { values }, Value::Text(s)) => {
+            // Coercion has already made the text canonical; anything else is a bug upstream.
+            let mask = crate::set_value::mask_of_canonical(values, s).ok_or_else(|| mismatch(value, ty))?;
+            put_uint(out, mask, width);
+        }
         _ => return Err(mismatch(value, ty)),
     }
     Ok(())
@@ -553,6 +559,13 @@ fn decode_fixed(ty: &ColumnType, b: &[u8]) -> Result<Value> {
                 0 => Value::Text(String::new()),
                 i => Value::Text(values.get(i - 1).ok_or_else(|| corrupt("enum index"))?.clone()),
             }
+        }
+        ColumnType::Set { values } => {
+            let mask = get_uint(b, width);
+            if !crate::set_value::mask_fits(values, mask) {
+                return Err(corrupt("set member bits"));
+            }
+            Value::Text(crate::set_value::render(values, mask))
         }
         ColumnType::Char { binary: false, .. } | ColumnType::VarChar { .. } | ColumnType::Lob { .. } => {
             return Err(corrupt("var type in the fixed part"));

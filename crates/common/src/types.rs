@@ -111,6 +111,9 @@ pub enum ColumnType {
     Year,
     /// ENUM('a', 'b', …): stored as the 1-based index, 0 for the empty "error" value.
     Enum { values: Vec<String> },
+    /// SET('a', 'b', …): any subset of at most 64 members, stored as a bit mask and read as the
+    /// members' text in definition order (see `set_value`).
+    Set { values: Vec<String> },
 }
 
 /// MySQL protocol column type codes (`enum_field_types`).
@@ -192,7 +195,7 @@ impl ColumnType {
     }
 
     pub fn is_string(&self) -> bool {
-        matches!(self, ColumnType::Char { .. } | ColumnType::VarChar { .. } | ColumnType::Lob { .. } | ColumnType::Enum { .. })
+        matches!(self, ColumnType::Char { .. } | ColumnType::VarChar { .. } | ColumnType::Lob { .. } | ColumnType::Enum { .. } | ColumnType::Set { .. })
     }
 
     /// A binary string type (BINARY, VARBINARY, BLOB): compared bytewise, charset 63.
@@ -243,6 +246,8 @@ impl ColumnType {
             ColumnType::Year => YEAR,
             // MySQL reports ENUM columns of a result set as STRING with the ENUM flag.
             ColumnType::Enum { .. } => STRING,
+            // SET columns likewise: STRING with the SET flag.
+            ColumnType::Set { .. } => STRING,
         }
     }
 
@@ -259,6 +264,7 @@ impl ColumnType {
             ColumnType::Timestamp { .. } => BINARY | TIMESTAMP,
             ColumnType::Date | ColumnType::DateTime { .. } | ColumnType::Time { .. } => BINARY,
             ColumnType::Enum { .. } => ENUM,
+            ColumnType::Set { .. } => SET,
             _ => 0,
         }
     }
@@ -302,6 +308,7 @@ impl ColumnType {
             ColumnType::Time { fsp } => 10 + if *fsp > 0 { *fsp as u32 + 1 } else { 0 },
             ColumnType::Year => 4,
             ColumnType::Enum { values } => values.iter().map(|v| v.chars().count() as u32).max().unwrap_or(0) * MB,
+            ColumnType::Set { values } => crate::set_value::max_chars(values) * MB,
         }
     }
 
@@ -372,6 +379,10 @@ impl fmt::Display for ColumnType {
                 let list: Vec<String> = values.iter().map(|v| quote_enum_value(v)).collect();
                 write!(f, "enum({})", list.join(","))
             }
+            ColumnType::Set { values } => {
+                let list: Vec<String> = values.iter().map(|v| quote_enum_value(v)).collect();
+                write!(f, "set({})", list.join(","))
+            }
         }
     }
 }
@@ -393,6 +404,7 @@ mod tests {
             (ColumnType::Lob { size: LobSize::Medium, binary: true }, "mediumblob"),
             (ColumnType::DateTime { fsp: 3 }, "datetime(3)"),
             (ColumnType::Enum { values: vec!["a".into(), "it's".into()] }, "enum('a','it''s')"),
+            (ColumnType::Set { values: vec!["imap".into(), "pop".into()] }, "set('imap','pop')"),
         ];
         for (ty, text) in cases {
             assert_eq!(ty.to_string(), text);
@@ -416,6 +428,11 @@ mod tests {
         assert_eq!(ColumnType::bigint().display_length(), 20);
         assert_eq!(ColumnType::Int { width: IntWidth::Int, unsigned: true, display: None }.display_length(), 10);
         assert_eq!(ColumnType::Int { width: IntWidth::Int, unsigned: false, display: None }.display_length(), 11);
+        // MySQL sends SET('imap','pop') as STRING (254) with SET_FLAG and length (4 + 1 + 3) x 4.
+        let set = ColumnType::Set { values: vec!["imap".into(), "pop".into()] };
+        assert_eq!(set.type_code(), 254);
+        assert_eq!(set.type_flags(), column_flag::SET);
+        assert_eq!(set.display_length(), 32);
     }
 
     #[test]

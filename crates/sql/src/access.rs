@@ -96,7 +96,11 @@ pub(crate) fn key_kind_compatible(ty: &ColumnType, value: &SqlType) -> bool {
             matches!(kind, Kind::Int { .. } | Kind::Decimal { .. } | Kind::String { .. })
         }
         ColumnType::Float | ColumnType::Double => false,
-        ColumnType::Char { .. } | ColumnType::VarChar { .. } | ColumnType::Lob { .. } | ColumnType::Enum { .. } => {
+        ColumnType::Char { .. }
+        | ColumnType::VarChar { .. }
+        | ColumnType::Lob { .. }
+        | ColumnType::Enum { .. }
+        | ColumnType::Set { .. } => {
             matches!(kind, Kind::String { .. })
         }
         ColumnType::Date | ColumnType::DateTime { .. } | ColumnType::Timestamp { .. } | ColumnType::Time { .. } => {

@@ -154,6 +154,27 @@ pub(crate) fn column_type(dt: &DataType, column: &str, mb_per_char: u64) -> Resu
                 }
                 ColumnType::Enum { values }
             }
+            DataType::Set(members) => {
+                let mut values: Vec<String> = Vec::with_capacity(members.len());
+                for m in members {
+                    let trimmed = m.trim_end_matches(' ').to_string();
+                    // A value is its members joined by commas, so a member cannot hold one.
+                    if trimmed.contains(',') {
+                        bail!(IllegalValueForType, "Illegal set '{trimmed}' value found during parsing");
+                    }
+                    if values.iter().any(|x| Collation::CaseInsensitive.equal(x, &trimmed)) {
+                        bail!(DuplicatedValueInType, "Column '{column}' has duplicated value '{trimmed}' in SET");
+                    }
+                    values.push(trimmed);
+                }
+                if values.len() > cairn_common::set_value::MAX_MEMBERS {
+                    bail!(TooBigSet, "Too many strings for column {column} and SET");
+                }
+                if values.is_empty() {
+                    bail!(WrongColumnSpec, "Incorrect column specifier for column '{column}'");
+                }
+                ColumnType::Set { values }
+            }
             DataType::Custom(name, modifiers) if name.to_string().eq_ignore_ascii_case("YEAR") && modifiers.iter().all(|m| m.to_string() == "4") => {
                 ColumnType::Year
             }
@@ -687,7 +708,7 @@ pub(crate) fn show_create_table(t: &TableDef, auto_increment_next: Option<u64>) 
                 line.push_str(&format!(" CHARACTER SET {cs}"));
             } else if !coll.eq_ignore_ascii_case(&t.collation) {
                 let cs = types::charset_of_collation(types::collation_id(coll).unwrap_or(255));
-                line.push_str(&format!(" CHARACTER SET {cs} COLLATE {coll}"));
+                line.push_str(&format!(" CHARACTER SET {cs} {}", portable_collate(coll, " ")));
             }
         }
         if !c.nullable {
@@ -750,7 +771,7 @@ pub(crate) fn show_create_table(t: &TableDef, auto_increment_next: Option<u64>) 
         }
     out.push_str(&format!(" DEFAULT CHARSET={}", t.charset));
     if types::default_collation(&t.charset) != Some(t.collation.as_str()) || t.charset == "utf8mb4" {
-        out.push_str(&format!(" COLLATE={}", t.collation));
+        out.push_str(&format!(" {}", portable_collate(&t.collation, "=")));
     }
     if !t.comment.is_empty() {
         out.push_str(&format!(" COMMENT={}", cairn_common::value::quote_string(&t.comment)));
@@ -769,11 +790,45 @@ pub(crate) fn show_create_database(name: &str, charset: &str, collation: &str, i
         if if_not_exists { "/*!32312 IF NOT EXISTS*/ " } else { "" },
         quote_ident(name)
     );
-    if types::default_collation(charset) != Some(collation) || charset == "utf8mb4" {
+    let named = types::default_collation(charset) != Some(collation) || charset == "utf8mb4";
+    if named && mariadb_stand_in(collation).is_none() {
         out.push_str(&format!(" COLLATE {collation}"));
     }
-    out.push_str(" */ /*!80016 DEFAULT ENCRYPTION='N' */");
+    out.push_str(" */");
+    if named && mariadb_stand_in(collation).is_some() {
+        // Comments cannot nest, so a MySQL 8-only collation leaves the `/*!40100 … */` comment
+        // and follows it in its own (see `portable_collate`).
+        out.push_str(&format!(" {}", portable_collate(collation, " ")));
+    }
+    out.push_str(" /*!80016 DEFAULT ENCRYPTION='N' */");
     out
+}
+
+/// What MariaDB uses instead of a collation that only MySQL 8 has: `Some("")` for the
+/// character set's default (MariaDB's `utf8mb4_general_ci` in place of `utf8mb4_0900_ai_ci`),
+/// `Some(name)` for the nearest MariaDB collation, `None` for a collation both servers know.
+fn mariadb_stand_in(collation: &str) -> Option<&'static str> {
+    match collation.to_ascii_lowercase().as_str() {
+        "utf8mb4_0900_ai_ci" => Some(""),
+        // Both are case- and accent-sensitive; utf8mb4_bin is MariaDB's nearest.
+        "utf8mb4_0900_as_cs" | "utf8mb4_0900_bin" => Some("utf8mb4_bin"),
+        _ => None,
+    }
+}
+
+/// A `COLLATE` clause (`separator` is `=` for a table option, a space for a column or a
+/// database) that loads into MySQL 8 and into MariaDB 10.11 alike. A collation both know is
+/// printed as MySQL 8 prints it. The `utf8mb4_0900_*` collations, which MariaDB before 11.4
+/// refuses (error 1273), go into a `/*!80000 … */` comment, which MySQL 8 and Cairn execute
+/// and MariaDB skips (it ignores MySQL 5.7+ executable comments), followed by a MariaDB-only
+/// `/*M!100100 … */` comment naming MariaDB's nearest collation where the character set's
+/// default is not near enough. The reasoning is in docs/sql.md ("Collations in dumps").
+fn portable_collate(collation: &str, separator: &str) -> String {
+    match mariadb_stand_in(collation) {
+        None => format!("COLLATE{separator}{collation}"),
+        Some("") => format!("/*!80000 COLLATE{separator}{collation} */"),
+        Some(near) => format!("/*!80000 COLLATE{separator}{collation} */ /*M!100100 COLLATE{separator}{near} */"),
+    }
 }
 
 /// The `Type` column of DESCRIBE / SHOW COLUMNS.

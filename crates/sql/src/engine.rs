@@ -84,6 +84,9 @@ pub struct EngineConfig {
     pub max_prepared_statements: usize,
     /// Connection, per-account and node-wide prepared-statement limits (limits.rs).
     pub limits: crate::limits::LimitSettings,
+    /// TLS is configured on this node's MySQL port (`@@have_ssl` and `@@have_openssl` say YES,
+    /// otherwise DISABLED, as MySQL says them).
+    pub tls_configured: bool,
     pub clock: Arc<dyn Clock>,
     /// Called at named points of the commit protocol ("after-prepare", "after-decision") so
     /// that fault tests can make the SQL node die exactly there. None in production.
@@ -115,6 +118,7 @@ impl Default for EngineConfig {
             max_materialized_rows: 4_000_000,
             max_prepared_statements: 16_382,
             limits: crate::limits::LimitSettings::default(),
+            tls_configured: false,
             clock: Arc::new(SystemClock),
             failpoint: None,
         }

@@ -1351,6 +1351,20 @@ pub(crate) fn key_value(v: Value, ty: &ColumnType) -> KeyValue {
             },
             _ => KeyValue::Incompatible,
         },
+        // A SET column equals a string only if the string is, up to case, the stored text: the
+        // members in definition order (MySQL compares SET values as strings).
+        ColumnType::Set { values } => match &v {
+            Value::Text(s) => {
+                let parsed = cairn_common::set_value::parse_text(values, s);
+                let canonical = cairn_common::set_value::render(values, parsed.mask);
+                if !parsed.unknown && Collation::CaseInsensitive.equal(&canonical, s) {
+                    KeyValue::Exact(Value::Text(canonical))
+                } else {
+                    KeyValue::NoMatch
+                }
+            }
+            _ => KeyValue::Incompatible,
+        },
         ColumnType::Char { .. } | ColumnType::VarChar { .. } | ColumnType::Lob { .. } => match v {
             Value::Text(s) => KeyValue::Exact(Value::Text(s)),
             Value::Bytes(b) => match String::from_utf8(b) {

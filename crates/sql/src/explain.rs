@@ -93,6 +93,7 @@ fn key_bytes(table: &TableDef, column: usize) -> u64 {
         ColumnType::Time { fsp } => 3 + (*fsp as u64).div_ceil(2),
         ColumnType::Year => 1,
         ColumnType::Enum { values } => if values.len() < 256 { 1 } else { 2 },
+        ColumnType::Set { values } => cairn_common::set_value::storage_bytes(values.len()) as u64,
     };
     base + u64::from(c.nullable)
 }

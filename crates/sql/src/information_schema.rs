@@ -27,8 +27,10 @@
 //! - PARTITIONS has a row per partition of every table (method AUTO unless PARTITION BY KEY was
 //!   given), with NULL sizes, as TABLES.
 //!
-//! Left out: the privilege views (USER_PRIVILEGES, ...), the InnoDB views, and
-//! performance_schema / sys.
+//! - The privilege views (USER_PRIVILEGES, SCHEMA_PRIVILEGES, TABLE_PRIVILEGES,
+//!   COLUMN_PRIVILEGES) come from `crate::privilege_views`, which also says who sees which rows.
+//!
+//! Left out: the InnoDB views, and performance_schema / sys.
 
 use std::sync::{Arc, OnceLock};
 
@@ -428,6 +430,9 @@ fn definitions() -> Vec<Definition> {
             c
         }),
     ]
+    .into_iter()
+    .chain(crate::privilege_views::VIEWS.iter().filter_map(|&name| crate::privilege_views::columns(name).map(|c| (name, c))))
+    .collect()
 }
 
 // ----- Rows -----
@@ -461,6 +466,7 @@ pub(crate) fn rows(view: &TableDef, s: &Sources<'_>) -> Vec<Row> {
     match view.name.as_str() {
         // One row per stored function and procedure, as SHOW … STATUS and SHOW CREATE see them.
         "ROUTINES" => crate::routine::show::information_schema_routines(catalog).rows,
+        name if crate::privilege_views::VIEWS.contains(&name) => crate::privilege_views::rows(name, &catalog.accounts),
         "SCHEMATA" => {
             let mut rows = vec![vec![text("def"), text(NAME), text("utf8mb3"), text("utf8mb3_general_ci"), Value::Null, text("NO")]];
             rows.extend(catalog.databases.values().map(|d| {
@@ -759,6 +765,10 @@ fn column_row(t: &TableDef, index: usize, c: &ColumnDef) -> Row {
             let n = values.iter().map(|v| v.chars().count() as i64).max().unwrap_or(0);
             (Some(n), Some(n * bytes_per_char))
         }
+        ColumnType::Set { values } => {
+            let n = i64::from(cairn_common::set_value::max_chars(values));
+            (Some(n), Some(n * bytes_per_char))
+        }
         _ => (None, None),
     };
     let (precision, scale): (Option<u64>, Option<u64>) = match ty {
@@ -826,6 +836,11 @@ struct Visibility {
     table_column: Option<usize>,
     /// PROCESSLIST without PROCESS: the USER column and the user it must equal.
     own_user_only: Option<(usize, String)>,
+    /// A privilege view, for a session that may not read every account's grants: the grantee
+    /// its rows must name (`crate::privilege_views`).
+    own_grantee_only: Option<String>,
+    /// A privilege view: rows are not filtered by the database they name.
+    privilege_view: bool,
 }
 
 impl Visibility {
@@ -841,7 +856,14 @@ impl Visibility {
         } else {
             None
         };
-        Visibility { authorization, schema_column, table_column, own_user_only }
+        let privilege_view = crate::privilege_views::VIEWS.iter().any(|v| view.name.eq_ignore_ascii_case(v));
+        let own_grantee_only = match &authorization {
+            Some(a) if privilege_view && !crate::privilege_views::sees_all_grantees(a) => {
+                Some(crate::privilege_views::grantee_of_current_user(&exec.snapshot.account))
+            }
+            _ => None,
+        };
+        Visibility { authorization, schema_column, table_column, own_user_only, own_grantee_only, privilege_view }
     }
 
     fn shows(&self, row: &[Value]) -> bool {
@@ -850,6 +872,12 @@ impl Visibility {
         };
         if let Some((at, user)) = &self.own_user_only {
             return row.get(*at).is_some_and(|v| v.to_text() == *user);
+        }
+        if self.privilege_view {
+            // Seeing a grant does not need a privilege on the object it names, as in MySQL.
+            return self.own_grantee_only.as_ref().is_none_or(|own| {
+                row.get(crate::privilege_views::GRANTEE_COLUMN).is_some_and(|v| v.to_text() == *own)
+            });
         }
         let Some(database) = self.schema_column.and_then(|at| row.get(at)).and_then(|v| if v.is_null() { None } else { Some(v.to_text()) }) else {
             return true;

@@ -126,6 +126,7 @@ mod outcome;
 mod parse;
 mod plan;
 mod privileges;
+mod privilege_views;
 mod processlist;
 mod query_text;
 mod routine;

@@ -364,6 +364,7 @@ impl<B: Backend> Session<B> {
                 "version" => Value::text(&config.server_version),
                 "version_comment" => Value::text(&config.version_comment),
                 "server_id" => Value::UInt(config.node_id as u64),
+                "have_ssl" | "have_openssl" => Value::text(if config.tls_configured { "YES" } else { "DISABLED" }),
                 "ndb_autoincrement_prefetch_sz" => Value::UInt(config.auto_increment_prefetch),
                 _ => Value::Null,
             },

@@ -120,6 +120,7 @@ impl SqlType {
             Some(ColumnType::Char { length, .. } | ColumnType::VarChar { length, .. }) => *length,
             Some(ColumnType::Lob { size, .. }) => size.max_bytes().min(u32::MAX as u64) as u32,
             Some(ColumnType::Enum { values }) => values.iter().map(|v| v.chars().count() as u32).max().unwrap_or(0),
+            Some(ColumnType::Set { values }) => cairn_common::set_value::max_chars(values),
             Some(ty) => ty.display_length(),
         }
     }
@@ -417,7 +418,7 @@ pub(crate) fn conform(value: Value, ty: &Option<ColumnType>) -> Value {
                 other => Value::Bytes(other.to_bytes().into_owned()),
             }
         }
-        ColumnType::Char { .. } | ColumnType::VarChar { .. } | ColumnType::Lob { .. } | ColumnType::Enum { .. } => match value {
+        ColumnType::Char { .. } | ColumnType::VarChar { .. } | ColumnType::Lob { .. } | ColumnType::Enum { .. } | ColumnType::Set { .. } => match value {
             Value::Text(_) | Value::Bytes(_) => value,
             other => Value::Text(other.to_text().into_owned()),
         },

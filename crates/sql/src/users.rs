@@ -459,24 +459,24 @@ fn user_options(t: &mut Tokens<'_>) -> Result<UserOptions, Error> {
             } else if t.eat("X509") {
                 TlsRequirement::X509
             } else {
-                let (mut subject, mut issuer) = (None, None);
+                let (mut subject, mut issuer, mut cipher) = (None, None, None);
                 loop {
                     if t.eat("SUBJECT") {
                         subject = Some(t.string()?);
                     } else if t.eat("ISSUER") {
                         issuer = Some(t.string()?);
                     } else if t.eat("CIPHER") {
-                        // Accepted; the cipher is the server's choice among rustls's safe suites.
-                        t.string()?;
+                        cipher = Some(t.string()?);
                     } else {
                         break;
                     }
                     t.eat("AND");
                 }
-                if subject.is_none() && issuer.is_none() {
-                    return Err(t.error());
+                match cipher {
+                    Some(cipher) => TlsRequirement::SpecifiedWithCipher { subject, issuer, cipher },
+                    None if subject.is_none() && issuer.is_none() => return Err(t.error()),
+                    None => TlsRequirement::Specified { subject, issuer },
                 }
-                TlsRequirement::Specified { subject, issuer }
             });
         } else if t.eat("WITH") {
             let mut any = false;
@@ -1003,15 +1003,14 @@ fn show_create_user(a: &Account) -> String {
         TlsRequirement::None => " REQUIRE NONE",
         TlsRequirement::Ssl => " REQUIRE SSL",
         TlsRequirement::X509 => " REQUIRE X509",
-        TlsRequirement::Specified { .. } => "",
+        TlsRequirement::Specified { .. } | TlsRequirement::SpecifiedWithCipher { .. } => "",
     });
-    if let TlsRequirement::Specified { subject, issuer } = &a.tls {
+    if let Some((subject, issuer, cipher)) = a.tls.specified() {
         s.push_str(" REQUIRE");
-        if let Some(x) = subject {
-            s.push_str(&format!(" SUBJECT '{x}'"));
-        }
-        if let Some(x) = issuer {
-            s.push_str(&format!(" ISSUER '{x}'"));
+        for (word, value) in [("SUBJECT", subject), ("ISSUER", issuer), ("CIPHER", cipher)] {
+            if let Some(x) = value {
+                s.push_str(&format!(" {word} {}", cairn_common::value::quote_string(x)));
+            }
         }
     }
     let l = &a.limits;

@@ -254,3 +254,41 @@ async fn multiple_table_update_and_delete_need_their_privileges_on_every_table()
     ok(&mut admin, "DELETE l FROM calmail.alias l JOIN calmail.account a ON a.id = l.target").await;
     assert_eq!(rows(&mut admin, "SELECT COUNT(*) FROM calmail.alias").await, [["0"]]);
 }
+
+#[tokio::test]
+async fn privilege_views_show_the_sessions_own_grants_unless_it_may_read_all() {
+    let (engine, mut root) = setup().await;
+    for sql in [
+        "CREATE USER 'exim'@'127.0.0.%' IDENTIFIED BY 'pw'",
+        "GRANT SELECT, INSERT ON calmail.* TO 'exim'@'127.0.0.%'",
+        "GRANT UPDATE ON calmail.account TO 'exim'@'127.0.0.%' WITH GRANT OPTION",
+        "GRANT SELECT (target) ON calmail.alias TO 'exim'@'127.0.0.%'",
+        "CREATE USER 'web'@'%' IDENTIFIED BY 'pw'",
+        "GRANT DELETE ON secret.keys TO 'web'@'%'",
+    ] {
+        ok(&mut root, sql).await;
+    }
+    let mut exim = login(&engine, "exim", "127.0.0.%", "127.0.0.9");
+    assert_eq!(rows(&mut exim, "SELECT * FROM information_schema.USER_PRIVILEGES").await, [["'exim'@'127.0.0.%'", "def", "USAGE", "NO"]]);
+    assert_eq!(
+        rows(&mut exim, "SELECT GRANTEE, TABLE_SCHEMA, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES").await,
+        [["'exim'@'127.0.0.%'", "calmail", "SELECT", "NO"], ["'exim'@'127.0.0.%'", "calmail", "INSERT", "NO"]]
+    );
+    assert_eq!(
+        rows(&mut exim, "SELECT TABLE_NAME, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.TABLE_PRIVILEGES").await,
+        [["account", "UPDATE", "YES"]]
+    );
+    assert_eq!(
+        rows(&mut exim, "SELECT TABLE_NAME, COLUMN_NAME, PRIVILEGE_TYPE FROM information_schema.COLUMN_PRIVILEGES").await,
+        [["alias", "target", "SELECT"]]
+    );
+    // root may read every account's grants (SELECT on everything): web's table grant is there,
+    // although web's grant names a database exim cannot see.
+    let all = rows(&mut root, "SELECT GRANTEE, TABLE_SCHEMA, TABLE_NAME, PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES ORDER BY GRANTEE").await;
+    assert_eq!(all, [["'exim'@'127.0.0.%'", "calmail", "account", "UPDATE"], ["'web'@'%'", "secret", "keys", "DELETE"]]);
+    let root_global = rows(&mut root, "SELECT PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = '''root''@''%''' AND PRIVILEGE_TYPE IN ('SELECT', 'SUPER')").await;
+    assert_eq!(root_global, [["SELECT", "YES"], ["SUPER", "YES"]]);
+    let mut web = login(&engine, "web", "%", "10.0.0.1");
+    assert!(rows(&mut web, "SELECT * FROM information_schema.SCHEMA_PRIVILEGES").await.is_empty());
+    assert_eq!(rows(&mut web, "SELECT COUNT(*) FROM information_schema.TABLE_PRIVILEGES").await, [["1"]]);
+}

@@ -130,11 +130,25 @@ impl SqlHandler {
             (TlsRequirement::Ssl, Some(_)) => {}
             (TlsRequirement::X509, Some(tls)) if tls.peer_verified => {}
             (TlsRequirement::X509, Some(_)) => return Err(refuse("account requires a client certificate", denied())),
-            // Matching the certificate's subject and issuer needs an X.509 name parser that
-            // the build does not carry; such accounts cannot log in rather than log in
-            // unchecked.
-            (TlsRequirement::Specified { .. }, Some(_)) => {
-                return Err(refuse("REQUIRE SUBJECT/ISSUER is not supported", denied()));
+            // REQUIRE SUBJECT/ISSUER/CIPHER: a verified certificate whose names equal the
+            // account's exactly, and the negotiated cipher, as MySQL compares them.
+            (TlsRequirement::Specified { .. } | TlsRequirement::SpecifiedWithCipher { .. }, Some(tls)) => {
+                let (subject, issuer, cipher) = account.tls.specified().unwrap_or_default();
+                if cipher.is_some_and(|c| c != tls.cipher) {
+                    return Err(refuse("account requires another TLS cipher", denied()));
+                }
+                if subject.is_some() || issuer.is_some() {
+                    let names = tls.peer_names.as_ref().filter(|_| tls.peer_verified);
+                    let Some(names) = names else {
+                        return Err(refuse("account requires a client certificate", denied()));
+                    };
+                    if subject.is_some_and(|s| s != names.subject) {
+                        return Err(refuse("client certificate subject does not match", denied()));
+                    }
+                    if issuer.is_some_and(|i| i != names.issuer) {
+                        return Err(refuse("client certificate issuer does not match", denied()));
+                    }
+                }
             }
         }
         // max_connections' extra slot, MAX_USER_CONNECTIONS and MAX_CONNECTIONS_PER_HOUR are

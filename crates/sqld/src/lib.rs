@@ -133,6 +133,7 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
         node_id: options.node_id,
         failpoint: failpoint_from_env(),
         max_prepared_statements: me.max_prepared_stmt_count.min(usize::MAX as u64) as usize,
+        tls_configured: tls.is_some(),
         limits: cairn_sql::limits::LimitSettings {
             max_connections: u64::from(me.max_connections),
             max_connect_errors: me.max_connect_errors,

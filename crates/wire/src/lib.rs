@@ -108,6 +108,7 @@ mod response;
 mod server;
 mod statement;
 pub mod tls;
+pub mod x509_name;
 mod value;
 
 pub use auth::{

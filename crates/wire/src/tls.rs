@@ -18,14 +18,14 @@
 //!   TLS 1.2 and 1.3 with rustls's safe defaults; no renegotiation, no compression.
 //! - With a CA configured, a client certificate is optional but verified when presented: a
 //!   client certificate that does not chain to the CA fails the TLS handshake. Only a verified
-//!   certificate counts for `REQUIRE X509` ([`TlsInfo::peer_verified`]).
+//!   certificate counts for `REQUIRE X509` ([`TlsInfo::peer_verified`]); its subject and issuer
+//!   ([`TlsInfo::peer_names`], read by `crate::x509_name`) are what `REQUIRE SUBJECT/ISSUER`
+//!   compare.
 //! - [`server_config`] loads PEM files into a ready [`rustls::ServerConfig`]; a missing or
 //!   malformed file, or a key that does not match its certificate, is an error that names it.
 //!
 //! # Left out
 //!
-//! - The certificate's subject and issuer names (`REQUIRE SUBJECT/ISSUER`): they need an X.509
-//!   name parser, which the build does not carry; the handler refuses such accounts.
 //! - Certificate revocation lists, session tickets shared between SQL nodes.
 
 use std::io;
@@ -50,6 +50,9 @@ pub struct TlsInfo {
     pub cipher: String,
     /// The client presented a certificate that chains to the server's CA (REQUIRE X509).
     pub peer_verified: bool,
+    /// The verified client certificate's subject and issuer, as MySQL prints them (REQUIRE
+    /// SUBJECT/ISSUER); `None` without a certificate or if its names could not be read.
+    pub peer_names: Option<crate::x509_name::CertificateNames>,
 }
 
 /// Why TLS could not be configured.
@@ -150,7 +153,8 @@ pub(crate) fn describe(connection: &rustls::ServerConnection) -> TlsInfo {
     // rustls completes the handshake only if a presented certificate verified, so any peer
     // certificate here is a verified one.
     let peer_verified = connection.peer_certificates().is_some_and(|c| !c.is_empty());
-    TlsInfo { version, cipher, peer_verified }
+    let peer_names = connection.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::x509_name::certificate_names(c));
+    TlsInfo { version, cipher, peer_verified, peer_names }
 }
 
 /// A stream that first yields bytes already read from it.

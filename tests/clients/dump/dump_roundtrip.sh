@@ -9,10 +9,13 @@
 #    time (the header's "MariaDB dump", "Host", "Server version" lines and "Dump completed").
 # 4. The server's dump is loaded into a fresh MariaDB database and dumped once more: that third
 #    dump must be identical to the first, so a dump taken from Cairn restores into MariaDB.
+# 5. A schema created on the server under test with its own defaults (cairn_native_schema.sql: no
+#    charset or collation clauses, so Cairn's utf8mb4_0900_ai_ci, and ENUM and SET columns) is
+#    dumped from it and loaded into MariaDB, and every row reads back the same from both.
 #
 # Server under test: CAIRN_HOST, CAIRN_PORT, CAIRN_USER, CAIRN_PASSWORD (run.sh sets them). The
-# MariaDB instance is private to this test and stopped at exit; database `cairn_dump` is dropped
-# on the server under test at the end.
+# MariaDB instance is private to this test and stopped at exit; databases `cairn_dump` and
+# `cairn_native` are dropped on the server under test at the end.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,7 +37,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-dump.XXXXXX")
 mariadb_dir=""
 cleanup() {
     # Leave nothing behind on the server under test, then stop the private MariaDB.
-    server_sql -e "DROP DATABASE IF EXISTS cairn_dump" >/dev/null 2>&1 || true
+    server_sql -e "DROP DATABASE IF EXISTS cairn_dump; DROP DATABASE IF EXISTS cairn_native" >/dev/null 2>&1 || true
     if [[ -n "$mariadb_dir" ]]; then
         "$root/scripts/mariadb/stop.sh" "$mariadb_dir" >/dev/null 2>&1 || true
     fi
@@ -69,7 +72,7 @@ ok "MariaDB started on port $PORT"
 dump() { # output-file connection-options...
     local out=$1
     shift
-    "$dump_bin" "$@" --order-by-primary --databases cairn_dump >"$out" 2>"$out.err" || { cat "$out.err"; return 1; }
+    "$dump_bin" "$@" --order-by-primary --databases "${dump_database:-cairn_dump}" >"$out" 2>"$out.err" || { cat "$out.err"; return 1; }
 }
 
 # The lines that legitimately differ between two dumps of the same data: the header names the
@@ -147,3 +150,33 @@ peer_sql <"$work/2-server.sql" >"$work/load-mariadb.log" 2>&1 \
 ok "the server's dump loaded unchanged into a fresh MariaDB database"
 dump "$work/4-mariadb-again.sql" "${peer_opts[@]}" || fail "mariadb-dump of MariaDB (second time) failed"
 same_dump "MariaDB dumps the reloaded data exactly as it dumped the original" "$work/1-mariadb.sql" "$work/4-mariadb-again.sql"
+
+# ---- 4. A schema created on the server under test, into MariaDB ---------------------------------
+
+server_sql -e "DROP DATABASE IF EXISTS cairn_native; CREATE DATABASE cairn_native" || fail "could not create cairn_native on the server under test"
+server_sql cairn_native <"$here/cairn_native_schema.sql" || fail "the server under test rejected cairn_native_schema.sql"
+dump_database=cairn_native dump "$work/5-native.sql" "${server_opts[@]}" || fail "mariadb-dump of cairn_native failed"
+peer_sql -e "DROP DATABASE IF EXISTS cairn_native"
+peer_sql <"$work/5-native.sql" >"$work/load-native.log" 2>&1 \
+    || { cat "$work/load-native.log"; fail "a dump of tables created on the server under test does not load into MariaDB"; }
+ok "a dump of tables created on the server under test (its default collation, ENUM and SET) loaded into MariaDB"
+
+# Every row, read back from both servers in primary-key order, must be the same text.
+for table in domain account forward subscriber; do
+    query="SELECT * FROM cairn_native.\`$table\` ORDER BY 1, 2"
+    server_rows=$(server_sql --batch --skip-column-names -e "$query") || fail "reading $table from the server under test"
+    peer_rows=$(peer_sql --batch --skip-column-names -e "$query") || fail "reading $table from MariaDB"
+    if [[ "$server_rows" != "$peer_rows" ]]; then
+        diff <(echo "$server_rows") <(echo "$peer_rows") | head -n 20
+        fail "table $table reads differently from MariaDB after the load (diff above: < server, > MariaDB)"
+    fi
+    [[ -n "$server_rows" ]] || fail "table $table is empty on the server under test"
+done
+ok "every row of domain, account, forward and subscriber reads the same from MariaDB"
+
+# The SET values came across as sets, not as text: MariaDB finds members in them.
+found=$(peer_sql --batch --skip-column-names -e "SELECT GROUP_CONCAT(id ORDER BY id) FROM cairn_native.account WHERE FIND_IN_SET('smtp', services)")
+[[ "$found" == "1,3,5" ]] || fail "MariaDB finds smtp in the accounts '$found', expected 1,3,5"
+collation=$(peer_sql --batch --skip-column-names -e "SELECT TABLE_COLLATION FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'cairn_native' AND TABLE_NAME = 'account'")
+note "MariaDB gave the loaded tables the collation $collation"
+peer_sql -e "DROP DATABASE cairn_native"

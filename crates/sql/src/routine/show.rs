@@ -169,6 +169,13 @@ fn type_facts(ty: &ColumnType, collation: Option<&str>) -> TypeFacts {
             facts.charset = Some(charset_of(string_collation));
             facts.collation = Some(string_collation.to_string());
         }
+        ColumnType::Set { values } => {
+            let longest = u64::from(cairn_common::set_value::max_chars(values));
+            facts.max_length = Some(longest);
+            facts.octet_length = Some(longest * 4);
+            facts.charset = Some(charset_of(string_collation));
+            facts.collation = Some(string_collation.to_string());
+        }
         ColumnType::Date => {}
         ColumnType::DateTime { fsp } | ColumnType::Timestamp { fsp } | ColumnType::Time { fsp } => {
             facts.datetime_precision = Some(u64::from(*fsp));
