@@ -151,8 +151,39 @@ fn condition(rng: &mut Rng, table: &str, depth: u32) -> String {
     }
 }
 
+/// A window function call over t1 (integer results only: string values equal under the
+/// collation would make the servers' choices differ). Every ORDER BY that decides which row a
+/// value comes from ends with the key.
+fn window_call(rng: &mut Rng) -> String {
+    let partition = *rng.pick(&["", "PARTITION BY t1.a % 3 ", "PARTITION BY t1.d ", "PARTITION BY t1.u % 4 "]);
+    match rng.below(11) {
+        0 => format!("ROW_NUMBER() OVER ({partition}ORDER BY t1.a, t1.id)"),
+        1 => format!("RANK() OVER ({partition}ORDER BY t1.a DESC)"),
+        2 => format!("DENSE_RANK() OVER ({partition}ORDER BY t1.u % 7)"),
+        3 => format!("SUM(t1.a) OVER ({partition}ORDER BY t1.u, t1.id)"),
+        4 => format!("COUNT(t1.c) OVER ({partition})"),
+        5 => format!("SUM(t1.c) OVER ({partition}ORDER BY t1.a)"),
+        6 => format!("MAX(t1.a) OVER ({partition}ORDER BY t1.id ROWS BETWEEN {} PRECEDING AND 1 FOLLOWING)", rng.below(4)),
+        7 => format!("LAG(t1.a) OVER ({partition}ORDER BY t1.id)"),
+        8 => format!("LEAD(t1.u, {}) OVER ({partition}ORDER BY t1.id)", rng.below(3) + 1),
+        9 => format!("FIRST_VALUE(t1.u) OVER ({partition}ORDER BY t1.a DESC, t1.id)"),
+        _ => format!("NTILE({}) OVER ({partition}ORDER BY t1.id)", rng.below(5) + 1),
+    }
+}
+
 fn query(rng: &mut Rng) -> String {
-    match rng.below(8) {
+    match rng.below(9) {
+        // Window functions, over the filtered rows or over groups.
+        8 => {
+            if rng.chance(25) {
+                format!(
+                    "SELECT t1.a % 3, COUNT(*), RANK() OVER (ORDER BY COUNT(*) DESC), SUM(SUM(t1.u)) OVER (ORDER BY t1.a % 3) FROM t1 WHERE {} GROUP BY t1.a % 3",
+                    condition(rng, "t1", 1)
+                )
+            } else {
+                format!("SELECT t1.id, {}, {} FROM t1 WHERE {} ORDER BY t1.id", window_call(rng), window_call(rng), condition(rng, "t1", 1))
+            }
+        }
         // Filter and projection, ordered by the key.
         0 | 1 => {
             let limit = if rng.chance(30) { format!(" LIMIT {}", rng.below(10) + 1) } else { String::new() };

@@ -245,6 +245,20 @@ error_kinds! {
     InvalidGroupFunctionUse = (1111, "HY000", Report),
     /// ER_VIEW_WRONG_LIST: a CTE's column list and its SELECT list differ in length.
     ViewWrongList = (1353, "HY000", Report),
+    /// ER_WINDOW_INVALID_WINDOW_FUNC_USE: a window function outside the select list and
+    /// ORDER BY (in WHERE, GROUP BY, HAVING, or inside an aggregate or another window function).
+    WindowInvalidUse = (3593, "HY000", Report),
+    /// ER_WINDOW_NO_SUCH_WINDOW: `OVER w` names no window of the WINDOW clause.
+    WindowNoSuchWindow = (3579, "HY000", Report),
+    /// ER_CTE_MAX_RECURSION_DEPTH: a recursive CTE ran more than cte_max_recursion_depth rounds.
+    CteMaxRecursionDepth = (3636, "HY000", Report),
+    /// ER_CTE_RECURSIVE_REQUIRES_UNION: a recursive CTE is not `seed UNION [ALL] recursive part`.
+    CteRecursiveRequiresUnion = (3573, "HY000", Report),
+    /// ER_CTE_RECURSIVE_REQUIRES_NONRECURSIVE_FIRST: the seed query blocks must come first.
+    CteRecursiveSeedFirst = (3574, "HY000", Report),
+    /// ER_CTE_RECURSIVE_FORBIDDEN_JOIN_ORDER's neighbour 3577: the recursive part of a recursive
+    /// CTE must read the CTE exactly once, in its FROM clause, not in a subquery.
+    CteRecursiveReference = (3577, "HY000", Report),
     /// ER_DERIVED_MUST_HAVE_ALIAS
     DerivedNeedsAlias = (1248, "42000", Report),
     /// ER_WRONG_NUMBER_OF_COLUMNS_IN_SELECT

@@ -160,6 +160,9 @@ pub(crate) struct PlanContext<'a> {
     pub routines: Vec<(cairn_common::routine::RoutineKey, u64)>,
     /// The common table expressions in scope (innermost last): see `cte`.
     pub ctes: Vec<crate::cte::Cte>,
+    /// The window-function calls of the select being planned (see `window`): a call found
+    /// here compiles to the column the Window operator appends for it.
+    pub windows: Vec<crate::window::WindowSlot>,
 }
 
 impl<'a> PlanContext<'a> {
@@ -177,6 +180,7 @@ impl<'a> PlanContext<'a> {
             locals: None,
             routines: Vec::new(),
             ctes: Vec::new(),
+            windows: Vec::new(),
         }
     }
 
@@ -1222,7 +1226,7 @@ impl<'c, 'a, 's> Compiler<'c, 'a, 's> {
 
     fn function(&mut self, f: &ast::Function) -> Result<Typed, Error> {
         if f.over.is_some() {
-            return Err(Error::not_supported("window functions"));
+            return crate::window::reference(self, f);
         }
         if f.name.0.len() == 2 {
             // `db.f(…)`: always a stored function.
@@ -1445,34 +1449,41 @@ impl<'c, 'a, 's> Compiler<'c, 'a, 's> {
             order.push((e, matches!(item.options.sort, Some(ast::OrderBySort::Desc)), t.collation));
         }
         let arg_ty = arg_types.first().cloned().unwrap_or_else(|| SqlType::bigint(false, false));
-        let ty = match func {
-            AggregateFunc::CountStar | AggregateFunc::Count => SqlType::bigint(false, false).with_length(21),
-            AggregateFunc::Sum => match arg_ty.kind() {
-                Kind::Int { .. } | Kind::Decimal { .. } => {
-                    SqlType::decimal(arg_ty.integer_digits().saturating_add(22).saturating_add(arg_ty.scale_exact()), arg_ty.scale_exact(), true)
-                }
-                _ => SqlType::double(true),
-            },
-            AggregateFunc::Avg => match arg_ty.kind() {
-                Kind::Int { .. } | Kind::Decimal { .. } => {
-                    let scale = (arg_ty.scale_exact() + 4).min(30);
-                    SqlType::decimal(arg_ty.integer_digits().saturating_add(4).saturating_add(scale), scale, true)
-                }
-                _ => SqlType::double(true),
-            },
-            AggregateFunc::Min | AggregateFunc::Max | AggregateFunc::AnyValue => arg_ty.clone().nullable(true),
-            AggregateFunc::GroupConcat => {
-                let binary = arg_types.iter().any(|t| matches!(t.kind(), Kind::String { binary: true }));
-                let mut t = SqlType::varchar(1024, binary, true);
-                t.collation = arg_ty.collation;
-                t
-            }
-            AggregateFunc::BitAnd | AggregateFunc::BitOr | AggregateFunc::BitXor => SqlType::bigint(true, false),
-        };
+        let ty = aggregate_type(func, &arg_types);
         let collation = arg_ty.collation;
         let agg = self.aggregate.as_deref_mut().ok_or_else(needs_aggregation)?;
         agg.calls.push(AggregateCall { func, args: arg_exprs, distinct, separator, order, ty: ty.clone(), collation, key });
         Ok((Expr::column(agg.aggregate_offset() + agg.calls.len() - 1), ty))
+    }
+}
+
+/// The MySQL result type of an aggregate function over arguments of these types (the same for
+/// GROUP BY aggregates and their window-function forms).
+pub(crate) fn aggregate_type(func: AggregateFunc, arg_types: &[SqlType]) -> SqlType {
+    let arg_ty = arg_types.first().cloned().unwrap_or_else(|| SqlType::bigint(false, false));
+    match func {
+        AggregateFunc::CountStar | AggregateFunc::Count => SqlType::bigint(false, false).with_length(21),
+        AggregateFunc::Sum => match arg_ty.kind() {
+            Kind::Int { .. } | Kind::Decimal { .. } => {
+                SqlType::decimal(arg_ty.integer_digits().saturating_add(22).saturating_add(arg_ty.scale_exact()), arg_ty.scale_exact(), true)
+            }
+            _ => SqlType::double(true),
+        },
+        AggregateFunc::Avg => match arg_ty.kind() {
+            Kind::Int { .. } | Kind::Decimal { .. } => {
+                let scale = (arg_ty.scale_exact() + 4).min(30);
+                SqlType::decimal(arg_ty.integer_digits().saturating_add(4).saturating_add(scale), scale, true)
+            }
+            _ => SqlType::double(true),
+        },
+        AggregateFunc::Min | AggregateFunc::Max | AggregateFunc::AnyValue => arg_ty.clone().nullable(true),
+        AggregateFunc::GroupConcat => {
+            let binary = arg_types.iter().any(|t| matches!(t.kind(), Kind::String { binary: true }));
+            let mut t = SqlType::varchar(1024, binary, true);
+            t.collation = arg_ty.collation;
+            t
+        }
+        AggregateFunc::BitAnd | AggregateFunc::BitOr | AggregateFunc::BitXor => SqlType::bigint(true, false),
     }
 }
 

@@ -201,7 +201,7 @@ impl<B: Backend> Exec<B> {
         }
     }
 
-    fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.engine.config.max_materialized_rows
     }
 }
@@ -294,6 +294,12 @@ pub(crate) fn for_each_expr(node: &mut Node, f: &mut dyn FnMut(&mut Expr)) {
         }
         Node::Union { inputs, .. } => inputs.iter_mut().for_each(|i| for_each_expr(i, f)),
         Node::Derived { plan, .. } => for_each_expr(&mut plan.root, f),
+        Node::WorkingTable { .. } => {}
+        Node::RecursiveCte { seed, recursive, depth_limit, .. } => {
+            f(depth_limit);
+            for_each_expr(seed, f);
+            recursive.iter_mut().for_each(|r| for_each_expr(r, f));
+        }
         Node::Filter { input, predicate } => {
             f(predicate);
             for_each_expr(input, f);
@@ -311,6 +317,10 @@ pub(crate) fn for_each_expr(node: &mut Node, f: &mut dyn FnMut(&mut Expr)) {
             for_each_expr(input, f);
         }
         Node::Distinct { input, .. } => for_each_expr(input, f),
+        Node::Window { input, calls, .. } => {
+            calls.iter_mut().for_each(|c| c.for_each_expr(f));
+            for_each_expr(input, f);
+        }
         Node::Apply { input, subqueries } => {
             for s in subqueries.iter_mut() {
                 if let Some((arg, _, _)) = &mut s.membership {
@@ -392,7 +402,7 @@ pub(crate) fn vec_stream(rows: Vec<Row>) -> BoxStream {
 }
 
 /// Reads every row of a stream (for materializing operators), bounded.
-async fn drain(stream: &mut BoxStream, limit: usize) -> Result<Vec<Row>, Error> {
+pub(crate) async fn drain(stream: &mut BoxStream, limit: usize) -> Result<Vec<Row>, Error> {
     let mut rows = Vec::new();
     while let Some(batch) = stream.next_batch().await {
         rows.extend(batch?);
@@ -441,6 +451,10 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
                 }
             }
             Node::Derived { plan, .. } => open(&plan.root, exec).await?,
+            Node::WorkingTable { rows, .. } => VecStream::boxed(rows.as_ref().clone()),
+            Node::RecursiveCte { seed, recursive, id, distinct, collations, depth_limit } => {
+                VecStream::boxed(crate::cte::run_recursive(exec, seed, recursive, *id, *distinct, collations, depth_limit).await?)
+            }
             Node::Scan { table, filter, projection, limit, .. } => {
                 let filter = match filter {
                     Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),
@@ -479,6 +493,11 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
                 let mut input = open(input, exec).await?;
                 let rows = drain(&mut input, exec.limit()).await?;
                 VecStream::boxed(sort_rows(exec.clone(), rows, keys)?)
+            }
+            Node::Window { input, calls, input_width } => {
+                let mut input = open(input, exec).await?;
+                let rows = drain(&mut input, exec.limit()).await?;
+                VecStream::boxed(crate::window::evaluate(exec.clone(), rows, calls, *input_width)?)
             }
             Node::Apply { input, subqueries } => {
                 let input = open(input, exec).await?;
@@ -801,6 +820,7 @@ pub(crate) fn sort_rows<B: Backend>(mut exec: Exec<B>, rows: Vec<Row>, keys: &[S
 }
 
 /// The running state of one aggregate in one group.
+#[derive(Clone)]
 enum AggState {
     Count(u64),
     SumExact { sum: Option<Decimal> },
@@ -813,14 +833,16 @@ enum AggState {
     Any(Option<Value>),
 }
 
-struct AggSlot {
+/// One aggregate's state: what GROUP BY keeps per group and a window function per frame.
+#[derive(Clone)]
+pub(crate) struct AggSlot {
     state: AggState,
     /// Distinct arguments seen (DISTINCT aggregates).
     seen: Option<HashSet<Vec<u8>>>,
 }
 
 impl AggSlot {
-    fn new(call: &AggregateCall) -> AggSlot {
+    pub(crate) fn new(call: &AggregateCall) -> AggSlot {
         let exact = !call.args.is_empty() && matches!(call.ty.kind(), Kind::Decimal { .. });
         let state = match call.func {
             AggregateFunc::CountStar | AggregateFunc::Count => AggState::Count(0),
@@ -839,7 +861,7 @@ impl AggSlot {
         AggSlot { state, seen: call.distinct.then(HashSet::new) }
     }
 
-    fn add<B: Backend>(&mut self, call: &AggregateCall, row: &[Value], exec: &mut Exec<B>) -> Result<(), Error> {
+    pub(crate) fn add<B: Backend>(&mut self, call: &AggregateCall, row: &[Value], exec: &mut Exec<B>) -> Result<(), Error> {
         if call.func == AggregateFunc::CountStar {
             if let AggState::Count(n) = &mut self.state {
                 *n += 1;
@@ -922,7 +944,7 @@ impl AggSlot {
         Ok(())
     }
 
-    fn finish<B: Backend>(self, call: &AggregateCall, exec: &Exec<B>) -> Value {
+    pub(crate) fn finish<B: Backend>(self, call: &AggregateCall, exec: &Exec<B>) -> Value {
         match self.state {
             AggState::Count(n) => Value::Int(n as i64),
             AggState::SumExact { sum } => sum.map_or(Value::Null, Value::Decimal),

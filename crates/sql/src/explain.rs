@@ -242,6 +242,12 @@ fn row_names(node: &Node) -> Vec<String> {
             names.extend(std::iter::repeat_n("func".to_string(), subqueries.len()));
             names
         }
+        Node::Window { input, calls, input_width } => {
+            let mut names = row_names(input);
+            names.resize(*input_width, "func".to_string());
+            names.extend(std::iter::repeat_n("func".to_string(), calls.len()));
+            names
+        }
         Node::HashJoin { left, right, .. } => {
             let mut names = row_names(left);
             names.extend(row_names(right));
@@ -402,6 +408,15 @@ impl<B: Backend> Explainer<'_, B> {
                         line.extra.push("Using filesort".into());
                     }
                 }
+                // MySQL shows a window's sorting buffer as a temporary table and a filesort.
+                Node::Window { input, .. } => {
+                    let first = self.lines.len();
+                    self.walk(input, id, select_type).await?;
+                    if let Some(line) = self.lines.get_mut(first) {
+                        line.extra.push("Using temporary".into());
+                        line.extra.push("Using filesort".into());
+                    }
+                }
                 Node::Distinct { input, .. } => {
                     let first = self.lines.len();
                     self.walk(input, id, select_type).await?;
@@ -507,6 +522,21 @@ impl<B: Backend> Explainer<'_, B> {
                         self.lines.push(line);
                     }
                 }
+                // The seed as this select, each recursive part as a UNION marked "Recursive".
+                Node::RecursiveCte { seed, recursive, .. } => {
+                    self.walk(seed, id, select_type).await?;
+                    for r in recursive {
+                        self.next_id += 1;
+                        let this_id = self.next_id;
+                        let first = self.lines.len();
+                        self.select(r, this_id, "UNION").await?;
+                        if let Some(line) = self.lines.get_mut(first) {
+                            line.extra.insert(0, "Recursive".into());
+                        }
+                    }
+                }
+                // The rows of the last round, read in memory: no line of its own.
+                Node::WorkingTable { .. } => {}
                 Node::Derived { plan, alias } => {
                     self.next_id += 1;
                     let derived_id = self.next_id;

@@ -77,9 +77,12 @@
 //!   the data nodes. The planner (`access`, `plan`, `optimize`) uses them for lookups, lookup
 //!   joins, ranges, ORDER BY and MIN/MAX; `alter` builds them online; `explain` shows the plan.
 //!   Foreign keys are recorded, not checked (as NDB before 7.3).
-//! - Not yet: INTERSECT/EXCEPT, WITH RECURSIVE, correlated subqueries in HAVING/ORDER BY/ON, in
-//!   aggregated queries' select lists, in UPDATE/DELETE, or two levels deep, window functions,
-//!   REGEXP, JSON, column changes by ALTER TABLE, views, stored routines, users and grants,
+//! - Window functions (`window`) run on the SQL node after WHERE/GROUP BY/HAVING, before the
+//!   select list, DISTINCT, ORDER BY and LIMIT; recursive CTEs (`cte`) run round by round on
+//!   the SQL node, bounded by `@@cte_max_recursion_depth` (3636) and `max_materialized_rows`.
+//! - Not yet: INTERSECT/EXCEPT, correlated subqueries in HAVING/ORDER BY/ON, in
+//!   aggregated queries' select lists, in UPDATE/DELETE, or two levels deep, RANGE window
+//!   frames with value offsets, REGEXP, JSON, column changes by ALTER TABLE, views, stored routines, users and grants,
 //!   information_schema, GET_LOCK and friends. They answer
 //!   1235 naming what is missing.
 //! - `SET GLOBAL` is refused (cluster-wide settings belong to the cluster config).
@@ -98,7 +101,8 @@
 //! statements), `variables` (the system-variable registry), `types` (result types and column
 //! metadata), `show` and `ddl` (SHOW, DESCRIBE, CREATE TABLE and its SHOW CREATE TABLE form),
 //! `testing` (feature `testing`: an in-process cluster over `cairn-storage`), `join_using`
-//! (USING and NATURAL joins' coalesced columns), `cte` (WITH as derived tables), `multi_dml`
+//! (USING and NATURAL joins' coalesced columns), `nested_join` (parenthesized joins), `cte`
+//! (WITH as derived tables, and recursive CTEs), `window` (window functions), `multi_dml`
 //! (multiple-table UPDATE and DELETE).
 
 mod access;
@@ -121,6 +125,7 @@ mod join_using;
 mod lexer;
 pub mod limits;
 mod multi_dml;
+mod nested_join;
 mod optimize;
 mod outcome;
 mod parse;
@@ -138,6 +143,7 @@ mod types;
 mod unique;
 mod users;
 mod variables;
+mod window;
 
 pub use backend::Backend;
 pub use txn::Failpoint;

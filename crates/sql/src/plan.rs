@@ -128,6 +128,16 @@ pub(crate) enum Node {
     /// The rows of a subquery in FROM (a derived table).
     Derived { plan: Box<QueryPlan>, alias: Arc<str> },
     Filter { input: Box<Node>, predicate: Expr },
+    /// Rows `[input row (input_width columns)…][one value per window call…]`, in the order of
+    /// the last call's partition and order (see `window`).
+    Window { input: Box<Node>, calls: Vec<crate::window::WindowCall>, input_width: usize },
+    /// The rows of a recursive CTE (see `cte`): `seed`'s rows, then rounds of `recursive`
+    /// (each operand run over the rows the last round added, which its `WorkingTable { id }`
+    /// reads) until a round adds nothing; with `distinct`, rows already present are not added.
+    /// More than `depth_limit` (`@@cte_max_recursion_depth`) rounds is error 3636.
+    RecursiveCte { seed: Box<Node>, recursive: Vec<Node>, id: u64, distinct: bool, collations: Vec<Collation>, depth_limit: Expr },
+    /// The rows the current round of recursive CTE `id` reads (set when the round runs).
+    WorkingTable { id: u64, rows: Arc<Vec<Vec<Value>>> },
     /// Rows of the expressions' values.
     Project { input: Box<Node>, exprs: Vec<Expr> },
     /// Rows `[keys…][the group's first input row…][aggregate results…]`.
@@ -287,7 +297,7 @@ fn plan_query_body(ctx: &mut PlanContext<'_>, q: &ast::Query) -> Result<QueryPla
 }
 
 /// Plans one operand of a set operation (a SELECT, a parenthesized query, or another UNION).
-fn plan_set_operand(ctx: &mut PlanContext<'_>, body: &SetExpr) -> Result<QueryPlan, Error> {
+pub(crate) fn plan_set_operand(ctx: &mut PlanContext<'_>, body: &SetExpr) -> Result<QueryPlan, Error> {
     match body {
         SetExpr::Select(select) => plan_select(ctx, select, &[], None, None),
         SetExpr::Query(inner) => plan_query(ctx, inner),
@@ -404,8 +414,8 @@ fn plan_select(
     if select.into.is_some() {
         return Err(Error::not_supported("SELECT ... INTO"));
     }
-    if !select.named_window.is_empty() || select.qualify.is_some() || !select.lateral_views.is_empty() {
-        return Err(Error::not_supported("WINDOW / QUALIFY / LATERAL VIEW"));
+    if select.qualify.is_some() || !select.lateral_views.is_empty() {
+        return Err(Error::not_supported("QUALIFY / LATERAL VIEW"));
     }
     let distinct = match &select.distinct {
         None | Some(ast::Distinct::All) => false,
@@ -481,6 +491,24 @@ fn plan_select(
 /// of hidden trailing columns (sort keys not in the select list).
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn plan_projection(
+    ctx: &mut PlanContext<'_>,
+    select: &ast::Select,
+    from: &FromPlan,
+    order_by: &[ast::OrderByExpr],
+    distinct: bool,
+    aggregate: Option<()>,
+    group_by: &[ast::Expr],
+    correlated_start: usize,
+) -> Result<(Node, Vec<OutputColumn>, Vec<SortKey>, usize), Error> {
+    // The window calls of an enclosing select are not this one's.
+    let enclosing_windows = std::mem::take(&mut ctx.windows);
+    let result = plan_projection_inner(ctx, select, from, order_by, distinct, aggregate, group_by, correlated_start);
+    ctx.windows = enclosing_windows;
+    result
+}
+
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn plan_projection_inner(
     ctx: &mut PlanContext<'_>,
     select: &ast::Select,
     from: &FromPlan,
@@ -577,6 +605,37 @@ fn plan_projection(
     }
     let is_agg = aggregate.is_some();
 
+    // Window calls of the select list and ORDER BY, compiled over the rows the Window operator
+    // reads (the FROM rows, or the aggregation's): see `window`.
+    let window_asts = {
+        let mut exprs: Vec<&ast::Expr> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Expr(e, _, _) => Some(*e),
+                Item::Column(_) => None,
+            })
+            .collect();
+        exprs.extend(order_by.iter().map(|o| &o.expr));
+        crate::window::collect(&exprs)
+    };
+    let mut window_calls = Vec::with_capacity(window_asts.len());
+    let mut window_types = Vec::with_capacity(window_asts.len());
+    for f in &window_asts {
+        let mut comp = Compiler {
+            ctx: &mut *ctx,
+            scope,
+            aggregate: if is_agg { Some(&mut agg_scope) } else { None },
+            clause: "field list",
+            allow_aggregates: true,
+            aliases: Vec::new(),
+            values_alias: None,
+        };
+        let (call, ty) = crate::window::plan_call(&mut comp, f, &select.named_window)?;
+        window_calls.push(call);
+        window_types.push(ty);
+    }
+    ctx.windows = crate::window::slots(&window_asts, window_types)?;
+
     // Unaliased expressions are named by their text as written.
     let aliased: Vec<bool> = select.projection.iter().map(|i| matches!(i, SelectItem::ExprWithAlias { .. })).collect();
     let written: Option<Vec<String>> = ctx.env.source.and_then(|s| crate::lexer::select_item_texts(s, select.select_token.0.span.start, &aliased));
@@ -642,6 +701,8 @@ fn plan_projection(
                 .iter()
                 .zip(exprs.iter().zip(&columns))
                 .filter_map(|(item, (e, c))| match item {
+                    // An alias of a window call's result is not known below the Window operator.
+                    Item::Expr(_, Some(_), _) if e.columns().iter().any(|&c| c >= crate::window::WINDOW_COLUMN_BASE) => None,
                     Item::Expr(_, Some(alias), _) => Some((alias.clone(), e.clone(), c.ty.clone())),
                     _ => None,
                 })
@@ -710,12 +771,44 @@ fn plan_projection(
     if let Some(predicate) = Expr::conjunction(from.residual.clone()) {
         node = Node::Filter { input: Box::new(node), predicate };
     }
+    // The width of the rows the Window operator reads: the FROM row and correlated results, or
+    // the aggregation's output row.
+    let window_input_width = if is_agg {
+        agg_scope.keys.len() + scope.width() + agg_scope.calls.len()
+    } else {
+        scope.width() + (ctx.correlated.len() - correlated_start)
+    };
     if is_agg {
         let input_width = scope.width();
         node = Node::Aggregate { input: Box::new(node), keys: key_exprs, calls: agg_scope.calls, input_width };
         if let Some(h) = having {
             node = Node::Filter { input: Box::new(node), predicate: h };
         }
+    }
+    let mut exprs = exprs;
+    if !window_calls.is_empty() {
+        if !is_agg {
+            for call in window_calls.iter_mut() {
+                let mut failed = None;
+                call.for_each_expr(&mut |e| {
+                    let taken = std::mem::replace(e, Expr::Literal(Value::Null));
+                    match rewrite_correlated(taken, ctx, correlated_start, scope.width()) {
+                        Ok(rewritten) => *e = rewritten,
+                        Err(err) => failed = Some(err),
+                    }
+                });
+                if let Some(err) = failed {
+                    return Err(err);
+                }
+            }
+        }
+        let base = crate::window::WINDOW_COLUMN_BASE;
+        let width = window_input_width as u32;
+        exprs = exprs
+            .into_iter()
+            .map(|e| e.remap_columns(&|c| if c >= base { width + (c - base) } else { c }))
+            .collect();
+        node = Node::Window { input: Box::new(node), calls: window_calls, input_width: window_input_width };
     }
     node = Node::Project { input: Box::new(node), exprs };
     if distinct {
@@ -866,6 +959,11 @@ fn choose_join_order(steps: &[Step<'_>], conditions: &[Expr]) -> Vec<usize> {
 
 /// Builds the FROM clause's tree and scope, placing WHERE conjuncts.
 fn plan_from<'q>(ctx: &mut PlanContext<'_>, select: &'q ast::Select, correlated_start: usize) -> Result<FromPlan, Error> {
+    if crate::nested_join::has_nested(select) {
+        // Parenthesized joins are planned as the equivalent join sequence (`nested_join`).
+        let flat = crate::nested_join::flatten(select)?;
+        return plan_from(ctx, &flat, correlated_start);
+    }
     if select.from.is_empty() {
         let scope = Scope::default();
         let mut residual = Vec::new();
@@ -1412,6 +1510,15 @@ fn prune(node: &mut Node, needed: &BTreeSet<usize>) {
             }
         }
         Node::Derived { plan, .. } => prune(&mut plan.root, needed),
+        Node::WorkingTable { .. } => {}
+        Node::RecursiveCte { seed, recursive, collations, .. } => {
+            // Every column of each round is the next round's input.
+            let all: BTreeSet<usize> = (0..collations.len()).collect();
+            prune(seed, &all);
+            for r in recursive.iter_mut() {
+                prune(r, &all);
+            }
+        }
         Node::Filter { input, predicate } => {
             let mut n = needed.clone();
             add_cols(&mut n, predicate);
@@ -1480,6 +1587,13 @@ fn prune(node: &mut Node, needed: &BTreeSet<usize>) {
             prune(input, &n);
         }
         Node::Limit { input, .. } => prune(input, needed),
+        Node::Window { input, calls, input_width } => {
+            let mut n: BTreeSet<usize> = needed.iter().copied().filter(|&c| c < *input_width).collect();
+            for call in calls.iter() {
+                n.extend(call.columns().into_iter().map(|c| c as usize));
+            }
+            prune(input, &n);
+        }
         Node::Apply { input, subqueries } => {
             let width = needed_width(input).unwrap_or(usize::MAX);
             let mut n: BTreeSet<usize> = needed.iter().copied().filter(|&c| c < width).collect();
@@ -1533,12 +1647,14 @@ pub(crate) fn needed_width(node: &Node) -> Option<usize> {
             Some(table.columns.len())
         }
         Node::PushedAggregate { keys, calls, input_width, .. } => Some(keys.len() + input_width + calls.len()),
-        Node::Union { collations, .. } => Some(collations.len()),
+        Node::Union { collations, .. } | Node::RecursiveCte { collations, .. } => Some(collations.len()),
+        Node::WorkingTable { .. } => None,
         Node::Derived { plan, .. } => Some(plan.columns.len()),
         Node::Filter { input, .. } | Node::Limit { input, .. } | Node::Sort { input, .. } | Node::Distinct { input, .. } => {
             needed_width(input)
         }
         Node::Project { exprs, .. } => Some(exprs.len()),
+        Node::Window { calls, input_width, .. } => Some(input_width + calls.len()),
         Node::Aggregate { keys, calls, input_width, .. } => Some(keys.len() + input_width + calls.len()),
         Node::CountAll { input_width, count, .. } => Some(input_width + count),
         Node::Apply { input, subqueries } => Some(needed_width(input)? + subqueries.len()),

@@ -1660,7 +1660,10 @@ fn is_tableless(node: &plan::Node) -> bool {
         Get { .. } | Scan { .. } | HashJoin { .. } | LookupJoin { .. } | CountAll { .. } | UniqueGet { .. } | IndexScan { .. } | PushedAggregate { .. } => false,
         Union { inputs, .. } => inputs.iter().all(is_tableless),
         Derived { plan, .. } => is_tableless(&plan.root),
-        Apply { input, .. } => is_tableless(input),
+        Apply { input, .. } | Window { input, .. } => is_tableless(input),
+        RecursiveCte { seed, recursive, .. } => is_tableless(seed) && recursive.iter().all(is_tableless),
+        // The rows of a recursive CTE's last round: tableless when its seed and blocks are.
+        WorkingTable { .. } => true,
         Filter { input, .. } | Project { input, .. } | Aggregate { input, .. } | Distinct { input, .. } | Sort { input, .. } | Limit { input, .. } => {
             is_tableless(input)
         }
@@ -1678,7 +1681,8 @@ fn is_small(node: &plan::Node) -> bool {
         Derived { plan, .. } => is_small(&plan.root),
         Aggregate { keys, .. } if keys.is_empty() => true,
         LookupJoin { left, .. } => is_small(left),
-        Apply { input, .. } => is_small(input),
+        Apply { input, .. } | Window { input, .. } => is_small(input),
+        RecursiveCte { .. } | WorkingTable { .. } => false,
         Filter { input, .. } | Project { input, .. } | Aggregate { input, .. } | Distinct { input, .. } | Sort { input, .. } | Limit { input, .. } => {
             is_small(input)
         }

@@ -138,6 +138,8 @@ pub(crate) static VARIABLES: &[VarDef] = &[
     var("collation_database", Collation, Both, false, D::Str("utf8mb4_0900_ai_ci")),
     var("collation_server", Collation, Both, false, D::Str("utf8mb4_0900_ai_ci")),
     var("connect_timeout", U32, Global, false, D::Int(10)),
+    // How many rounds a recursive CTE may run before 3636 (MySQL's default and range).
+    var("cte_max_recursion_depth", VarKind::Int { min: 0, max: u32::MAX as u64 }, Both, false, D::Int(1000)),
     var("datadir", Str, Global, true, D::Str("/")),
     var("default_storage_engine", Str, Both, false, D::Str("ndbcluster")),
     var("default_week_format", VarKind::Int { min: 0, max: 7 }, Both, false, D::Int(0)),
