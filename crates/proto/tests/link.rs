@@ -7,7 +7,7 @@ use cairn_proto::{Identity, Role, RpcClient, accept, connect};
 use tokio::net::TcpListener;
 
 fn identity(node_id: u32, role: Role, secret: &str) -> Identity {
-    Identity { node_id, role, secret: secret.into(), software_version: "test".into() }
+    Identity { node_id, role, secret: secret.into(), software_version: "test".into(), tls: None }
 }
 
 /// An echo server: answers every AdminCommand with an AdminReply of the same text.
