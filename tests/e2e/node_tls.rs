@@ -202,7 +202,9 @@ async fn nodes_that_cannot_prove_a_certificate_of_the_cluster_ca_are_refused() {
     for address in [cluster.config.mgmd_addresses()[0].clone(), data_node_1] {
         assert!(cairn_proto::connect(&address, &plain).await.is_err(), "{address} let a plain peer in");
     }
-    assert!(wait_for_log(&cluster.log_path(1), "TLS handshake failed", Duration::from_secs(10)).await);
+    // (A peer that sends nothing is dropped at the handshake timeout; the refusal is logged when
+    // the TLS layer sees the connection end, which races with that timeout, so the logs are
+    // checked only for the certificate of another CA above.)
 
     // The cluster stays up: data node 1 serves alone, and writes go on through the SQL node.
     let pool = cluster.pool(0, None);
