@@ -59,7 +59,7 @@ use cairn_proto::{Role, accept};
 use cairn_replication::wal::{LogStore, WalIdentity, WalOptions, group_dir};
 use cairn_replication::{Replica, ReplicaConfig, decode_message};
 use cairn_storage::checkpoint::{CheckpointConfig, DiskWriteSpeed, Identity as CheckpointIdentity};
-use node_group::{DurabilityEvent, DurabilitySetup, Event, NodeGroupLoop};
+use node_group::{DurabilityEvent, DurabilitySetup, Event, NodeGroupLoop, Reply};
 use tokio::net::{TcpListener, TcpStream};
 
 const MAX_RAFT_MESSAGE: usize = 64 << 20;
@@ -596,11 +596,12 @@ async fn peer_inbound(mut link: Link, serve: &Serving) {
 }
 
 /// Reads and writes from one SQL node; many in flight at once, each answered when the loop is
-/// done with it.
+/// done with it (the loop queues the answer on this connection itself, see `Reply`).
 async fn data_session(mut link: Link, inbox: Inbox, shared: Arc<node_group::SharedReads>) {
+    let runtime = tokio::runtime::Handle::current();
     while let Some(frame) = link.receiver.recv().await {
         let Some(Body::DataRequest(request)) = frame.body else { continue };
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let reply = Reply::new(frame.request_id, link.sender.clone(), runtime.clone());
         let event = match decode::<DataRequestBody>(&request.body) {
             Ok(DataRequestBody::Read(op)) => {
                 // The hot path: under the leader's lease, answered right here.
@@ -608,13 +609,13 @@ async fn data_session(mut link: Link, inbox: Inbox, shared: Arc<node_group::Shar
                     respond(&link.sender, frame.request_id, answer).await;
                     continue;
                 }
-                Event::Read { op, reply: tx }
+                Event::Read { op, reply }
             }
-            Ok(DataRequestBody::Write(ops)) => Event::Write { ops, reply: tx },
-            Ok(DataRequestBody::LocalRead(op)) => Event::LocalRead { op, reply: tx },
-            Ok(DataRequestBody::TxnRead { step, lock, op }) => Event::TxnRead { step, lock, op, reply: tx },
-            Ok(DataRequestBody::TxnWrite { step, ops }) => Event::TxnWrite { step, ops, reply: tx },
-            Ok(DataRequestBody::Txn { txn, control }) => Event::Txn { txn, control, reply: tx },
+            Ok(DataRequestBody::Write(ops)) => Event::Write { ops, reply },
+            Ok(DataRequestBody::LocalRead(op)) => Event::LocalRead { op, reply },
+            Ok(DataRequestBody::TxnRead { step, lock, op }) => Event::TxnRead { step, lock, op, reply },
+            Ok(DataRequestBody::TxnWrite { step, ops }) => Event::TxnWrite { step, ops, reply },
+            Ok(DataRequestBody::Txn { txn, control }) => Event::Txn { txn, control, reply },
             Err(e) => {
                 tracing::warn!(peer = link.peer.node_id, error = %e, "dropped an undecodable data request");
                 let body: cairn_proto::data::DataResponseBody = Err(cairn_proto::data::DataError::Failed(e));
@@ -622,16 +623,11 @@ async fn data_session(mut link: Link, inbox: Inbox, shared: Arc<node_group::Shar
                 continue;
             }
         };
+        // Refused only when the loop has stopped; the dropped event's reply then answers
+        // "unavailable" itself.
         if inbox.send(event).is_err() {
             return;
         }
-        let sender = link.sender.clone();
-        tokio::spawn(async move {
-            let body = rx.await.unwrap_or_else(|_| {
-                Err(cairn_proto::data::DataError::Unavailable("the data node is shutting down".into()))
-            });
-            respond(&sender, frame.request_id, body).await;
-        });
     }
 }
 

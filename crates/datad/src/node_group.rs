@@ -30,13 +30,15 @@ use cairn_common::ops::{
     LockMode, LogEntry, ReadOp, RowChange, TableRef, TxnControl, TxnId, TxnOutcome, TxnStep, WriteOp, WriteOutcome, WriteSet,
 };
 use cairn_common::{Error, ErrorKind};
-use cairn_proto::data::{DataError, DataReply, DataResponseBody};
-use cairn_proto::pb::{NodeStatus, TableRows};
+use cairn_proto::data::{DataError, DataReply, DataResponseBody, encode};
+use cairn_proto::link::FrameSender;
+use cairn_proto::pb::{DataResponse, Frame, NodeStatus, TableRows, frame::Body};
 use cairn_replication::eraftpb::Message;
 use cairn_replication::wal::FileLogStore;
 use cairn_replication::{CommittedEntry, EntryPayload, LeadershipChange, ProposalId, ProposeError, Replica};
 use cairn_storage::txn::ControlAttempt;
 use cairn_storage::{Limits, Pending, ReadAttempt, Store, TxnLimits, TxnManager, WriteAttempt};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
 const MAX_EVENTS_PER_ROUND: usize = 4096;
@@ -49,7 +51,52 @@ const CATALOG_WAIT: Duration = Duration::from_secs(5);
 /// group (which decides abort if it has no decision: presumed abort).
 pub const RESOLVE_AFTER: Duration = Duration::from_secs(3);
 
-pub type Reply = oneshot::Sender<DataResponseBody>;
+/// Where the answer to one request goes: straight into the send queue of the connection it
+/// came on. The loop thread encodes the answer frame itself, so an answer costs no task, no
+/// channel and no extra thread wake-up on its way out; only when that connection's queue is full
+/// does a task wait for room, so that a slow SQL node never stalls the loop. A request dropped
+/// unanswered (the loop stopping) is answered "unavailable" rather than left to time out.
+pub struct Reply {
+    request_id: u64,
+    sender: Option<FrameSender>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Reply {
+    pub fn new(request_id: u64, sender: FrameSender, runtime: tokio::runtime::Handle) -> Reply {
+        Reply { request_id, sender: Some(sender), runtime }
+    }
+
+    /// Sends the answer. An answer to a connection that has closed is dropped: the SQL node that
+    /// asked is gone, and its transactions here are aborted by `Event::CoordinatorGone`.
+    pub fn send(mut self, body: DataResponseBody) {
+        self.deliver(body);
+    }
+
+    fn deliver(&mut self, body: DataResponseBody) {
+        let Some(sender) = self.sender.take() else { return };
+        let frame = Frame {
+            request_id: self.request_id,
+            body: Some(Body::DataResponse(DataResponse { body: encode(&body) })),
+        };
+        match sender.try_enqueue(frame) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(frame)) => {
+                self.runtime.spawn(async move {
+                    let _ = sender.send(frame).await;
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if self.sender.is_some() {
+            self.deliver(Err(DataError::Unavailable("the data node is shutting down".into())));
+        }
+    }
+}
 
 pub enum Event {
     Raft(Message),
@@ -164,7 +211,7 @@ impl Request {
             | Request::TxnWrite { reply, .. }
             | Request::Txn { reply, .. } => reply,
         };
-        let _ = reply.send(Err(error));
+        reply.send(Err(error));
     }
 }
 
@@ -420,7 +467,7 @@ impl NodeGroupLoop {
                     TableCheck::Behind => Err(DataError::Unavailable("this replica's catalog is behind".into())),
                     TableCheck::Mismatch(e) => Err(e),
                 };
-                let _ = reply.send(result);
+                reply.send(result);
             }
             Event::Arbitrated { epoch, granted } => self.on_arbitrated(epoch, granted),
             Event::Resolved { txn, commit } => {
@@ -649,10 +696,10 @@ impl NodeGroupLoop {
         };
         match attempt {
             Err(e) => {
-                let _ = reply.send(Err(DataError::Failed(e)));
+                reply.send(Err(DataError::Failed(e)));
             }
             Ok(WriteAttempt::Done(outcome)) => {
-                let _ = reply.send(Ok(DataReply::Write(outcome)));
+                reply.send(Ok(DataReply::Write(outcome)));
             }
             Ok(WriteAttempt::Wait { .. }) => {
                 let request = match step {
@@ -663,7 +710,7 @@ impl NodeGroupLoop {
             }
             Ok(WriteAttempt::Propose(write_set, outcome)) => {
                 if write_set.is_empty() {
-                    let _ = reply.send(Ok(DataReply::Write(outcome)));
+                    reply.send(Ok(DataReply::Write(outcome)));
                     return;
                 }
                 let entry = LogEntry::Write { txn: None, write_set };
@@ -689,7 +736,7 @@ impl NodeGroupLoop {
         };
         match waiter {
             Waiter::Write(reply, _) | Waiter::Txn(Some(reply)) => {
-                let _ = reply.send(Err(error));
+                reply.send(Err(error));
             }
             Waiter::Txn(None) => {}
         }
@@ -705,10 +752,10 @@ impl NodeGroupLoop {
                 }
                 Ok(None) => {
                     self.locks_released = true;
-                    let _ = reply.send(Ok(DataReply::Txn(TxnOutcome::Committed)));
+                    reply.send(Ok(DataReply::Txn(TxnOutcome::Committed)));
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(DataError::Failed(e)));
+                    reply.send(Err(DataError::Failed(e)));
                 }
             },
             TxnControl::Prepare { participants, decision_group } => {
@@ -717,7 +764,7 @@ impl NodeGroupLoop {
                         self.propose(&entry, Waiter::Txn(Some(reply)));
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(DataError::Failed(e)));
+                        reply.send(Err(DataError::Failed(e)));
                     }
                 }
             }
@@ -727,11 +774,11 @@ impl NodeGroupLoop {
                 if self.txns.rollback(txn) {
                     self.locks_released = true;
                 }
-                let _ = reply.send(Ok(DataReply::Txn(TxnOutcome::Aborted)));
+                reply.send(Ok(DataReply::Txn(TxnOutcome::Aborted)));
             }
             TxnControl::RollbackTo { seq } => {
                 let result = self.txns.rollback_to(txn, seq, &self.catalog);
-                let _ = reply.send(result.map(|()| DataReply::Txn(TxnOutcome::Done)).map_err(DataError::Failed));
+                reply.send(result.map(|()| DataReply::Txn(TxnOutcome::Done)).map_err(DataError::Failed));
             }
         }
     }
@@ -741,7 +788,7 @@ impl NodeGroupLoop {
         match self.txns.decide(txn, commit) {
             ControlAttempt::Answer(outcome) => {
                 if let Some(reply) = reply {
-                    let _ = reply.send(Ok(DataReply::Txn(outcome)));
+                    reply.send(Ok(DataReply::Txn(outcome)));
                 }
             }
             ControlAttempt::Propose(entry, _) => {
@@ -793,7 +840,7 @@ impl NodeGroupLoop {
                     let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
                     store.read(&op, &self.catalog).map(DataReply::Read).map_err(DataError::Failed)
                 };
-                let _ = reply.send(result);
+                reply.send(result);
             }
             Request::TxnRead { step, lock, op, reply } => {
                 let term = self.replica.term();
@@ -803,11 +850,11 @@ impl NodeGroupLoop {
                 };
                 match attempt {
                     Ok(ReadAttempt::Done(result)) => {
-                        let _ = reply.send(Ok(DataReply::Read(result)));
+                        reply.send(Ok(DataReply::Read(result)));
                     }
                     Ok(ReadAttempt::Wait { .. }) => self.park_for_lock(Request::TxnRead { step, lock, op, reply }, deadline),
                     Err(e) => {
-                        let _ = reply.send(Err(DataError::Failed(e)));
+                        reply.send(Err(DataError::Failed(e)));
                     }
                 }
             }
@@ -895,12 +942,22 @@ impl NodeGroupLoop {
         while self.replica.has_ready() {
             let peers = &self.peers;
             let mut snapshots_sent = Vec::new();
-            let output = self
+            let (in_progress, early) = self
                 .replica
-                .handle_ready_with(|outbox| {
+                .begin_ready(|outbox| {
                     note_snapshots(&outbox.messages, outbox.to, &mut snapshots_sent);
                     Self::send(peers, outbox.to, outbox.messages)
                 })
+                .map_err(|e| anyhow::anyhow!("the Raft log of node group {} failed: {e}", self.group))?;
+            // Entries committed before this Ready's log write are applied, and their writers
+            // answered, before that write: they are on a majority's disks already, and waiting
+            // would add the new entries' fsync to their latency.
+            self.apply_queue.extend(early.committed);
+            self.drain_apply_queue()?;
+            self.drop_proposals(early.dropped_proposals);
+            let output = self
+                .replica
+                .finish_ready(in_progress)
                 .map_err(|e| anyhow::anyhow!("the Raft log of node group {} failed: {e}", self.group))?;
             for outbox in output.messages {
                 note_snapshots(&outbox.messages, outbox.to, &mut snapshots_sent);
@@ -918,12 +975,7 @@ impl NodeGroupLoop {
                     self.reads_ready.push((read.index, batch));
                 }
             }
-            for id in output.dropped_proposals {
-                self.pending.applied(id.index);
-                // Another leader's entry took this index: ours was never committed.
-                let error = self.not_leader();
-                self.fail_waiter(id, error);
-            }
+            self.drop_proposals(output.dropped_proposals);
             for id in output.unknown_proposals {
                 self.pending.applied(id.index);
                 self.fail_waiter(
@@ -958,10 +1010,19 @@ impl NodeGroupLoop {
         Ok(())
     }
 
+    /// Another leader's entries took these indexes: our proposals there were never committed.
+    fn drop_proposals(&mut self, dropped: Vec<ProposalId>) {
+        for id in dropped {
+            self.pending.applied(id.index);
+            let error = self.not_leader();
+            self.fail_waiter(id, error);
+        }
+    }
+
     fn fail_waiter(&mut self, id: ProposalId, error: DataError) {
         match self.waiting.remove(&id) {
             Some(Waiter::Write(reply, _)) | Some(Waiter::Txn(Some(reply))) => {
-                let _ = reply.send(Err(error));
+                reply.send(Err(error));
             }
             _ => {}
         }
@@ -1030,11 +1091,11 @@ impl NodeGroupLoop {
                 let id = ProposalId { index: entry.index, term: entry.term };
                 match self.waiting.remove(&id) {
                     Some(Waiter::Write(reply, outcome)) => {
-                        let _ = reply.send(Ok(DataReply::Write(outcome)));
+                        reply.send(Ok(DataReply::Write(outcome)));
                     }
                     Some(Waiter::Txn(Some(reply))) => {
                         let outcome = applied.txn.map_or(TxnOutcome::Done, |(_, o)| o);
-                        let _ = reply.send(Ok(DataReply::Txn(outcome)));
+                        reply.send(Ok(DataReply::Txn(outcome)));
                     }
                     _ => {}
                 }

@@ -107,6 +107,12 @@ impl FrameSender {
         }
     }
 
+    /// Queues a frame if there is room and hands it back otherwise, for senders that must not
+    /// wait but must not lose the frame either (a data node's loop thread answering a request).
+    pub fn try_enqueue(&self, frame: Frame) -> Result<(), mpsc::error::TrySendError<Frame>> {
+        self.tx.try_send(frame)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }

@@ -11,7 +11,10 @@
 //!   read states, leadership changes, proposal outcomes);
 //! - persists each Raft `Ready` through a [`wal::LogStore`] as one batch with one `fsync`
 //!   (group commit), honouring raft-rs's rule that a follower's messages leave only after the
-//!   write while a leader's may leave before it ([`Replica::handle_ready_with`]).
+//!   write while a leader's may leave before it ([`Replica::handle_ready_with`]);
+//! - hands out the entries already committed before that write ([`Replica::begin_ready`]), so
+//!   an owner applies them and answers their clients while the new entries are being synced
+//!   ([`Replica::finish_ready`]).
 //!
 //! The crate owns no sockets, threads or clocks, so daemon shells drive it over TCP and the
 //! simulator drives a whole cluster in one thread. Only [`wal::FileLogStore`] touches the disk;
@@ -55,6 +58,6 @@ pub use codec::{CodecError, decode_message, encode_message};
 pub use raft::eraftpb;
 pub use replica::{
     CommittedEntry, ConfChangeOutcome, EntryPayload, LeadershipChange, NoSnapshots, Outbox,
-    ProposalId, ProposeError, ReadReady, ReadyOutput, Replica, ReplicaConfig, ReplicaError,
+    ProposalId, ProposeError, ReadReady, ReadyInProgress, ReadyOutput, Replica, ReplicaConfig, ReplicaError,
     SnapshotSource, StepError,
 };

@@ -72,7 +72,9 @@
 //! same output.
 //!
 //! Left out: proposal forwarding (followers refuse proposals with a leader hint), witnesses,
-//! and asynchronous persistence (`advance_append_async`).
+//! and asynchronous persistence (`advance_append_async`): the log write of a `Ready` blocks its
+//! owner's thread, which only its already-committed entries may overtake
+//! ([`Replica::begin_ready`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -258,7 +260,16 @@ pub struct ReadReady {
     pub context: Vec<u8>,
 }
 
-/// What one [`Replica::handle_ready`] produced. Everything in it has been persisted.
+/// A `Ready` between [`Replica::begin_ready`] and [`Replica::finish_ready`]: its committed entries
+/// are handed out, its log write is still to do.
+#[must_use = "a started Ready must be finished with Replica::finish_ready"]
+pub struct ReadyInProgress {
+    ready: Option<raft::Ready>,
+    out: ReadyOutput,
+}
+
+/// What one [`Replica::handle_ready`] produced. Everything in it has been persisted (committed
+/// entries on a majority of the replicas, this one included).
 #[derive(Debug, Default)]
 pub struct ReadyOutput {
     /// Messages to send, grouped by destination.
@@ -929,11 +940,38 @@ impl<L: LogStore> Replica<L> {
     /// that had to wait for the write.
     pub fn handle_ready_with(
         &mut self,
-        mut send_early: impl FnMut(Outbox),
+        send_early: impl FnMut(Outbox),
     ) -> Result<ReadyOutput, ReplicaError> {
+        let (in_progress, early) = self.begin_ready(send_early)?;
+        let mut out = self.finish_ready(in_progress)?;
+        out.committed.splice(0..0, early.committed);
+        out.dropped_proposals.splice(0..0, early.dropped_proposals);
+        Ok(out)
+    }
+
+    /// The first half of [`Replica::handle_ready_with`]: sends the leader's early messages and
+    /// returns the entries that are committed already, before this `Ready`'s log write.
+    ///
+    /// Those entries are on the disks of a majority and in this replica's own log (raft-rs hands
+    /// out only entries that are both committed and persisted here), so the owner may apply them
+    /// and answer their clients now, while [`Replica::finish_ready`] writes and syncs the new
+    /// entries. Under a steady stream of writes that takes one `fsync` off every write's
+    /// latency: otherwise an entry that became committed waits for the sync of the entries
+    /// proposed after it.
+    ///
+    /// The early output holds only `committed` and `dropped_proposals`. When the `Ready` carries
+    /// a snapshot, nothing is handed out early: the state machine must be restored from the
+    /// snapshot first, so its committed entries come with the snapshot in `finish_ready`'s output.
+    /// The owner must call `finish_ready` with the returned value before anything else touches
+    /// the replica.
+    pub fn begin_ready(
+        &mut self,
+        mut send_early: impl FnMut(Outbox),
+    ) -> Result<(ReadyInProgress, ReadyOutput), ReplicaError> {
         self.check_failed()?;
         self.check_read_failure()?;
-        let mut out = ReadyOutput::default();
+        let mut early_out = ReadyOutput::default();
+        let mut in_progress = ReadyInProgress { ready: None, out: ReadyOutput::default() };
         if self.raw.has_ready() {
             let mut ready = self.raw.ready();
             let mut early = Vec::new();
@@ -941,23 +979,34 @@ impl<L: LogStore> Replica<L> {
             for outbox in early {
                 send_early(outbox);
             }
-
-            let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
-            if let Some(snapshot) = &snapshot {
-                self.on_snapshot(snapshot, &mut out);
-            }
             let committed = ready.take_committed_entries();
-            self.collect_committed(committed, &mut out);
+            if ready.snapshot().is_empty() {
+                self.collect_committed(committed, &mut early_out);
+            } else {
+                let snapshot = ready.snapshot().clone();
+                self.on_snapshot(&snapshot, &mut in_progress.out);
+                self.collect_committed(committed, &mut in_progress.out);
+                in_progress.out.snapshot = Some(snapshot);
+            }
+            in_progress.ready = Some(ready);
+        }
+        Ok((in_progress, early_out))
+    }
 
+    /// The second half of [`Replica::handle_ready_with`]: persists the `Ready` that
+    /// [`Replica::begin_ready`] started (one batch, one sync) and returns the rest of the output:
+    /// the messages that had to wait for the write, a snapshot with its committed entries,
+    /// entries committed by the write itself, read states and leadership changes.
+    pub fn finish_ready(&mut self, in_progress: ReadyInProgress) -> Result<ReadyOutput, ReplicaError> {
+        let ReadyInProgress { ready, mut out } = in_progress;
+        if let Some(mut ready) = ready {
             let hard_state = match ready.hs() {
                 Some(hard_state) => Some(hard_state.clone()),
                 None if self.commit_unpersisted => Some(self.raw.raft.hard_state()),
                 None => None,
             };
             let batch = LogBatch {
-                snapshot: snapshot
-                    .as_ref()
-                    .map(|snapshot| snapshot.get_metadata().clone()),
+                snapshot: out.snapshot.as_ref().map(|snapshot| snapshot.get_metadata().clone()),
                 entries: ready.take_entries(),
                 hard_state,
                 conf_state: self.conf_unpersisted.take(),
@@ -965,7 +1014,6 @@ impl<L: LogStore> Replica<L> {
             };
             self.commit_unpersisted = false;
             self.persist(batch)?;
-            out.snapshot = snapshot;
 
             push_grouped(&mut out.messages, ready.take_persisted_messages());
             out.read_states

@@ -324,3 +324,58 @@ fn a_follower_behind_the_compacted_log_catches_up_from_a_snapshot() {
     let store_first = cluster.replica(3).log_store().first_index();
     assert_eq!(store_first, applied + 1);
 }
+
+#[test]
+fn committed_entries_are_handed_out_before_the_next_write() {
+    let disk: Vec<MemLogStore> = (0..3).map(|_| MemLogStore::new()).collect();
+    let mut replicas: Vec<Replica<MemLogStore>> = (1..=3)
+        .map(|id| Replica::new(config(id, &[1, 2, 3]), disk[id as usize - 1].clone()).unwrap())
+        .collect();
+    // Elect node 1 and let every message settle; `deliver` runs each receiver's Ready.
+    let deliver = |replicas: &mut Vec<Replica<MemLogStore>>, mut queue: Vec<Message>| {
+        while !queue.is_empty() {
+            let mut next = Vec::new();
+            for message in queue {
+                let to = message.to as usize - 1;
+                replicas[to].step(message).unwrap();
+                next.extend(drain(&mut replicas[to]));
+            }
+            queue = next;
+        }
+    };
+    replicas[0].campaign().unwrap();
+    let queue = drain(&mut replicas[0]);
+    deliver(&mut replicas, queue);
+    assert!(replicas[0].is_ready_leader());
+
+    // "one" is written by the leader and the followers; their answers commit it on the leader,
+    // whose next Ready carries it as committed.
+    let one = replicas[0].propose(b"one".to_vec()).unwrap();
+    let appends = drain(&mut replicas[0]);
+    let mut answers = Vec::new();
+    for message in appends {
+        let to = message.to as usize - 1;
+        replicas[to].step(message).unwrap();
+        answers.extend(drain(&mut replicas[to]));
+    }
+    for answer in answers {
+        replicas[0].step(answer).unwrap();
+    }
+    // "two" is proposed before the leader handles that Ready: the same Ready writes "two".
+    let two = replicas[0].propose(b"two".to_vec()).unwrap();
+    let syncs_before = disk[0].sync_count();
+    let (in_progress, early) = replicas[0].begin_ready(|_| {}).unwrap();
+    let early_indexes: Vec<u64> = early.committed.iter().map(|entry| entry.index).collect();
+    assert_eq!(early_indexes, vec![one.index], "the committed entry comes out first");
+    assert!(disk[0].last_index() < two.index, "before the write of the new entry");
+    assert_eq!(disk[0].sync_count(), syncs_before);
+
+    let rest = replicas[0].finish_ready(in_progress).unwrap();
+    assert_eq!(disk[0].last_index(), two.index, "the new entry is written by finish_ready");
+    assert_eq!(disk[0].sync_count(), syncs_before + 1);
+    assert!(
+        rest.committed.iter().all(|entry| entry.index != one.index),
+        "an entry handed out early is not handed out again"
+    );
+    assert_eq!(replicas[0].applied_index(), one.index);
+}
