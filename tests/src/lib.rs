@@ -49,6 +49,10 @@ pub struct ClusterSpec {
     /// More parameters of every running SQL node's `[[mysqld]]` section, one `Name = value`
     /// per line (MaxConnections, MaxConnectErrors, ...).
     pub sql_node_extra: String,
+    /// Mutual TLS on every link between nodes (`NodeSslDir` = [`Cluster::tls_dir`]); the
+    /// harness's own links (catalog, admin commands) use TLS too, with node and `admin` client
+    /// certificates from `cairn certs`.
+    pub node_tls: bool,
 }
 
 impl Default for ClusterSpec {
@@ -65,6 +69,7 @@ impl Default for ClusterSpec {
             arbitration_ms: 1000,
             tls: None,
             sql_node_extra: String::new(),
+            node_tls: false,
         }
     }
 }
@@ -117,9 +122,11 @@ impl Cluster {
             bail!("{} does not exist: run `cargo build --bin cairn` first (the README's test command does)", binary.display());
         }
         let dir = tempfile::Builder::new().prefix("cairn-e2e-").tempdir()?;
+        let tls_dir = dir.path().join("tls");
+        let node_tls = if spec.node_tls { format!("NodeSslDir = \"{}\"", tls_dir.display()) } else { String::new() };
         let mut text = format!(
             "[cluster]\nName = \"e2e\"\nSecret = \"e2e-secret-{}\"\nNoOfReplicas = {}\nDataMemory = \"{}\"\n\
-             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nArbitrationTimeout = {arb}\nAllowPasswordlessRoot = true\n{}\n\n",
+             HeartbeatIntervalDbDb = {hb}\nHeartbeatIntervalDbApi = {hb}\nArbitrationTimeout = {arb}\nAllowPasswordlessRoot = true\n{}\n{node_tls}\n\n",
             std::process::id(),
             spec.replicas,
             spec.data_memory,
@@ -133,7 +140,6 @@ impl Cluster {
         for id in 1..=spec.data_nodes {
             text.push_str(&format!("[[ndbd]]\nNodeId = {id}\nServerPort = {}\n\n", free_port()));
         }
-        let tls_dir = dir.path().join("tls");
         for k in 0..spec.sql_nodes {
             text.push_str(&format!("[[mysqld]]\nNodeId = {}\nHostName = \"127.0.0.1\"\nPort = {}\n", 100 + k, free_port()));
             if let Some(extra) = &spec.tls {
@@ -156,13 +162,13 @@ impl Cluster {
         let config = ClusterConfig::parse(&text)?;
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, &text)?;
-        if spec.tls.is_some() {
+        if spec.tls.is_some() || spec.node_tls {
             let status = std::process::Command::new(&binary)
                 .args(["certs", "--config"])
                 .arg(&config_path)
                 .arg("--out")
                 .arg(&tls_dir)
-                .args(["--client", "x509-client"])
+                .args(["--client", "x509-client", "--client", "admin"])
                 .stdout(std::process::Stdio::null())
                 .status()?;
             if !status.success() {
@@ -334,7 +340,23 @@ impl Cluster {
     }
 
     fn identity(&self, node_id: u32, role: Role) -> Identity {
-        Identity { node_id, role, secret: self.config.cluster.secret.clone(), software_version: "e2e".into() }
+        // On a cluster with node TLS the harness presents a certificate as every node does:
+        // the admin client's for admin commands, the API slot's node certificate otherwise.
+        let tls = self.config.cluster.node_ssl_dir.as_ref().map(|dir| {
+            let dir = Path::new(dir);
+            let files = match role {
+                Role::Admin => cairn_proto::TlsFiles::for_client(dir, "admin"),
+                _ => cairn_proto::TlsFiles::for_node(dir, node_id),
+            };
+            cairn_proto::LinkTls::load(&files).expect("the harness's certificates from cairn certs")
+        });
+        // Admin commands prove the admin credential when the config sets one, as an operator's
+        // `cairn mgm --admin-password` does.
+        let secret = match (role, &self.config.cluster.admin_password) {
+            (Role::Admin, Some(password)) => password.clone(),
+            _ => self.config.cluster.secret.clone(),
+        };
+        Identity { node_id, role, secret, software_version: "e2e".into(), tls }
     }
 
     /// The catalog as the management node pushes it (the harness registers as the spare API slot).

@@ -57,6 +57,47 @@ impl SecretArgs {
     }
 }
 
+/// Where a node finds its certificates for mutual TLS with the other nodes.
+#[derive(clap::Args, Debug, Clone)]
+struct NodeTlsArgs {
+    /// A directory with `ca.pem`, `node-<id>.pem` and `node-<id>-key.pem` (as `cairn certs`
+    /// writes them): every link to other nodes is mutual TLS. Default: the `NodeSslDir` of the
+    /// cluster config when `--secret-file` names one; without either, links are plain TCP.
+    #[arg(long, env = "CAIRN_SSL_DIR")]
+    ssl_dir: Option<PathBuf>,
+}
+
+impl NodeTlsArgs {
+    /// The directory in force: the flag, else the config's NodeSslDir.
+    fn directory(&self, secret: &SecretArgs) -> Option<PathBuf> {
+        if let Some(dir) = &self.ssl_dir {
+            return Some(dir.clone());
+        }
+        let text = std::fs::read_to_string(secret.secret_file.as_ref()?).ok()?;
+        cairn_control::ClusterConfig::parse(&text).ok()?.cluster.node_ssl_dir.map(PathBuf::from)
+    }
+}
+
+/// Loads node `node_id`'s certificate, key and the cluster CA from `dir`; a node told to use
+/// TLS does not start without them.
+fn node_tls(dir: Option<&PathBuf>, node_id: u32) -> anyhow::Result<Option<cairn_proto::LinkTls>> {
+    let Some(dir) = dir else { return Ok(None) };
+    let tls = cairn_proto::LinkTls::load(&cairn_proto::TlsFiles::for_node(dir, node_id))
+        .with_context(|| format!("node-to-node TLS of node {node_id}"))?;
+    Ok(Some(tls))
+}
+
+/// `HOST:PORT` (an IPv6 host in brackets) for `--listen`.
+fn parse_listen(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("{text}: expected HOST:PORT"))?;
+    let port = port.parse::<u16>().map_err(|_| format!("{text}: {port} is not a port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{text}: the host is missing"));
+    }
+    Ok((host.to_string(), port))
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a management node.
@@ -78,6 +119,8 @@ enum Command {
         mgm: Vec<String>,
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        tls: NodeTlsArgs,
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Initial node restart: remove this node's checkpoints and Raft log and copy everything
@@ -87,6 +130,10 @@ enum Command {
         /// Register with the management node and wait for `N START` (NDB's -n / --nostart).
         #[arg(short = 'n', long = "nostart")]
         nostart: bool,
+        /// Listen on this HOST:PORT instead of the config's HostName:ServerPort, which other
+        /// nodes still dial (for a port forward or proxy between them and this node).
+        #[arg(long, value_parser = parse_listen)]
+        listen: Option<(String, u16)>,
         /// Run the data node itself rather than its angel (the angel starts it so).
         #[arg(long, hide = true)]
         worker: bool,
@@ -102,6 +149,8 @@ enum Command {
         mgm: Vec<String>,
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        tls: NodeTlsArgs,
     },
     /// The management client.
     Mgm(mgm::MgmArgs),
@@ -133,29 +182,43 @@ fn main() {
                 rt.block_on(cairn_mgmd::run(cairn_mgmd::MgmdOptions { node_id, config_path: config, data_dir }))?;
                 Ok(0)
             }
-            Command::Datad { node_id, mgm, secret, data_dir, initial, nostart, worker } => {
+            Command::Datad { node_id, mgm, secret: secret_args, tls: tls_args, data_dir, initial, nostart, listen, worker } => {
                 init_logging();
-                let secret = secret.resolve()?;
+                let secret = secret_args.resolve()?;
+                let ssl_dir = tls_args.directory(&secret_args);
+                // Loaded in the angel too, so that a broken TLS setup stops the node at once
+                // instead of in a restart loop of the worker.
+                let tls = node_tls(ssl_dir.as_ref(), node_id)?;
                 if worker {
                     let options =
-                        cairn_datad::DatadOptions { node_id, mgm, secret, data_dir, initial, no_start: nostart };
+                        cairn_datad::DatadOptions { node_id, mgm, secret, data_dir, initial, no_start: nostart, tls, listen };
                     return rt.block_on(cairn_datad::run(options));
                 }
-                // The angel: the worker gets the same node, management nodes and data
-                // directory, and the secret in its environment (not on its command line).
+                // The angel: the worker gets the same node, management nodes, data directory
+                // and certificate directory, and the secret in its environment (not on its
+                // command line).
                 drop(rt);
                 let mut args = vec!["datad".to_string(), "--node-id".into(), node_id.to_string(), "--mgm".into(), mgm.join(",")];
                 if let Some(dir) = &data_dir {
                     args.push("--data-dir".into());
                     args.push(dir.to_string_lossy().into_owned());
                 }
+                if let Some((host, port)) = &listen {
+                    args.push("--listen".into());
+                    args.push(format!("[{host}]:{port}"));
+                }
+                if let Some(dir) = &ssl_dir {
+                    args.push("--ssl-dir".into());
+                    args.push(dir.to_string_lossy().into_owned());
+                }
                 let mode = cairn_datad::angel::StartMode { initial, no_start: nostart };
                 cairn_datad::angel::supervise(args, vec![("CAIRN_SECRET".into(), secret)], mode)
             }
-            Command::Sqld { node_id, mgm, secret } => {
+            Command::Sqld { node_id, mgm, secret: secret_args, tls: tls_args } => {
                 init_logging();
-                let secret = secret.resolve()?;
-                rt.block_on(cairn_sqld::run(cairn_sqld::SqldOptions { node_id, mgm, secret }))?;
+                let secret = secret_args.resolve()?;
+                let tls = node_tls(tls_args.directory(&secret_args).as_ref(), node_id)?;
+                rt.block_on(cairn_sqld::run(cairn_sqld::SqldOptions { node_id, mgm, secret, tls }))?;
                 Ok(0)
             }
             Command::Mgm(args) => rt.block_on(mgm::run(args)),

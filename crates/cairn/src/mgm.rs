@@ -22,6 +22,56 @@ pub struct MgmArgs {
     /// Read the secret from this cluster config (default: ./cairn-data/cluster.toml if present).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Mutual TLS with the management node: a directory with `ca.pem` and this client's
+    /// `client-<name>.pem` / `client-<name>-key.pem` (`cairn certs --client admin`). Default:
+    /// the config's NodeSslDir, if it sets one.
+    #[arg(long, env = "CAIRN_SSL_DIR")]
+    pub ssl_dir: Option<PathBuf>,
+    /// The client certificate's name in the TLS directory.
+    #[arg(long, default_value = "admin")]
+    pub ssl_client: String,
+    /// The admin credential (the config's AdminPassword), needed for commands that change the
+    /// cluster when the config sets one. Proven like the secret, never sent.
+    #[arg(long, env = "CAIRN_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// A file holding the admin credential (its first line).
+    #[arg(long)]
+    pub admin_password_file: Option<PathBuf>,
+}
+
+/// What the client proves in its handshake: the admin credential when it has one (then the
+/// cluster secret is not needed), else the cluster secret (commands that only read).
+fn find_proof_secret(args: &MgmArgs) -> anyhow::Result<String> {
+    if let Some(password) = &args.admin_password {
+        return Ok(password.clone());
+    }
+    if let Some(path) = &args.admin_password_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let password = text.lines().next().unwrap_or("").trim().to_string();
+        anyhow::ensure!(!password.is_empty(), "{} holds no admin password", path.display());
+        return Ok(password);
+    }
+    find_secret(args)
+}
+
+/// The config `cairn mgm` reads defaults from, if there is one.
+fn config(args: &MgmArgs) -> Option<cairn_control::ClusterConfig> {
+    let path = args.config.clone().unwrap_or_else(|| PathBuf::from("cairn-data/cluster.toml"));
+    cairn_control::ClusterConfig::parse(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// The admin client's TLS: its certificate from the flag's directory or the config's
+/// NodeSslDir; a TLS setup that does not load is an error, never a fallback to plain TCP.
+fn find_tls(args: &MgmArgs) -> anyhow::Result<Option<cairn_proto::LinkTls>> {
+    let dir = match &args.ssl_dir {
+        Some(dir) => dir.clone(),
+        None => match config(args).and_then(|c| c.cluster.node_ssl_dir) {
+            Some(dir) => PathBuf::from(dir),
+            None => return Ok(None),
+        },
+    };
+    let files = cairn_proto::TlsFiles::for_client(&dir, &args.ssl_client);
+    Ok(Some(cairn_proto::LinkTls::load(&files).context("TLS to the management server")?))
 }
 
 fn find_secret(args: &MgmArgs) -> anyhow::Result<String> {
@@ -75,12 +125,13 @@ async fn run_command(client: &RpcClient, connect: &str, line: &str) -> anyhow::R
 }
 
 pub async fn run(args: MgmArgs) -> anyhow::Result<i32> {
-    let secret = find_secret(&args)?;
+    let secret = find_proof_secret(&args)?;
     let identity = Identity {
         node_id: 0,
         role: Role::Admin,
         secret,
         software_version: cairn_mgmd::admin::SOFTWARE_VERSION.to_string(),
+        tls: find_tls(&args)?,
     };
     let link = match cairn_proto::connect(&args.connect, &identity).await {
         Ok(link) => link,

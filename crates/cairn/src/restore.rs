@@ -86,6 +86,16 @@ pub struct RestoreArgs {
     pub parallelism: usize,
 }
 
+/// TLS to the target cluster when its config sets NodeSslDir: `cairn restore` registers in an
+/// API slot, so it uses that slot's node certificate.
+fn node_tls(args: &RestoreArgs) -> anyhow::Result<Option<cairn_proto::LinkTls>> {
+    let Some(path) = &args.config else { return Ok(None) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let Some(dir) = cairn_control::ClusterConfig::parse(&text)?.cluster.node_ssl_dir else { return Ok(None) };
+    let files = cairn_proto::TlsFiles::for_node(std::path::Path::new(&dir), args.node_id);
+    Ok(Some(cairn_proto::LinkTls::load(&files).context("TLS to the cluster")?))
+}
+
 fn secret(args: &RestoreArgs) -> anyhow::Result<String> {
     if let Some(secret) = &args.secret {
         return Ok(secret.clone());
@@ -164,6 +174,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<i32> {
         role: Role::Sqld,
         secret: secret(&args)?,
         software_version: cairn_mgmd::admin::SOFTWARE_VERSION.to_string(),
+        tls: node_tls(&args)?,
     };
     let management = cairn_mgmd::client::ManagementClient::connect(
         args.connect.clone(),

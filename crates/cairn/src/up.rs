@@ -51,8 +51,10 @@ pub struct UpArgs {
     /// TimeBetweenGlobalCheckpoints; see docs/operations.md for what that can lose).
     #[arg(long, default_value = "Commit", value_parser = ["Commit", "Interval"])]
     pub disk_sync: String,
-    /// TLS on the MySQL ports: a cluster CA and node certificates in `<data-dir>/tls` (made by
-    /// `cairn certs`, kept across runs), and RequireSecureTransport.
+    /// TLS everywhere: a cluster CA, node certificates and an admin client certificate in
+    /// `<data-dir>/tls` (made by `cairn certs`, kept across runs); TLS with
+    /// RequireSecureTransport on the MySQL ports, and mutual TLS on every link between nodes
+    /// and from `cairn mgm` (NodeSslDir).
     #[arg(long)]
     pub tls: bool,
 }
@@ -113,7 +115,7 @@ fn write_config(args: &UpArgs, path: &Path) -> anyhow::Result<ClusterConfig> {
          HeartbeatIntervalDbApi = {hb}\n\
          DiskSync = \"{disk_sync}\"\n\
          # A private cluster on loopback: root has no password until you set one.\n\
-         AllowPasswordlessRoot = true\n\n\
+         AllowPasswordlessRoot = true\n{node_tls}\n\
          [[ndb_mgmd]]\n\
          NodeId = {mgmd}\n\
          HostName = \"127.0.0.1\"\n\
@@ -124,6 +126,11 @@ fn write_config(args: &UpArgs, path: &Path) -> anyhow::Result<ClusterConfig> {
         disk_sync = args.disk_sync,
         mgmd = MGMD_NODE_ID,
         mgm_port = args.mgm_port,
+        node_tls = if args.tls {
+            format!("# Mutual TLS with the cluster CA on every link between nodes.\nNodeSslDir = \"{}\"\n", tls_dir(path).display())
+        } else {
+            String::new()
+        },
     );
     for id in 1..=args.data_nodes {
         text.push_str(&format!(
@@ -152,9 +159,16 @@ fn write_config(args: &UpArgs, path: &Path) -> anyhow::Result<ClusterConfig> {
     let config = ClusterConfig::parse(&text).context("generated config is invalid")?;
     if args.tls {
         let dir = tls_dir(path);
-        let have_all = config.sql_nodes.iter().all(|s| crate::certs::node_certificate(&dir, s.node_id).0.exists());
+        let node_ids = config
+            .mgmds
+            .iter()
+            .map(|m| m.node_id)
+            .chain(config.data_nodes.iter().map(|d| d.id.0))
+            .chain(config.sql_nodes.iter().map(|s| s.node_id));
+        let have_all = node_ids.into_iter().all(|id| crate::certs::node_certificate(&dir, id).0.exists())
+            && dir.join(format!("client-{ADMIN_CLIENT}.pem")).exists();
         if !have_all {
-            crate::certs::generate(&config, &dir, &[])?;
+            crate::certs::generate(&config, &dir, &[ADMIN_CLIENT.to_string()])?;
         }
     }
     std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -182,8 +196,16 @@ fn spawn(exe: &Path, args: &[String], log: &Path, label: String) -> anyhow::Resu
     Ok(Node { label, child, log: log.to_path_buf() })
 }
 
-async fn admin_call(address: &str, secret: &str, command: &str) -> Option<String> {
-    let identity = Identity { node_id: 0, role: Role::Admin, secret: secret.into(), software_version: String::new() };
+/// The client certificate `cairn up --tls` issues for `cairn mgm` (its default `--ssl-client`).
+const ADMIN_CLIENT: &str = "admin";
+
+async fn admin_call(config: &ClusterConfig, address: &str, command: &str) -> Option<String> {
+    let tls = match &config.cluster.node_ssl_dir {
+        Some(dir) => Some(cairn_proto::LinkTls::load(&cairn_proto::TlsFiles::for_client(Path::new(dir), ADMIN_CLIENT)).ok()?),
+        None => None,
+    };
+    let identity =
+        Identity { node_id: 0, role: Role::Admin, secret: config.cluster.secret.clone(), software_version: String::new(), tls };
     let link = cairn_proto::connect(address, &identity).await.ok()?;
     let (client, _) = RpcClient::new(link);
     match client.call(Body::AdminCommand(AdminCommand { command: command.into() }), Duration::from_secs(5)).await {
@@ -200,7 +222,7 @@ async fn wait_ready(config: &ClusterConfig, mgm: &str, nodes: &mut [Node]) -> an
                 bail!("{} exited during start ({status}); see {}", node.label, node.log.display());
             }
         }
-        let data_ready = match admin_call(mgm, &config.cluster.secret, "ALL STATUS").await {
+        let data_ready = match admin_call(config, mgm, "ALL STATUS").await {
             Some(text) => text.lines().filter(|l| l.contains(": started")).count() == config.data_nodes.len(),
             None => false,
         };

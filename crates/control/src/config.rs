@@ -222,6 +222,16 @@ pub struct ClusterSection {
     /// Allows a root account without a password (what `cairn up` uses on loopback).
     #[serde(rename = "AllowPasswordlessRoot", default)]
     pub allow_passwordless_root: bool,
+    /// Mutual TLS on every link between nodes (docs/security.md): the directory, on every
+    /// node's host, with the cluster CA (`ca.pem`) and each node's `node-<id>.pem` and
+    /// `node-<id>-key.pem`, as `cairn certs --out` writes them. None: links are plain TCP.
+    #[serde(rename = "NodeSslDir", default)]
+    pub node_ssl_dir: Option<String>,
+    /// The admin credential (docs/security.md): with it, `cairn mgm` commands that change the
+    /// cluster (STOP, RESTART, START, SHUTDOWN, START/ABORT BACKUP, ...) are refused unless the
+    /// client proved this password instead of the cluster secret.
+    #[serde(rename = "AdminPassword", default)]
+    pub admin_password: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -395,6 +405,17 @@ impl ClusterConfig {
                 "[cluster] set RootPassword = \"...\" (or AllowPasswordlessRoot = true for a private test cluster): \
                  a cluster must not start with an account nobody chose",
             );
+        }
+        if c.node_ssl_dir.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            return fail("[cluster] NodeSslDir is empty (leave it out for plain links)");
+        }
+        if let Some(admin) = &c.admin_password {
+            if admin.trim().len() < 8 {
+                return fail("[cluster] AdminPassword must be at least 8 characters");
+            }
+            if *admin == c.secret {
+                return fail("[cluster] AdminPassword must differ from Secret (every node knows the Secret)");
+            }
         }
         if file.ndb_mgmd.is_empty() {
             return fail("at least one [[ndb_mgmd]] section is needed");

@@ -79,6 +79,11 @@ pub struct DatadOptions {
     pub initial: bool,
     /// `--nostart` (NDB's `-n`): register, then wait for `N START`.
     pub no_start: bool,
+    /// Mutual TLS on every link (the cluster's NodeSslDir); None: plain TCP.
+    pub tls: Option<cairn_proto::LinkTls>,
+    /// `--listen HOST:PORT`: where to listen when it is not the config's HostName:ServerPort
+    /// that other nodes dial (a port forward or proxy in between; the tests' recording relay).
+    pub listen: Option<(String, u16)>,
 }
 
 type Inbox = std::sync::mpsc::Sender<Event>;
@@ -99,6 +104,7 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
         role: Role::Datad,
         secret: options.secret.clone(),
         software_version: cairn_mgmd::admin::SOFTWARE_VERSION.to_string(),
+        tls: options.tls.clone(),
     };
     // The address we serve on comes from the config, which comes from the management node.
     let management =
@@ -207,7 +213,10 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
         set_phase("starting");
     }
 
-    let listener = bind(&me.host, me.port).await?;
+    let listener = match &options.listen {
+        Some((host, port)) => bind(host, *port).await?,
+        None => bind(&me.host, me.port).await?,
+    };
     // Wait for the first catalog push before replaying the log: applying needs table definitions.
     if !management.wait_for_catalog(0, Duration::from_secs(30)).await {
         bail!("the management node sent no catalog");

@@ -40,6 +40,20 @@ pub enum AdminCommand {
     AbortBackup(u32),
 }
 
+/// Whether a command changes the cluster, and so needs the admin credential when the config
+/// sets one. Listed the other way round (what only reads), so that a command added later is
+/// guarded until someone decides it only reads.
+pub fn changes_state(command: &AdminCommand) -> bool {
+    !matches!(
+        command,
+        AdminCommand::Show
+            | AdminCommand::Status(_)
+            | AdminCommand::ReportMemory(_)
+            | AdminCommand::ReportTables(_)
+            | AdminCommand::Help
+    )
+}
+
 /// How long `START BACKUP` waits before it answers (ndb_mgm's default is WAIT COMPLETED).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackupWait {

@@ -89,11 +89,21 @@ pub async fn run(options: MgmdOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{} (is the port taken?)", me.host_name, me.port))?;
 
+    // With NodeSslDir every link of this node, accepted or opened, is mutual TLS; files that
+    // are missing or do not match stop the node here rather than let it run in clear.
+    let tls = match &config.cluster.node_ssl_dir {
+        Some(dir) => Some(
+            cairn_proto::LinkTls::load(&cairn_proto::TlsFiles::for_node(std::path::Path::new(dir), me.node_id))
+                .with_context(|| format!("node-to-node TLS of management node {}", me.node_id))?,
+        ),
+        None => None,
+    };
     let identity = Identity {
         node_id: me.node_id,
         role: Role::Mgmd,
         secret: config.cluster.secret.clone(),
         software_version: admin::SOFTWARE_VERSION.to_string(),
+        tls,
     };
     let wal_identity = WalIdentity { cluster_id: cluster_id(&config), node_id: me.node_id as u64, group_id: CONTROL_GROUP };
     let store = FileLogStore::open(&group_dir(&data_dir, CONTROL_GROUP), WalOptions::new(wal_identity))

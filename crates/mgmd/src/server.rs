@@ -10,7 +10,7 @@ use cairn_control::config::{ClusterConfig, NodeKind};
 use cairn_proto::data::{decode, encode};
 use cairn_proto::link::{FrameSender, Identity, Link};
 use cairn_proto::pb::{AdminReply, CatalogUpdate, DdlResponse, Frame, Hello, Registered, frame::Body};
-use cairn_proto::{Role, accept};
+use cairn_proto::Role;
 use cairn_replication::decode_message;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -184,7 +184,8 @@ fn admit(hello: &Hello, shared: &Shared) -> Result<(), String> {
 
 async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let link = match accept(stream, &shared.identity, |hello| admit(hello, &shared)).await {
+    let admin_password = shared.config.cluster.admin_password.as_deref();
+    let link = match cairn_proto::accept_admin(stream, &shared.identity, admin_password, |hello| admit(hello, &shared)).await {
         Ok(link) => link,
         Err(e) => {
             // A peer without the cluster secret (an admin client included: `cairn mgm` proves
@@ -343,11 +344,32 @@ async fn push_catalog(sender: FrameSender, mut catalog: tokio::sync::watch::Rece
     }
 }
 
+/// The answer to a command that changes the cluster from a client without the admin credential.
+const ADMIN_CREDENTIAL_NEEDED: &str =
+    "* 1: Access denied\n*   this command needs the admin credential (AdminPassword): give cairn mgm --admin-password, CAIRN_ADMIN_PASSWORD or --admin-password-file";
+
+/// With an AdminPassword configured, only clients that proved it may change the cluster; without
+/// one, the cluster secret is enough (as before the setting existed).
+fn admin_allowed(link: &Link, shared: &Shared) -> bool {
+    shared.config.cluster.admin_password.is_none() || link.peer.admin_credential
+}
+
 async fn admin_session(mut link: Link, shared: &Arc<Shared>) {
     while let Some(frame) = link.receiver.recv().await {
         let Some(Body::AdminCommand(command)) = frame.body else { continue };
         tracing::info!(target: "audit", event = "admin_command", node = link.peer.node_id, command = %command.command, "admin command");
         let (text, ok) = match admin::parse(&command.command) {
+            Ok(parsed) if admin::changes_state(&parsed) && !admin_allowed(&link, shared) => {
+                tracing::warn!(
+                    target: "audit",
+                    event = "admin_command_refused",
+                    node = link.peer.node_id,
+                    peer = ?link.peer.address,
+                    command = %command.command,
+                    "admin command refused: no admin credential"
+                );
+                (ADMIN_CREDENTIAL_NEEDED.to_string(), false)
+            }
             Ok(parsed) if crate::operations::is_operation(&parsed) => crate::operations::run(&parsed, shared).await,
             Ok(parsed) => {
                 let nodes = shared.nodes.snapshot();

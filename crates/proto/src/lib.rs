@@ -20,7 +20,8 @@
 //! (expression trees included) without a second schema; the handshake's protocol version
 //! guarantees both ends decode them alike.
 //!
-//! Not here yet: TLS on node-to-node links (the security issue adds rustls).
+//! With TLS configured (`tls`), every link runs a mutual TLS handshake with the cluster CA
+//! before the secret handshake, and everything after travels encrypted.
 
 pub mod data;
 pub mod frame;
@@ -28,6 +29,7 @@ pub mod handshake;
 pub mod link;
 pub mod recovery;
 pub mod rpc;
+pub mod tls;
 
 /// The generated protocol messages.
 #[allow(clippy::all, missing_docs)]
@@ -35,6 +37,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/cairn.rs"));
 }
 
-pub use link::{Identity, Link, Peer, accept, connect};
+pub use link::{Identity, Link, Peer, accept, accept_admin, connect};
+pub use tls::{LinkTls, TlsFiles};
 pub use pb::Role;
 pub use rpc::{IdSpace, RpcClient, RpcError};

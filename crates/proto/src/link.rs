@@ -4,19 +4,28 @@
 //! back a [`Link`]: a [`FrameSender`] whose writer task coalesces every frame queued while the
 //! previous write was in flight into one `write` call (so requests to the same node share
 //! syscalls and TCP segments), and a [`FrameReceiver`].
+//!
+//! With a [`LinkTls`] in the node's [`Identity`], both run a mutual TLS handshake first and the
+//! secret handshake and all frames travel inside it ([`crate::tls`]); without one the link is
+//! plain TCP.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use crate::frame::{Decoded, FrameDecoder, encode_frame};
 use crate::handshake;
 use crate::pb::{Challenge, Frame, Hello, Refused, Role, Welcome, frame::Body};
+use crate::tls::LinkTls;
+
+/// The receiving half of a link's byte stream: a TCP read half, or one half of a TLS stream.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The sending half of a link's byte stream.
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Bumped on any incompatible change to frames or payloads; both ends must agree.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -34,6 +43,8 @@ pub struct Identity {
     pub role: Role,
     pub secret: String,
     pub software_version: String,
+    /// Mutual TLS with the cluster CA on every link this node opens or accepts; None: plain TCP.
+    pub tls: Option<LinkTls>,
 }
 
 /// The other end of a link, as it proved itself.
@@ -43,6 +54,9 @@ pub struct Peer {
     pub role: Role,
     pub software_version: String,
     pub address: Option<SocketAddr>,
+    /// An admin client proved the admin credential (see [`accept_admin`]), not only the
+    /// cluster secret.
+    pub admin_credential: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +71,8 @@ pub enum LinkError {
     Refused(String),
     #[error("protocol error: {0}")]
     Protocol(String),
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
 }
 
 pub struct Link {
@@ -103,7 +119,7 @@ impl FrameSender {
 }
 
 pub struct FrameReceiver {
-    read: OwnedReadHalf,
+    read: ReadHalf,
     buf: BytesMut,
     decoder: FrameDecoder,
     peer_node: u32,
@@ -134,7 +150,7 @@ impl FrameReceiver {
     }
 }
 
-fn spawn_writer(mut write: OwnedWriteHalf, peer_node: u32) -> FrameSender {
+fn spawn_writer(mut write: WriteHalf, peer_node: u32) -> FrameSender {
     let (tx, mut rx) = mpsc::channel::<Frame>(SEND_QUEUE);
     tokio::spawn(async move {
         let mut buf = Vec::with_capacity(64 * 1024);
@@ -161,7 +177,7 @@ fn spawn_writer(mut write: OwnedWriteHalf, peer_node: u32) -> FrameSender {
     FrameSender { tx }
 }
 
-async fn read_one(read: &mut OwnedReadHalf, buf: &mut BytesMut, decoder: &FrameDecoder) -> Result<Frame, LinkError> {
+async fn read_one(read: &mut ReadHalf, buf: &mut BytesMut, decoder: &FrameDecoder) -> Result<Frame, LinkError> {
     loop {
         match decoder.decode(buf).map_err(|e| LinkError::Protocol(e.to_string()))? {
             Some(Decoded::Frame(frame)) => return Ok(frame),
@@ -174,7 +190,7 @@ async fn read_one(read: &mut OwnedReadHalf, buf: &mut BytesMut, decoder: &FrameD
     }
 }
 
-async fn write_one(write: &mut OwnedWriteHalf, frame: Frame) -> Result<(), LinkError> {
+async fn write_one(write: &mut WriteHalf, frame: Frame) -> Result<(), LinkError> {
     let mut out = Vec::new();
     encode_frame(&frame, &mut out);
     write.write_all(&out).await?;
@@ -195,10 +211,20 @@ pub async fn connect(addr: &str, me: &Identity) -> Result<Link, LinkError> {
         .map_err(|_| LinkError::Timeout)??;
     stream.set_nodelay(true)?;
     let address = stream.peer_addr().ok();
-    let (mut read, mut write) = stream.into_split();
     let decoder = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
     let mut buf = BytesMut::with_capacity(4096);
     let handshake = async {
+        let (mut read, mut write): (ReadHalf, WriteHalf) = match &me.tls {
+            Some(tls) => {
+                let stream = tls.connect(addr, stream).await.map_err(LinkError::Tls)?;
+                let (read, write) = tokio::io::split(stream);
+                (Box::new(read), Box::new(write))
+            }
+            None => {
+                let (read, write) = stream.into_split();
+                (Box::new(read), Box::new(write))
+            }
+        };
         let challenge = match read_one(&mut read, &mut buf, &decoder).await?.body {
             Some(Body::Challenge(c)) => c,
             Some(Body::Refused(r)) => return Err(LinkError::Refused(r.reason)),
@@ -219,15 +245,22 @@ pub async fn connect(addr: &str, me: &Identity) -> Result<Link, LinkError> {
         };
         write_one(&mut write, body(Body::Hello(hello))).await?;
         match read_one(&mut read, &mut buf, &decoder).await?.body {
-            Some(Body::Welcome(w)) => Ok(w.node_id),
+            Some(Body::Welcome(w)) => Ok((w.node_id, read, write)),
             Some(Body::Refused(r)) => Err(LinkError::Refused(r.reason)),
             other => Err(LinkError::Protocol(format!("expected welcome, got {other:?}"))),
         }
     };
-    let peer_node = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await.map_err(|_| LinkError::Timeout)??;
+    let (peer_node, read, write) =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await.map_err(|_| LinkError::Timeout)??;
     let sender = spawn_writer(write, peer_node);
     Ok(Link {
-        peer: Peer { node_id: peer_node, role: Role::Unspecified, software_version: String::new(), address },
+        peer: Peer {
+            node_id: peer_node,
+            role: Role::Unspecified,
+            software_version: String::new(),
+            address,
+            admin_credential: false,
+        },
         sender,
         receiver: FrameReceiver { read, buf, decoder: FrameDecoder::default(), peer_node },
     })
@@ -240,22 +273,61 @@ pub async fn accept(
     me: &Identity,
     admit: impl FnOnce(&Hello) -> Result<(), String>,
 ) -> Result<Link, LinkError> {
+    accept_admin(stream, me, None, admit).await
+}
+
+/// [`accept`], where an admin client (role Admin) may prove `admin_password` instead of the
+/// cluster secret; the link's [`Peer::admin_credential`] says which it proved. Only the Admin
+/// role may: a node that proves the admin password is refused, so the admin credential cannot
+/// make a node, and the cluster secret alone does not make an administrator.
+pub async fn accept_admin(
+    stream: TcpStream,
+    me: &Identity,
+    admin_password: Option<&str>,
+    admit: impl FnOnce(&Hello) -> Result<(), String>,
+) -> Result<Link, LinkError> {
     stream.set_nodelay(true)?;
     let address = stream.peer_addr().ok();
-    let (mut read, mut write) = stream.into_split();
     let decoder = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
     let mut buf = BytesMut::with_capacity(4096);
     let nonce = handshake::new_nonce();
     let handshake = async {
+        let (mut read, mut write): (ReadHalf, WriteHalf) = match &me.tls {
+            Some(tls) => {
+                let stream = match tls.accept(stream).await {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        // No certificate, one from another CA, or no TLS at all: the peer never
+                        // reaches the secret handshake. The audit trail names it.
+                        tracing::warn!(
+                            target: "audit",
+                            event = "handshake_refused",
+                            peer = ?address,
+                            error = %e,
+                            "refused a connection: TLS handshake failed"
+                        );
+                        return Err(LinkError::Tls(e));
+                    }
+                };
+                let (read, write) = tokio::io::split(stream);
+                (Box::new(read), Box::new(write))
+            }
+            None => {
+                let (read, write) = stream.into_split();
+                (Box::new(read), Box::new(write))
+            }
+        };
         let challenge = Challenge { protocol_version: PROTOCOL_VERSION, nonce: nonce.clone().into(), node_id: me.node_id };
         write_one(&mut write, body(Body::Challenge(challenge))).await?;
         let hello = match read_one(&mut read, &mut buf, &decoder).await?.body {
             Some(Body::Hello(h)) => h,
             other => return Err(LinkError::Protocol(format!("expected hello, got {other:?}"))),
         };
+        let proved_admin = hello.role == Role::Admin as i32
+            && admin_password.is_some_and(|p| handshake::verify(p, &nonce, hello.node_id, hello.role, &hello.proof));
         let refusal = if hello.protocol_version != PROTOCOL_VERSION {
             Some(format!("protocol version {} is not {}", hello.protocol_version, PROTOCOL_VERSION))
-        } else if !handshake::verify(&me.secret, &nonce, hello.node_id, hello.role, &hello.proof) {
+        } else if !proved_admin && !handshake::verify(&me.secret, &nonce, hello.node_id, hello.role, &hello.proof) {
             Some(format!("node {} did not prove the cluster secret", hello.node_id))
         } else {
             admit(&hello).err()
@@ -266,13 +338,13 @@ pub async fn accept(
             return Err(LinkError::Refused(reason));
         }
         write_one(&mut write, body(Body::Welcome(Welcome { node_id: me.node_id }))).await?;
-        Ok(hello)
+        Ok((hello, proved_admin, read, write))
     };
-    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await.map_err(|_| LinkError::Timeout)??;
+    let (hello, admin_credential, read, write) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await.map_err(|_| LinkError::Timeout)??;
     let role = Role::try_from(hello.role).unwrap_or(Role::Unspecified);
     let sender = spawn_writer(write, hello.node_id);
     Ok(Link {
-        peer: Peer { node_id: hello.node_id, role, software_version: hello.software_version, address },
+        peer: Peer { node_id: hello.node_id, role, software_version: hello.software_version, address, admin_credential },
         sender,
         receiver: FrameReceiver { read, buf, decoder: FrameDecoder::default(), peer_node: hello.node_id },
     })

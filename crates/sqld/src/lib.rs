@@ -41,6 +41,8 @@ pub struct SqldOptions {
     pub node_id: u32,
     pub mgm: Vec<String>,
     pub secret: String,
+    /// Mutual TLS on every link to other nodes (the cluster's NodeSslDir); None: plain TCP.
+    pub tls: Option<cairn_proto::LinkTls>,
 }
 
 /// Refuses a connection before any handshake, as MySQL answers max_connections (1040) and a
@@ -98,6 +100,7 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
         role: Role::Sqld,
         secret: options.secret.clone(),
         software_version: cairn_mgmd::admin::SOFTWARE_VERSION.to_string(),
+        tls: options.tls.clone(),
     };
     let management =
         ManagementClient::connect(options.mgm.clone(), identity.clone(), String::new(), Duration::from_secs(120)).await?;
