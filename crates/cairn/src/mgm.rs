@@ -102,10 +102,24 @@ fn timeout_for(line: &str) -> Duration {
     }
 }
 
+/// Prints a line of the admin client's output. A reader that went away (`cairn mgm -e show |
+/// head`) ends the client quietly instead of with a panic on the broken pipe; the command it ran
+/// has been answered already.
+fn say(text: impl std::fmt::Display) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{text}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("cairn mgm: cannot write the answer: {e}");
+        std::process::exit(1);
+    }
+}
+
 async fn run_command(client: &RpcClient, connect: &str, line: &str) -> anyhow::Result<bool> {
     if line.trim().to_ascii_uppercase().starts_with("START BACKUP") && !line.to_ascii_uppercase().contains("NOWAIT") {
         let what = if line.to_ascii_uppercase().contains("WAIT STARTED") { "started" } else { "completed" };
-        println!("Waiting for {what}, this may take several minutes");
+        say(format_args!("Waiting for {what}, this may take several minutes"));
     }
     let reply = client
         .call(Body::AdminCommand(AdminCommand { command: line.to_string() }), timeout_for(line))
@@ -113,14 +127,14 @@ async fn run_command(client: &RpcClient, connect: &str, line: &str) -> anyhow::R
         .with_context(|| format!("no answer from the management server at {connect}"))?;
     let Body::AdminReply(reply) = reply else { bail!("unexpected answer from the management server") };
     if line.trim().eq_ignore_ascii_case("show") {
-        println!("Connected to Management Server at: {connect}");
+        say(format_args!("Connected to Management Server at: {connect}"));
     }
     // The management node's answer repeats the waiting line (for clients that print only the
     // answer); it was printed above already, before the wait.
     let text = reply.text.trim_end();
     let text = text.strip_prefix("Waiting for completed, this may take several minutes\n").unwrap_or(text);
     let text = text.strip_prefix("Waiting for started, this may take several minutes\n").unwrap_or(text);
-    println!("{text}");
+    say(text);
     Ok(reply.ok)
 }
 
@@ -149,7 +163,7 @@ pub async fn run(args: MgmArgs) -> anyhow::Result<i32> {
 }
 
 async fn interactive(client: RpcClient, connect: String) -> anyhow::Result<i32> {
-    println!("-- Cairn -- Management Client --");
+    say("-- Cairn -- Management Client --");
     let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cairn_mgm_history"));
     // rustyline blocks, so it runs on its own thread and hands lines over.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
