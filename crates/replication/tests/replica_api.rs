@@ -25,6 +25,28 @@ fn drain<L: LogStore>(replica: &mut Replica<L>) -> Vec<Message> {
     messages
 }
 
+/// Three in-memory replicas with node 1 elected by hand (every message delivered until none is
+/// left), and their log stores.
+fn three_with_node_one_elected() -> (Vec<MemLogStore>, Vec<Replica<MemLogStore>>) {
+    let disk: Vec<MemLogStore> = (0..3).map(|_| MemLogStore::new()).collect();
+    let mut replicas: Vec<Replica<MemLogStore>> = (1..=3)
+        .map(|id| Replica::new(config(id, &[1, 2, 3]), disk[id as usize - 1].clone()).unwrap())
+        .collect();
+    replicas[0].campaign().unwrap();
+    let mut queue = drain(&mut replicas[0]);
+    while !queue.is_empty() {
+        let mut next = Vec::new();
+        for message in queue {
+            let to = message.to as usize - 1;
+            replicas[to].step(message).unwrap();
+            next.extend(drain(&mut replicas[to]));
+        }
+        queue = next;
+    }
+    assert!(replicas[0].is_ready_leader());
+    (disk, replicas)
+}
+
 #[test]
 fn replicas_can_move_between_threads() {
     fn assert_send<T: Send>() {}
@@ -125,23 +147,7 @@ fn proposals_need_a_leader_and_data() {
 
 #[test]
 fn leader_messages_leave_before_the_write_and_follower_messages_after() {
-    let disk: Vec<MemLogStore> = (0..3).map(|_| MemLogStore::new()).collect();
-    let mut replicas: Vec<Replica<MemLogStore>> = (1..=3)
-        .map(|id| Replica::new(config(id, &[1, 2, 3]), disk[id as usize - 1].clone()).unwrap())
-        .collect();
-    // Elect node 1 by hand.
-    replicas[0].campaign().unwrap();
-    let mut queue = drain(&mut replicas[0]);
-    while !queue.is_empty() {
-        let mut next = Vec::new();
-        for message in queue {
-            let to = message.to as usize - 1;
-            replicas[to].step(message).unwrap();
-            next.extend(drain(&mut replicas[to]));
-        }
-        queue = next;
-    }
-    assert!(replicas[0].is_ready_leader());
+    let (disk, mut replicas) = three_with_node_one_elected();
 
     let syncs_before = disk[0].sync_count();
     let proposal = replicas[0].propose(b"one".to_vec()).unwrap();
@@ -327,26 +333,7 @@ fn a_follower_behind_the_compacted_log_catches_up_from_a_snapshot() {
 
 #[test]
 fn committed_entries_are_handed_out_before_the_next_write() {
-    let disk: Vec<MemLogStore> = (0..3).map(|_| MemLogStore::new()).collect();
-    let mut replicas: Vec<Replica<MemLogStore>> = (1..=3)
-        .map(|id| Replica::new(config(id, &[1, 2, 3]), disk[id as usize - 1].clone()).unwrap())
-        .collect();
-    // Elect node 1 and let every message settle; `deliver` runs each receiver's Ready.
-    let deliver = |replicas: &mut Vec<Replica<MemLogStore>>, mut queue: Vec<Message>| {
-        while !queue.is_empty() {
-            let mut next = Vec::new();
-            for message in queue {
-                let to = message.to as usize - 1;
-                replicas[to].step(message).unwrap();
-                next.extend(drain(&mut replicas[to]));
-            }
-            queue = next;
-        }
-    };
-    replicas[0].campaign().unwrap();
-    let queue = drain(&mut replicas[0]);
-    deliver(&mut replicas, queue);
-    assert!(replicas[0].is_ready_leader());
+    let (disk, mut replicas) = three_with_node_one_elected();
 
     // "one" is written by the leader and the followers; their answers commit it on the leader,
     // whose next Ready carries it as committed.
