@@ -340,7 +340,21 @@ pub async fn accept_admin(
         write_one(&mut write, body(Body::Welcome(Welcome { node_id: me.node_id }))).await?;
         Ok((hello, proved_admin, read, write))
     };
-    let (hello, admin_credential, read, write) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await.map_err(|_| LinkError::Timeout)??;
+    let (hello, admin_credential, read, write) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(result) => result?,
+        Err(_) => {
+            // A peer that never finishes the handshake (a plaintext node waiting for a challenge
+            // that a TLS listener never sends, or one that sends nothing) is refused here, and
+            // the audit trail says so whichever side's timeout fires first.
+            tracing::warn!(
+                target: "audit",
+                event = "handshake_refused",
+                peer = ?address,
+                "refused a connection: no handshake within {HANDSHAKE_TIMEOUT:?}"
+            );
+            return Err(LinkError::Timeout);
+        }
+    };
     let role = Role::try_from(hello.role).unwrap_or(Role::Unspecified);
     let sender = spawn_writer(write, hello.node_id);
     Ok(Link {
