@@ -184,8 +184,9 @@ where
 
     // ----- Framing and I/O -----
 
-    /// Sends what is queued and reads the client's answer to it during login, which must carry
-    /// the next sequence id (`what` names the answer in the error otherwise).
+    /// Sends what is queued and reads the client's answer to it (during login, and each packet
+    /// of a LOCAL INFILE transfer), which must carry the next sequence id (`what` names the
+    /// answer in the error otherwise).
     async fn client_answer(&mut self, what: &str) -> Result<Packet, Error> {
         self.flush().await?;
         let expected = self.writer.seq();
@@ -196,7 +197,10 @@ where
         if packet.first_seq != expected {
             self.write_error(&out_of_order());
             self.flush().await?;
-            return Err(Error::Protocol(format!("{what} out of order")));
+            return Err(Error::Protocol(format!(
+                "{what} out of order: sequence id {} where {expected} was expected",
+                packet.first_seq
+            )));
         }
         Ok(packet)
     }
@@ -891,21 +895,8 @@ where
         out.push(0xFB);
         out.extend_from_slice(file_name.as_bytes());
         self.writer.finish(mark);
-        self.flush().await?;
         loop {
-            let expected = self.writer.seq();
-            let Some(packet) = self.read_packet().await? else {
-                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
-            };
-            self.writer.set_seq(packet.last_seq.wrapping_add(1));
-            if packet.first_seq != expected {
-                self.write_error(&out_of_order());
-                self.flush().await?;
-                return Err(Error::Protocol(format!(
-                    "LOCAL INFILE data with sequence id {} where {expected} was expected",
-                    packet.first_seq
-                )));
-            }
+            let packet = self.client_answer("LOCAL INFILE data").await?;
             if packet.payload.is_empty() {
                 break;
             }
