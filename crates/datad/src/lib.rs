@@ -602,7 +602,9 @@ async fn data_session(mut link: Link, inbox: Inbox, shared: Arc<node_group::Shar
     let runtime = tokio::runtime::Handle::current();
     while let Some(frame) = link.receiver.recv().await {
         let Some(Body::DataRequest(request)) = frame.body else { continue };
-        let reply = Reply::new(frame.request_id, link.sender.clone(), runtime.clone());
+        // Made only for a request that goes to the loop: a reply dropped unsent answers
+        // "unavailable", so the paths answered here must not hold one.
+        let reply = || Reply::new(frame.request_id, link.sender.clone(), runtime.clone());
         let event = match decode::<DataRequestBody>(&request.body) {
             Ok(DataRequestBody::Read(op)) => {
                 // The hot path: under the leader's lease, answered right here.
@@ -610,13 +612,13 @@ async fn data_session(mut link: Link, inbox: Inbox, shared: Arc<node_group::Shar
                     respond(&link.sender, frame.request_id, answer).await;
                     continue;
                 }
-                Event::Read { op, reply }
+                Event::Read { op, reply: reply() }
             }
-            Ok(DataRequestBody::Write(ops)) => Event::Write { ops, reply },
-            Ok(DataRequestBody::LocalRead(op)) => Event::LocalRead { op, reply },
-            Ok(DataRequestBody::TxnRead { step, lock, op }) => Event::TxnRead { step, lock, op, reply },
-            Ok(DataRequestBody::TxnWrite { step, ops }) => Event::TxnWrite { step, ops, reply },
-            Ok(DataRequestBody::Txn { txn, control }) => Event::Txn { txn, control, reply },
+            Ok(DataRequestBody::Write(ops)) => Event::Write { ops, reply: reply() },
+            Ok(DataRequestBody::LocalRead(op)) => Event::LocalRead { op, reply: reply() },
+            Ok(DataRequestBody::TxnRead { step, lock, op }) => Event::TxnRead { step, lock, op, reply: reply() },
+            Ok(DataRequestBody::TxnWrite { step, ops }) => Event::TxnWrite { step, ops, reply: reply() },
+            Ok(DataRequestBody::Txn { txn, control }) => Event::Txn { txn, control, reply: reply() },
             Err(e) => {
                 tracing::warn!(peer = link.peer.node_id, error = %e, "dropped an undecodable data request");
                 let body: cairn_proto::data::DataResponseBody = Err(cairn_proto::data::DataError::Failed(e));
