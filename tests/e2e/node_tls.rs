@@ -3,7 +3,9 @@
 //! admin certificate; a look at the bytes on a data node's links, through a recording relay
 //! on 127.0.0.1 in front of data node 2 (a known row value crosses it in clear without TLS and
 //! never with TLS); and nodes that cannot prove themselves (a certificate of another CA, no
-//! TLS at all) are refused and logged while the cluster goes on.
+//! TLS at all) are refused and logged while the cluster goes on; a certificate of the CA issued
+//! for another node id is refused, a node id cannot be claimed twice, and node certificates
+//! reload on SIGHUP (a bad reload keeps the old one).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -214,6 +216,158 @@ async fn nodes_that_cannot_prove_a_certificate_of_the_cluster_ca_are_refused() {
     conn.query_drop("INSERT INTO calmail.t VALUES (1, 'still up')").await.unwrap();
     let v: Vec<String> = conn.query("SELECT v FROM calmail.t WHERE id = 1").await.unwrap();
     assert_eq!(v, ["still up"]);
+    drop(conn);
+    pool.disconnect().await.unwrap();
+}
+
+/// Connects to `address` with TLS as the admin client of `tls_dir` and returns the certificate
+/// the node there presented (it then waits in vain for a hello and drops the connection).
+async fn presented_certificate(address: &str, tls_dir: &std::path::Path) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    let files = cairn_proto::TlsFiles::for_client(tls_dir, "admin");
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_pki_types::CertificateDer::pem_file_iter(&files.ca).unwrap() {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(&files.cert).unwrap().map(|c| c.unwrap()).collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let stream = TcpStream::connect(address).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let connecting = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream);
+    let tls = tokio::time::timeout(Duration::from_secs(10), connecting).await.unwrap().unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// The DER of the first certificate in a PEM file.
+fn certificate_der(path: &std::path::Path) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_file(path).unwrap().to_vec()
+}
+
+/// Counts of `needle` in the log of node `id`.
+fn log_count(cluster: &Cluster, id: u32, needle: &str) -> usize {
+    std::fs::read_to_string(cluster.log_path(id)).unwrap_or_default().matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_certificates_name_their_node_and_reload_on_sighup() {
+    let mut cluster = Cluster::start(ClusterSpec { node_tls: true, ..ClusterSpec::default() }).await.expect("cluster starts");
+    let tls_dir = cluster.tls_dir();
+    let mgmd_id = cluster.config.mgmds[0].node_id;
+    let mgmd = cluster.config.mgmd_addresses()[0].clone();
+    let data_node_1 = cluster.config.data_node(NodeId(1)).unwrap().address();
+    let secret = cluster.config.cluster.secret.clone();
+
+    // Data node 1's certificate (valid, of the cluster CA) and the secret, claiming to be data
+    // node 2: the management node and data node 1 both refuse it and log it.
+    let node_1_certificate = cairn_proto::LinkTls::load(&cairn_proto::TlsFiles::for_node(&tls_dir, 1)).unwrap();
+    let impostor = Identity {
+        node_id: 2,
+        role: Role::Datad,
+        secret: secret.clone(),
+        software_version: "e2e".into(),
+        tls: Some(node_1_certificate.clone()),
+    };
+    for address in [&mgmd, &data_node_1] {
+        let err = cairn_proto::connect(address, &impostor).await.err().expect("an impostor is refused");
+        assert!(err.to_string().contains("not issued for Datad node 2"), "{address}: {err}");
+    }
+    for id in [mgmd_id, 1] {
+        let log = cluster.log_path(id);
+        assert!(wait_for_log(&log, "not issued for Datad node 2", Duration::from_secs(5)).await, "node {id} did not log it");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.lines().any(|l| l.contains("handshake_refused") && l.contains("not issued for")), "not audited on {id}");
+    }
+
+    // The rightful certificate of data node 1, claiming its own id while node 1 is connected:
+    // a node id cannot be claimed twice.
+    let twin = Identity { node_id: 1, ..impostor };
+    let err = cairn_proto::connect(&mgmd, &twin).await.err().expect("a second node 1 is refused");
+    assert!(err.to_string().contains("already connected"), "{err}");
+
+    // The cluster is untouched: both data nodes started, writes go on.
+    for id in [1, 2] {
+        let status = cluster.admin(&format!("{id} STATUS")).await.unwrap();
+        assert!(status.contains(": started"), "{status}");
+    }
+    let pool = cluster.pool(0, None);
+    let mut conn = pool.get_conn().await.unwrap();
+    conn.query_drop("CREATE DATABASE calmail").await.unwrap();
+    conn.query_drop("CREATE TABLE calmail.t (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    conn.query_drop("INSERT INTO calmail.t VALUES (1, 'before')").await.unwrap();
+
+    // New certificates from the same CA (`cairn certs` again, its CA key copied), for data node
+    // 1 and the management node; the files replaced, then SIGHUP: new links see them.
+    let staging = cluster.dir.path().join("rotated");
+    std::fs::create_dir_all(&staging).unwrap();
+    for file in ["ca.pem", "ca-key.pem"] {
+        std::fs::copy(tls_dir.join(file), staging.join(file)).unwrap();
+    }
+    let made = std::process::Command::new(cairn_binary())
+        .args(["certs", "--config"])
+        .arg(&cluster.config_path)
+        .arg("--out")
+        .arg(&staging)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    for (id, address) in [(1, &data_node_1), (mgmd_id, &mgmd)] {
+        let old = certificate_der(&tls_dir.join(format!("node-{id}.pem")));
+        assert_eq!(presented_certificate(address, &tls_dir).await, old, "node {id} before the reload");
+        let new = certificate_der(&staging.join(format!("node-{id}.pem")));
+        assert_ne!(old, new);
+        for file in [format!("node-{id}.pem"), format!("node-{id}-key.pem")] {
+            std::fs::copy(staging.join(&file), tls_dir.join(&file)).unwrap();
+        }
+        let reloads = log_count(&cluster, id, "node certificate reloaded");
+        cluster.signal(id, libc::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log_count(&cluster, id, "node certificate reloaded") == reloads {
+            assert!(Instant::now() < deadline, "node {id} did not reload\n{}", cluster.log_tails(20));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(presented_certificate(address, &tls_dir).await, new, "node {id} after the reload");
+
+        // A half-copied certificate: the reload fails, is logged, and the node keeps the new one.
+        let path = tls_dir.join(format!("node-{id}.pem"));
+        let pem = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &pem[..pem.len() / 2]).unwrap();
+        let failures = log_count(&cluster, id, "node certificate reload failed");
+        cluster.signal(id, libc::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log_count(&cluster, id, "node certificate reload failed") == failures {
+            assert!(Instant::now() < deadline, "node {id} did not log the failed reload\n{}", cluster.log_tails(20));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(presented_certificate(address, &tls_dir).await, new, "node {id} after a bad reload");
+        std::fs::write(&path, &pem).unwrap();
+    }
+
+    // The SQL node reloads its node certificate too (it has no MySQL-port certificate here,
+    // so without the reload a SIGHUP would end it).
+    let sql_node = cluster.config.sql_nodes[0].node_id;
+    let reloads = log_count(&cluster, sql_node, "node certificate reloaded");
+    cluster.signal(sql_node, libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log_count(&cluster, sql_node, "node certificate reloaded") == reloads {
+        assert!(Instant::now() < deadline, "SQL node {sql_node} did not reload\n{}", cluster.log_tails(20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Links made before the reloads kept going, and the nodes are alive after the signals.
+    conn.query_drop("INSERT INTO calmail.t VALUES (2, 'after')").await.unwrap();
+    let v: Vec<String> = conn.query("SELECT v FROM calmail.t ORDER BY id").await.unwrap();
+    assert_eq!(v, ["before", "after"]);
+    for id in [1, 2] {
+        assert!(cluster.is_running(id), "data node {id} survived SIGHUP");
+    }
     drop(conn);
     pool.disconnect().await.unwrap();
 }

@@ -6,13 +6,17 @@
 //!   certificates, so running the command again after adding a node leaves every certificate
 //!   already deployed valid.
 //! - `node-<id>.pem`, `node-<id>-key.pem` for every management, data and SQL node: names are the
-//!   node's HostName, `localhost` and `127.0.0.1`; usable both as a server and as a client
-//!   certificate, for the MySQL port and for mutual TLS between nodes.
+//!   node's HostName, `localhost` and `127.0.0.1`, plus the node's identity
+//!   `<role>-<id>.node.cairn.invalid` (`cairn_proto::node_certificate_name`), which the other
+//!   nodes check against the node id it claims; the common name is `cairn <role> <id>` for
+//!   people. Usable both as a server and as a client certificate, for the MySQL port and for
+//!   mutual TLS between nodes.
 //! - `client-<name>.pem`, `client-<name>-key.pem` for each `--client NAME`: a certificate for
 //!   an account with `REQUIRE X509`.
 //!
 //! Private keys are written with mode 0600. Certificates use rcgen's defaults for validity
-//! (no expiry in practice): rotate by replacing the files and reloading (SIGHUP to a SQL node).
+//! (no expiry in practice): rotate by replacing the files and sending SIGHUP to the node
+//! (every role reloads its node certificate; an SQL node also its MySQL port's).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -20,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use cairn_control::config::ClusterConfig;
+use cairn_proto::{Role, node_certificate_name};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -105,19 +110,23 @@ pub fn generate(config: &ClusterConfig, out: &Path, clients: &[String]) -> anyho
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let ca = cluster_ca(out, &config.cluster.name)?;
     let mut written = vec![ca_certificate(out), out.join("ca-key.pem")];
-    let mut nodes: Vec<(u32, Option<String>)> = Vec::new();
-    nodes.extend(config.mgmds.iter().map(|m| (m.node_id, Some(m.host_name.clone()))));
-    nodes.extend(config.data_nodes.iter().map(|d| (d.id.0, Some(d.host.clone()))));
-    nodes.extend(config.sql_nodes.iter().map(|s| (s.node_id, s.host_name.clone())));
-    for (node_id, host) in nodes {
+    let mut nodes: Vec<(u32, Role, Option<String>)> = Vec::new();
+    nodes.extend(config.mgmds.iter().map(|m| (m.node_id, Role::Mgmd, Some(m.host_name.clone()))));
+    nodes.extend(config.data_nodes.iter().map(|d| (d.id.0, Role::Datad, Some(d.host.clone()))));
+    nodes.extend(config.sql_nodes.iter().map(|s| (s.node_id, Role::Sqld, s.host_name.clone())));
+    for (node_id, role, host) in nodes {
         let mut names: Vec<String> = host.into_iter().filter(|h| !h.is_empty() && h != "0.0.0.0").collect();
         for local in ["localhost", "127.0.0.1"] {
             if !names.iter().any(|n| n == local) {
                 names.push(local.to_string());
             }
         }
+        let identity = node_certificate_name(node_id, role)
+            .with_context(|| format!("node {node_id}: {role:?} has no certificate name"))?;
+        let common_name = identity.split('.').next().unwrap_or(&identity).replace('-', " ");
+        names.push(identity);
         let (cert, key) = node_certificate(out, node_id);
-        issue(&ca, &format!("cairn node {node_id}"), names, &cert, &key)?;
+        issue(&ca, &format!("cairn {common_name}"), names, &cert, &key)?;
         written.extend([cert, key]);
     }
     for name in clients {

@@ -79,10 +79,10 @@ impl NodeTlsArgs {
 }
 
 /// Loads node `node_id`'s certificate, key and the cluster CA from `dir`; a node told to use
-/// TLS does not start without them.
-fn node_tls(dir: Option<&PathBuf>, node_id: u32) -> anyhow::Result<Option<cairn_proto::LinkTls>> {
+/// TLS does not start without them, nor with a certificate issued for another node or role.
+fn node_tls(dir: Option<&PathBuf>, node_id: u32, role: cairn_proto::Role) -> anyhow::Result<Option<cairn_proto::LinkTls>> {
     let Some(dir) = dir else { return Ok(None) };
-    let tls = cairn_proto::LinkTls::load(&cairn_proto::TlsFiles::for_node(dir, node_id))
+    let tls = cairn_proto::LinkTls::load_node(&cairn_proto::TlsFiles::for_node(dir, node_id), node_id, role)
         .with_context(|| format!("node-to-node TLS of node {node_id}"))?;
     Ok(Some(tls))
 }
@@ -188,7 +188,7 @@ fn main() {
                 let ssl_dir = tls_args.directory(&secret_args);
                 // Loaded in the angel too, so that a broken TLS setup stops the node at once
                 // instead of in a restart loop of the worker.
-                let tls = node_tls(ssl_dir.as_ref(), node_id)?;
+                let tls = node_tls(ssl_dir.as_ref(), node_id, cairn_proto::Role::Datad)?;
                 if worker {
                     let options =
                         cairn_datad::DatadOptions { node_id, mgm, secret, data_dir, initial, no_start: nostart, tls, listen };
@@ -217,7 +217,7 @@ fn main() {
             Command::Sqld { node_id, mgm, secret: secret_args, tls: tls_args } => {
                 init_logging();
                 let secret = secret_args.resolve()?;
-                let tls = node_tls(tls_args.directory(&secret_args).as_ref(), node_id)?;
+                let tls = node_tls(tls_args.directory(&secret_args).as_ref(), node_id, cairn_proto::Role::Sqld)?;
                 rt.block_on(cairn_sqld::run(cairn_sqld::SqldOptions { node_id, mgm, secret, tls }))?;
                 Ok(0)
             }

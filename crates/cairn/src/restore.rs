@@ -93,7 +93,7 @@ fn node_tls(args: &RestoreArgs) -> anyhow::Result<Option<cairn_proto::LinkTls>> 
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let Some(dir) = cairn_control::ClusterConfig::parse(&text)?.cluster.node_ssl_dir else { return Ok(None) };
     let files = cairn_proto::TlsFiles::for_node(std::path::Path::new(&dir), args.node_id);
-    Ok(Some(cairn_proto::LinkTls::load(&files).context("TLS to the cluster")?))
+    Ok(Some(cairn_proto::LinkTls::load_node(&files, args.node_id, Role::Sqld).context("TLS to the cluster")?))
 }
 
 fn secret(args: &RestoreArgs) -> anyhow::Result<String> {

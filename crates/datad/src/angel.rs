@@ -18,7 +18,8 @@
 //! angel. The worker asks the kernel to kill it if the angel dies (`PR_SET_PDEATHSIG`), and both
 //! share a process group, so `kill -9` of the angel (what a test or an operator does to "kill
 //! the data node") takes the worker down at once. SIGTERM and SIGINT to the angel are passed on
-//! to the worker, which shuts down cleanly.
+//! to the worker, which shuts down cleanly; so is SIGHUP, on which the worker reloads its node
+//! certificate (with `NodeSslDir`) and goes on.
 //!
 //! A worker told to wait (`--nostart`) registers with the management node as "not started" and
 //! waits there for `N START`; the angel needs no network of its own.
@@ -54,7 +55,10 @@ static WORKER_PID: AtomicI32 = AtomicI32::new(0);
 static TERMINATING: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn forward_signal(signal: libc::c_int) {
-    TERMINATING.store(signal, Ordering::SeqCst);
+    // SIGHUP asks the worker to reload its certificates; it does not end the node.
+    if signal != libc::SIGHUP {
+        TERMINATING.store(signal, Ordering::SeqCst);
+    }
     let pid = WORKER_PID.load(Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill(2) is async-signal-safe; the pid is our own child.
@@ -65,7 +69,7 @@ extern "C" fn forward_signal(signal: libc::c_int) {
 }
 
 fn install_signal_forwarding() {
-    for signal in [libc::SIGTERM, libc::SIGINT] {
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: installs a handler that only touches atomics and calls kill(2), both
         // async-signal-safe; the sigaction struct is fully initialised.
         unsafe {

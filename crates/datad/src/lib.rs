@@ -106,6 +106,11 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
         software_version: cairn_mgmd::admin::SOFTWARE_VERSION.to_string(),
         tls: options.tls.clone(),
     };
+    // SIGHUP (passed on by the angel) reloads the node certificate for links made after it
+    // (docs/security.md).
+    if let Some(tls) = &options.tls {
+        tls.reload_on_sighup(format!("data node {}", options.node_id)).context("cannot listen for SIGHUP")?;
+    }
     // The address we serve on comes from the config, which comes from the management node.
     let management =
         ManagementClient::connect(options.mgm.clone(), identity.clone(), String::new(), Duration::from_secs(120)).await?;

@@ -93,11 +93,19 @@ pub async fn run(options: MgmdOptions) -> anyhow::Result<()> {
     // are missing or do not match stop the node here rather than let it run in clear.
     let tls = match &config.cluster.node_ssl_dir {
         Some(dir) => Some(
-            cairn_proto::LinkTls::load(&cairn_proto::TlsFiles::for_node(std::path::Path::new(dir), me.node_id))
-                .with_context(|| format!("node-to-node TLS of management node {}", me.node_id))?,
+            cairn_proto::LinkTls::load_node(
+                &cairn_proto::TlsFiles::for_node(std::path::Path::new(dir), me.node_id),
+                me.node_id,
+                Role::Mgmd,
+            )
+            .with_context(|| format!("node-to-node TLS of management node {}", me.node_id))?,
         ),
         None => None,
     };
+    // SIGHUP reloads the node certificate for links made after it (docs/security.md).
+    if let Some(tls) = &tls {
+        tls.reload_on_sighup(format!("management node {}", me.node_id)).context("cannot listen for SIGHUP")?;
+    }
     let identity = Identity {
         node_id: me.node_id,
         role: Role::Mgmd,

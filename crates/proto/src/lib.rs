@@ -38,6 +38,6 @@ pub mod pb {
 }
 
 pub use link::{Identity, Link, Peer, accept, accept_admin, connect};
-pub use tls::{LinkTls, TlsFiles};
+pub use tls::{LinkTls, TlsFiles, TlsSetupError, check_peer_certificate, node_certificate_name};
 pub use pb::Role;
 pub use rpc::{IdSpace, RpcClient, RpcError};

@@ -7,7 +7,8 @@
 //!
 //! With a [`LinkTls`] in the node's [`Identity`], both run a mutual TLS handshake first and the
 //! secret handshake and all frames travel inside it ([`crate::tls`]); without one the link is
-//! plain TCP.
+//! plain TCP. With TLS, the accepting side also checks that the node id and role a peer claims
+//! in its Hello are the ones its certificate names ([`crate::tls::check_peer_certificate`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -204,6 +205,29 @@ fn body(frame: Body) -> Frame {
 /// Handshakes are small: bound them tightly so a stranger cannot make us buffer much.
 const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
 
+/// With TLS, why the node id and role a peer claims are not the ones its certificate names
+/// (None when they are, or without TLS). Admin clients may present any certificate of the CA:
+/// the admin credential, not the certificate, decides what they may do.
+fn certificate_mismatch(
+    me: &Identity,
+    peer_certificate: Option<&rustls_pki_types::CertificateDer<'static>>,
+    hello: &Hello,
+) -> Option<String> {
+    me.tls.as_ref()?;
+    let role = Role::try_from(hello.role).unwrap_or(Role::Unspecified);
+    if role == Role::Admin {
+        return None;
+    }
+    let Some(certificate) = peer_certificate else {
+        // The accepting TLS config requires a client certificate, so this cannot happen; refuse
+        // rather than admit a node whose certificate could not be checked.
+        return Some(format!("node {} presented no certificate", hello.node_id));
+    };
+    crate::tls::check_peer_certificate(certificate, hello.node_id, role)
+        .err()
+        .map(|reason| format!("node {} claims to be {role:?} node {}, but {reason}", hello.node_id, hello.node_id))
+}
+
 /// Connects to `addr` and proves `me` to the node there.
 pub async fn connect(addr: &str, me: &Identity) -> Result<Link, LinkError> {
     let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
@@ -292,6 +316,9 @@ pub async fn accept_admin(
     let mut buf = BytesMut::with_capacity(4096);
     let nonce = handshake::new_nonce();
     let handshake = async {
+        // The peer's certificate (verified against the cluster CA by the TLS handshake), whose
+        // node name is checked against the node id the peer claims below.
+        let mut peer_certificate = None;
         let (mut read, mut write): (ReadHalf, WriteHalf) = match &me.tls {
             Some(tls) => {
                 let stream = match tls.accept(stream).await {
@@ -309,6 +336,8 @@ pub async fn accept_admin(
                         return Err(LinkError::Tls(e));
                     }
                 };
+                peer_certificate =
+                    stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|c| c.clone().into_owned());
                 let (read, write) = tokio::io::split(stream);
                 (Box::new(read), Box::new(write))
             }
@@ -329,11 +358,21 @@ pub async fn accept_admin(
             Some(format!("protocol version {} is not {}", hello.protocol_version, PROTOCOL_VERSION))
         } else if !proved_admin && !handshake::verify(&me.secret, &nonce, hello.node_id, hello.role, &hello.proof) {
             Some(format!("node {} did not prove the cluster secret", hello.node_id))
+        } else if let Some(reason) = certificate_mismatch(me, peer_certificate.as_ref(), &hello) {
+            Some(reason)
         } else {
             admit(&hello).err()
         };
         if let Some(reason) = refusal {
-            tracing::warn!(node = hello.node_id, peer = ?address, %reason, "refused a connection");
+            tracing::warn!(
+                target: "audit",
+                event = "handshake_refused",
+                node = hello.node_id,
+                role = hello.role,
+                peer = ?address,
+                %reason,
+                "refused a connection"
+            );
             let _ = write_one(&mut write, body(Body::Refused(Refused { reason: reason.clone() }))).await;
             return Err(LinkError::Refused(reason));
         }

@@ -102,6 +102,11 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
         software_version: cairn_mgmd::admin::SOFTWARE_VERSION.to_string(),
         tls: options.tls.clone(),
     };
+    // SIGHUP reloads the node certificate for links made after it, as it reloads the MySQL
+    // port's (docs/security.md).
+    if let Some(tls) = &options.tls {
+        tls.reload_on_sighup(format!("SQL node {}", options.node_id)).context("cannot listen for SIGHUP")?;
+    }
     let management =
         ManagementClient::connect(options.mgm.clone(), identity.clone(), String::new(), Duration::from_secs(120)).await?;
     let config = management.config.clone();
