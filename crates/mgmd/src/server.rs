@@ -8,7 +8,7 @@ use cairn_common::catalog::{CatalogOp, CatalogOutcome};
 use cairn_common::ids::NodeId;
 use cairn_control::config::{ClusterConfig, NodeKind};
 use cairn_proto::data::{decode, encode};
-use cairn_proto::link::{FrameSender, Identity, Link};
+use cairn_proto::link::{FrameSender, Identity, Link, LinkError};
 use cairn_proto::pb::{AdminReply, CatalogUpdate, DdlResponse, Frame, Hello, Registered, frame::Body};
 use cairn_proto::Role;
 use cairn_replication::decode_message;
@@ -187,9 +187,14 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
     let admin_password = shared.config.cluster.admin_password.as_deref();
     let link = match cairn_proto::accept_admin(stream, &shared.identity, admin_password, |hello| admit(hello, &shared)).await {
         Ok(link) => link,
+        // Refusals (no cluster secret, an admin client included: `cairn mgm` proves the secret
+        // like every node; a certificate that does not name the claimed node), failed TLS
+        // handshakes and timeouts are already in the audit trail: `cairn_proto::accept` logs them.
+        Err(e @ (LinkError::Refused(_) | LinkError::Tls(_) | LinkError::Timeout)) => {
+            tracing::debug!(peer = %peer, error = %e, "management connection refused");
+            return;
+        }
         Err(e) => {
-            // A peer without the cluster secret (an admin client included: `cairn mgm` proves
-            // the secret like every node) is refused here; the audit trail names it.
             tracing::warn!(target: "audit", event = "handshake_refused", peer = %peer, error = %e, "management connection refused");
             return;
         }
