@@ -63,7 +63,7 @@ pub struct GroupRequests {
     /// Write ops across all write batches.
     pub write_ops: u64,
     /// Most keys one `Get`/`GetThrough` asked for, and most items of one IN list in a filter
-    /// shipped with a read (the bounds of `exec::keys_per_lookup` and `exec::MAX_PUSHED_IN_ITEMS`).
+    /// shipped with a read or a write (the bounds of `exec::keys_per_lookup` and `exec::MAX_PUSHED_IN_ITEMS`).
     pub largest_lookup: u64,
     pub largest_pushed_in_list: u64,
 }
@@ -83,12 +83,30 @@ impl GroupRequests {
             _ => None,
         };
         if let Some(filter) = filter {
-            filter.walk(&mut |e| {
-                if let cairn_common::expr::Expr::InList { list, .. } = e {
-                    self.largest_pushed_in_list = self.largest_pushed_in_list.max(list.len() as u64);
-                }
-            });
+            self.note_filter(filter);
         }
+    }
+
+    fn note_writes(&mut self, ops: &[WriteOp]) {
+        self.writes += 1;
+        self.write_ops += ops.len() as u64;
+        for op in ops {
+            match op {
+                WriteOp::UpdateKey { filter: Some(f), .. }
+                | WriteOp::DeleteKey { filter: Some(f), .. }
+                | WriteOp::UpdateWhere { filter: Some(f), .. }
+                | WriteOp::DeleteWhere { filter: Some(f), .. } => self.note_filter(f),
+                _ => {}
+            }
+        }
+    }
+
+    fn note_filter(&mut self, filter: &cairn_common::expr::Expr) {
+        filter.walk(&mut |e| {
+            if let cairn_common::expr::Expr::InList { list, .. } = e {
+                self.largest_pushed_in_list = self.largest_pushed_in_list.max(list.len() as u64);
+            }
+        });
     }
 
     fn gets_of(&mut self, keys: usize) {
@@ -199,10 +217,7 @@ impl Backend for MemoryCluster {
     }
 
     async fn write(&self, group: NodeGroupId, ops: Vec<WriteOp>) -> Result<WriteOutcome, Error> {
-        self.count(group, |r| {
-            r.writes += 1;
-            r.write_ops += ops.len() as u64;
-        });
+        self.count(group, |r| r.note_writes(&ops));
         let catalog = self.catalog();
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
@@ -247,10 +262,7 @@ impl Backend for MemoryCluster {
     }
 
     async fn txn_write(&self, group: NodeGroupId, step: TxnStep, ops: Vec<WriteOp>) -> Result<WriteOutcome> {
-        self.count(group, |r| {
-            r.writes += 1;
-            r.write_ops += ops.len() as u64;
-        });
+        self.count(group, |r| r.note_writes(&ops));
         let catalog = self.catalog();
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {

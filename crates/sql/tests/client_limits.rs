@@ -203,6 +203,14 @@ fn long_in_lists_are_evaluated_here_and_key_lookups_go_in_bounded_rounds() {
         ]]);
         assert_eq!(rows(&mut session, "SELECT COUNT(*) FROM d.t WHERE v NOT IN (SELECT u FROM d.wide)").await, count(1000));
         assert_eq!(rows(&mut session, "SELECT COUNT(*) FROM d.t WHERE v + 0 IN (1, 2, 3)").await, count(6));
+        // UPDATE and DELETE with such a list read the keys here, then write by key.
+        let in_v200 = format!("v + 0 IN ({})", list(0..200));
+        let Outcome::Ok { affected_rows: affected, .. } = run(&mut session, &format!("UPDATE d.t SET v = v + 10000 WHERE {in_v200}")).await else { panic!("update") };
+        assert_eq!(affected, 400);
+        let in_v = format!("v IN ({})", list(10_000..10_100));
+        let Outcome::Ok { affected_rows: affected, .. } = run(&mut session, &format!("DELETE FROM d.t WHERE {in_v} AND id >= 0")).await else { panic!("delete") };
+        assert_eq!(affected, 200);
+        assert_eq!(rows(&mut session, "SELECT COUNT(*) FROM d.t WHERE v >= 10000").await, count(200));
         let requests = cluster.requests();
         assert!(requests.values().all(|r| r.largest_pushed_in_list <= 128), "{requests:?}");
         assert!(requests.values().any(|r| r.largest_pushed_in_list > 0), "short lists are still shipped: {requests:?}");
