@@ -25,10 +25,10 @@
 
 use cairn_common::{Error, ErrorKind};
 
-/// What one token costs from the text to the syntax tree: the token with its span (about 80
-/// bytes), the copy handed to sqlparser, the string behind a number or word, and the tree node
-/// built from it. Measured on IN lists and multi-row INSERTs (`crates/sql/tests/client_limits.rs`
-/// records the numbers); rounded up.
+/// What one token costs from the text to the syntax tree, estimated from the sizes involved
+/// (not measured allocation by allocation): the token with its span (about 80 bytes), the copy
+/// handed to sqlparser, the string behind a number or word, and the tree node built from it;
+/// rounded up.
 pub const BYTES_PER_TOKEN: u64 = 320;
 
 /// MySQL's `parser_max_mem_size` default is "no limit"; Cairn's keeps the parse of one
