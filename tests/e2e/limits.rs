@@ -225,3 +225,47 @@ async fn a_connection_flood_and_100_mb_packets_do_not_stall_other_clients() {
     let count: Option<i64> = fresh.query_first("SELECT COUNT(*) FROM calmail.account").await.unwrap();
     assert_eq!(count, Some(100));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_past_its_size_and_a_statement_past_the_parser_limit_fail_cleanly() {
+    let spec = ClusterSpec {
+        cluster_extra: "MaxDMLOperationsPerTransaction = 50".into(),
+        sql_node_extra: "ParserMaxMemSize = \"4M\"".into(),
+        ..ClusterSpec::default()
+    };
+    let cluster = Cluster::start(spec).await.expect("cluster starts");
+    let mut a = Conn::new(opts(&cluster, "root", "")).await.expect("a logs in");
+    let mut b = Conn::new(opts(&cluster, "root", "")).await.expect("b logs in");
+    a.query_drop("CREATE DATABASE d").await.unwrap();
+    a.query_drop("CREATE TABLE d.t (id INT PRIMARY KEY, v INT)").await.unwrap();
+    let rows = |r: std::ops::Range<i32>| r.map(|i| format!("({i}, {i})")).collect::<Vec<_>>().join(",");
+
+    // MaxDMLOperationsPerTransaction = 50 (rows changed or locked per node group): the 31st to
+    // 60th rows of a transaction are refused with 1206, and the whole transaction is rolled
+    // back, its rows and row locks gone, as NDB and InnoDB do.
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop(format!("INSERT INTO d.t VALUES {}", rows(0..30))).await.expect("within the limit");
+    let (code, message) = server_error(a.query_drop(format!("INSERT INTO d.t VALUES {}", rows(30..60))).await);
+    assert_eq!(code, 1206, "{message}");
+    let started = Instant::now();
+    b.query_drop("INSERT INTO d.t VALUES (0, 100)").await.expect("the rolled-back transaction's locks are gone");
+    assert!(started.elapsed() < Duration::from_secs(1), "b waited for a lock: {:?}", started.elapsed());
+    // a is no longer in a transaction (it would see its own 30 rows): only b's row is there.
+    let count: Option<i64> = a.query_first("SELECT COUNT(*) FROM d.t").await.unwrap();
+    assert_eq!(count, Some(1), "only b's row is there");
+    // Smaller transactions, and an autocommit statement (not held open), go on as before.
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop(format!("INSERT INTO d.t VALUES {}", rows(1..40))).await.unwrap();
+    a.query_drop("COMMIT").await.unwrap();
+    a.query_drop(format!("INSERT INTO d.t VALUES {}", rows(100..160))).await.expect("an autocommit statement of 60 rows");
+
+    // ParserMaxMemSize = 4M (about 13,000 tokens): a 20,000-item IN list is refused with 3170
+    // before it is parsed; the session and the other client go on.
+    let list: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
+    let (code, message) = server_error(a.query_drop(format!("SELECT id FROM d.t WHERE v IN ({})", list.join(","))).await);
+    assert_eq!((code, message.as_str()), (3170, "Memory capacity of 4194304 bytes for 'parser_max_mem_size' exceeded. Parser bailed out for this query."));
+    let count: Option<i64> = a.query_first(format!("SELECT COUNT(*) FROM d.t WHERE v IN ({})", list[..2000].join(","))).await.unwrap();
+    assert_eq!(count, Some(100), "an IN list within the limit: every row has v < 2000");
+    let count: Option<i64> = b.query_first("SELECT COUNT(*) FROM d.t").await.unwrap();
+    assert_eq!(count, Some(100));
+}

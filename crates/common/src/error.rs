@@ -293,6 +293,9 @@ error_kinds! {
     /// ER_STACK_OVERRUN_NEED_MORE: a statement nests or chains expressions beyond what the
     /// SQL node evaluates safely.
     StackOverrun = (1436, "HY000", Report),
+    /// ER_CAPACITY_EXCEEDED: a statement would take more memory than a limit of the SQL node
+    /// allows (`parser_max_mem_size`: the text is refused before it is tokenized).
+    CapacityExceeded = (3170, "HY000", Report),
     // ----- Stored routines (docs/routines.md) -----
     /// ER_SP_NO_RECURSIVE_CREATE: CREATE FUNCTION/PROCEDURE inside a routine.
     RoutineCreateInRoutine = (1303, "2F003", Report),

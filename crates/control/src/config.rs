@@ -145,6 +145,13 @@ fn default_arbitration_ms() -> u64 {
 fn default_deadlock_ms() -> u64 {
     1200
 }
+/// cairn-storage's TxnLimits default (this crate does not depend on it).
+fn default_max_dml_operations() -> u64 {
+    100_000
+}
+fn default_max_transaction_bytes() -> Bytes {
+    Bytes(64 << 20)
+}
 fn default_host() -> String {
     "127.0.0.1".into()
 }
@@ -162,6 +169,14 @@ fn default_max_connect_errors() -> u64 {
 }
 fn default_max_prepared_stmt_count() -> u64 {
     16_382
+}
+/// cairn-sql's DEFAULT_PARSER_MAX_MEM_SIZE (this crate does not depend on it).
+fn default_parser_max_mem_size() -> Bytes {
+    Bytes(1 << 30)
+}
+/// cairn-sql's DEFAULT_MAX_STATEMENT_MEMORY.
+fn default_max_statement_memory() -> Bytes {
+    Bytes(1 << 30)
 }
 
 impl ClusterSection {
@@ -216,6 +231,16 @@ pub struct ClusterSection {
     pub arbitration_timeout_ms: u64,
     #[serde(rename = "TransactionDeadlockDetectionTimeout", default = "default_deadlock_ms")]
     pub transaction_deadlock_detection_timeout_ms: u64,
+    /// Rows one transaction may change or lock in one node group before commit (NDB's
+    /// MaxDMLOperationsPerTransaction, counted per node group as Cairn's leaders keep the
+    /// locks); past it the statement fails with 1206 and the transaction is rolled back.
+    #[serde(rename = "MaxDMLOperationsPerTransaction", default = "default_max_dml_operations")]
+    pub max_dml_operations_per_transaction: u64,
+    /// Bytes of row images one transaction may change in one node group before commit; past
+    /// it, 1197 and the transaction is rolled back (it is held in the leader's memory until
+    /// commit and then becomes one Raft entry).
+    #[serde(rename = "MaxTransactionBytes", default = "default_max_transaction_bytes")]
+    pub max_transaction_bytes: Bytes,
     /// Password of 'root'@'%' created when the cluster starts for the first time.
     #[serde(rename = "RootPassword", default)]
     pub root_password: Option<String>,
@@ -301,6 +326,15 @@ pub struct SqldSection {
     /// Prepared statements open at once on this SQL node (MySQL's max_prepared_stmt_count).
     #[serde(rename = "MaxPreparedStmtCount", default = "default_max_prepared_stmt_count")]
     pub max_prepared_stmt_count: u64,
+    /// Memory one statement's text may take to tokenize and parse (MySQL's
+    /// parser_max_mem_size): huge IN and VALUES lists beyond it are refused with 3170.
+    #[serde(rename = "ParserMaxMemSize", default = "default_parser_max_mem_size")]
+    pub parser_max_mem_size: Bytes,
+    /// Memory one operator of a statement that must see all its rows (sort, GROUP BY,
+    /// DISTINCT, hash join build side, subquery result) may hold on this SQL node; beyond it
+    /// the statement fails with 3170.
+    #[serde(rename = "MaxStatementMemory", default = "default_max_statement_memory")]
+    pub max_statement_memory: Bytes,
 }
 
 /// The config file as written.
@@ -375,6 +409,12 @@ impl ClusterConfig {
             if value < min {
                 return fail(format!("[cluster] {name} = {value} ms is below the minimum of {min} ms"));
             }
+        }
+        if c.max_dml_operations_per_transaction == 0 {
+            return fail("[cluster] MaxDMLOperationsPerTransaction must be at least 1");
+        }
+        if c.max_transaction_bytes.0 < 1 << 20 {
+            return fail(format!("[cluster] MaxTransactionBytes = {} is below the minimum of 1M (one row may take 1M)", c.max_transaction_bytes));
         }
         if c.min_disk_write_speed.0 < 1 << 20 {
             return fail(format!("[cluster] MinDiskWriteSpeed = {} is below the minimum of 1M (bytes per second)", c.min_disk_write_speed));
@@ -656,6 +696,19 @@ mod tests {
         assert!(e.contains("between 1M and 1G"), "{e}");
         let e = error_of(&with("DiskSync = \"Sometimes\""));
         assert!(e.contains("Sometimes"), "{e}");
+    }
+
+    #[test]
+    fn statement_and_transaction_limits_have_defaults_and_are_checked() {
+        let c = ClusterConfig::parse(GOOD).unwrap();
+        assert_eq!((c.cluster.max_dml_operations_per_transaction, c.cluster.max_transaction_bytes), (100_000, Bytes(64 << 20)));
+        let sql = c.sql_node(NodeId(50)).unwrap();
+        assert_eq!((sql.parser_max_mem_size, sql.max_statement_memory), (Bytes(1 << 30), Bytes(1 << 30)));
+        let with = |line: &str| GOOD.replace("NoOfReplicas = 2", &format!("NoOfReplicas = 2\n{line}"));
+        let c = ClusterConfig::parse(&with("MaxDMLOperationsPerTransaction = 50\nMaxTransactionBytes = \"8M\"")).unwrap();
+        assert_eq!((c.cluster.max_dml_operations_per_transaction, c.cluster.max_transaction_bytes), (50, Bytes(8 << 20)));
+        assert!(error_of(&with("MaxDMLOperationsPerTransaction = 0")).contains("at least 1"));
+        assert!(error_of(&with("MaxTransactionBytes = \"64K\"")).contains("below the minimum of 1M"));
     }
 
     #[test]

@@ -305,7 +305,10 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
         tick,
         data_memory: me.data_memory,
         lock_wait: Duration::from_millis(config.cluster.transaction_deadlock_detection_timeout_ms),
-        txn_limits: cairn_storage::TxnLimits::default(),
+        txn_limits: cairn_storage::TxnLimits {
+            max_locks: usize::try_from(config.cluster.max_dml_operations_per_transaction).unwrap_or(usize::MAX),
+            max_bytes: config.cluster.max_transaction_bytes.0,
+        },
         arbitration_timeout: Duration::from_millis(config.cluster.arbitration_timeout_ms),
     };
     // The loop's inbox is created with it; the resolver needs it, so it reaches it through a cell.

@@ -120,13 +120,14 @@ pub(crate) fn candidate_type(e: &Expr) -> SqlType {
 }
 
 /// Conditions a data node can evaluate (no per-row randomness, which must be drawn once per
-/// row on the SQL node).
+/// row on the SQL node), and should: an IN list longer than
+/// [`crate::exec::MAX_PUSHED_IN_ITEMS`] stays on the SQL node (see there).
 pub(crate) fn is_pushable(e: &Expr) -> bool {
     let mut ok = true;
-    e.walk(&mut |x| {
-        if let Expr::Call { func: Func::Rand | Func::Uuid, .. } = x {
-            ok = false;
-        }
+    e.walk(&mut |x| match x {
+        Expr::Call { func: Func::Rand | Func::Uuid, .. } => ok = false,
+        Expr::InList { list, .. } if list.len() > crate::exec::MAX_PUSHED_IN_ITEMS => ok = false,
+        _ => {}
     });
     ok
 }

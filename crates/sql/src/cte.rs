@@ -345,7 +345,7 @@ pub(crate) async fn run_recursive<B: Backend>(
         seen.insert(key)
     };
     let mut stream = crate::exec::open(seed, exec).await?;
-    let mut all: Vec<Row> = crate::exec::drain(&mut stream, limit).await?;
+    let mut all: Vec<Row> = crate::exec::drain(&mut stream, exec.budget()).await?;
     all.retain(|r| is_new(r));
     let mut working = all.clone();
     let mut round: u64 = 0;
@@ -362,7 +362,7 @@ pub(crate) async fn run_recursive<B: Backend>(
         for block in recursive {
             let node = with_working_rows(block, id, &rows);
             let mut stream = crate::exec::open(&node, exec).await?;
-            let mut added = crate::exec::drain(&mut stream, limit).await?;
+            let mut added = crate::exec::drain(&mut stream, exec.budget()).await?;
             added.retain(|r| is_new(r));
             working.extend(added);
         }

@@ -699,6 +699,26 @@ fn group_of_key(table: &TableDef, key_values: &[Value]) -> Result<NodeGroupId, E
     table.node_group_of(partition).ok_or_else(|| Error::internal("partition without a node group"))
 }
 
+/// How an UPDATE/DELETE without usable keys finds its rows.
+enum WhereFilter {
+    /// Every node group applies the (bound) filter to its rows.
+    Shipped(Option<Expr>),
+    /// The filter has an IN list too long to ship (`exec::MAX_PUSHED_IN_ITEMS`): the rows'
+    /// keys were read here (the scan keeps the long list on this node), and each key's write
+    /// checks the rest of the filter again at the leader.
+    ByKey(Vec<Vec<Value>>, Option<Expr>),
+}
+
+async fn where_filter<B: Backend>(exec: &mut Exec<B>, table: &Arc<TableDef>, filter: &Option<Expr>) -> Result<WhereFilter, Error> {
+    let bound = filter.as_ref().map(|f| bind(f, &exec.bound, &exec.snapshot)).transpose()?;
+    let (shipped, kept) = crate::exec::split_long_lists(bound);
+    if kept.is_none() {
+        return Ok(WhereFilter::Shipped(shipped));
+    }
+    let keys = ordered_keys(exec, table, filter, &[], &None).await?;
+    Ok(WhereFilter::ByKey(keys, shipped))
+}
+
 /// Reads the rows an ordered UPDATE/DELETE applies to, sorted and limited; returns their keys.
 async fn ordered_keys<B: Backend>(
     exec: &mut Exec<B>,
@@ -750,23 +770,27 @@ pub(crate) async fn execute_update<B: Backend>(plan: &UpdatePlan, exec: &mut Exe
                 let filter = residual.as_ref().map(|r| bind(r, &exec.bound, &exec.snapshot)).transpose()?;
                 keyed(keys, filter, &mut ops)?;
             }
-            None => {
-                let filter = fallback.as_ref().map(|f| bind(f, &exec.bound, &exec.snapshot)).transpose()?;
+            None => match where_filter(exec, table, fallback).await? {
+                WhereFilter::Shipped(filter) => {
+                    for g in table_groups(table) {
+                        ops.entry(g).or_default().push(WriteOp::UpdateWhere { table: table_ref, filter: filter.clone(), assignments: assignments.clone(), limit: None });
+                    }
+                }
+                WhereFilter::ByKey(keys, filter) => keyed(keys, filter, &mut ops)?,
+            },
+        },
+        WriteAccess::Where { filter } => match where_filter(exec, table, filter).await? {
+            WhereFilter::Shipped(filter) => {
                 for g in table_groups(table) {
                     ops.entry(g).or_default().push(WriteOp::UpdateWhere { table: table_ref, filter: filter.clone(), assignments: assignments.clone(), limit: None });
                 }
             }
+            WhereFilter::ByKey(keys, filter) => keyed(keys, filter, &mut ops)?,
         },
-        WriteAccess::Where { filter } => {
-            let filter = filter.as_ref().map(|f| bind(f, &exec.bound, &exec.snapshot)).transpose()?;
-            for g in table_groups(table) {
-                ops.entry(g).or_default().push(WriteOp::UpdateWhere { table: table_ref, filter: filter.clone(), assignments: assignments.clone(), limit: None });
-            }
-        }
         WriteAccess::Ordered { filter, order, limit } => {
             let keys = ordered_keys(exec, table, filter, order, limit).await?;
             let filter = filter.as_ref().map(|f| bind(f, &exec.bound, &exec.snapshot)).transpose()?;
-            keyed(keys, filter, &mut ops)?;
+            keyed(keys, crate::exec::split_long_lists(filter).0, &mut ops)?;
         }
     }
     let outcome = exec.access.write_groups(ops).await?;
@@ -886,23 +910,27 @@ pub(crate) async fn execute_delete<B: Backend>(plan: &DeletePlan, exec: &mut Exe
                 let filter = residual.as_ref().map(|r| bind(r, &exec.bound, &exec.snapshot)).transpose()?;
                 keyed(keys, filter, &mut ops)?;
             }
-            None => {
-                let filter = fallback.as_ref().map(|f| bind(f, &exec.bound, &exec.snapshot)).transpose()?;
+            None => match where_filter(exec, table, fallback).await? {
+                WhereFilter::Shipped(filter) => {
+                    for g in table_groups(table) {
+                        ops.entry(g).or_default().push(WriteOp::DeleteWhere { table: table_ref, filter: filter.clone(), limit: None });
+                    }
+                }
+                WhereFilter::ByKey(keys, filter) => keyed(keys, filter, &mut ops)?,
+            },
+        },
+        WriteAccess::Where { filter } => match where_filter(exec, table, filter).await? {
+            WhereFilter::Shipped(filter) => {
                 for g in table_groups(table) {
                     ops.entry(g).or_default().push(WriteOp::DeleteWhere { table: table_ref, filter: filter.clone(), limit: None });
                 }
             }
+            WhereFilter::ByKey(keys, filter) => keyed(keys, filter, &mut ops)?,
         },
-        WriteAccess::Where { filter } => {
-            let filter = filter.as_ref().map(|f| bind(f, &exec.bound, &exec.snapshot)).transpose()?;
-            for g in table_groups(table) {
-                ops.entry(g).or_default().push(WriteOp::DeleteWhere { table: table_ref, filter: filter.clone(), limit: None });
-            }
-        }
         WriteAccess::Ordered { filter, order, limit } => {
             let keys = ordered_keys(exec, table, filter, order, limit).await?;
             let filter = filter.as_ref().map(|f| bind(f, &exec.bound, &exec.snapshot)).transpose()?;
-            keyed(keys, filter, &mut ops)?;
+            keyed(keys, crate::exec::split_long_lists(filter).0, &mut ops)?;
         }
     }
     let outcome = exec.access.write_groups(ops).await?;

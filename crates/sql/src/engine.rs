@@ -80,8 +80,14 @@ pub struct EngineConfig {
     /// Most rows a statement may hold in memory at once (sorts, aggregations, join build
     /// sides); beyond it the statement fails with ER_TOO_MANY_ROWS rather than exhausting RAM.
     pub max_materialized_rows: usize,
+    /// Most bytes one such operator may hold (MaxStatementMemory; memory.rs); beyond it the
+    /// statement fails with 3170.
+    pub max_statement_memory: u64,
     /// Most open prepared statements per session (MySQL's max_prepared_stmt_count is global).
     pub max_prepared_statements: usize,
+    /// Bytes one statement text may take to tokenize and parse (MySQL's parser_max_mem_size;
+    /// `parser_memory.rs`): a larger one is refused with 3170 before it is tokenized.
+    pub parser_max_mem_size: u64,
     /// Connection, per-account and node-wide prepared-statement limits (limits.rs).
     pub limits: crate::limits::LimitSettings,
     /// TLS is configured on this node's MySQL port (`@@have_ssl` and `@@have_openssl` say YES,
@@ -116,7 +122,9 @@ impl Default for EngineConfig {
             scan_batch_rows: 1024,
             scan_batch_bytes: 1 << 20,
             max_materialized_rows: 4_000_000,
+            max_statement_memory: crate::memory::DEFAULT_MAX_STATEMENT_MEMORY,
             max_prepared_statements: 16_382,
+            parser_max_mem_size: crate::parser_memory::DEFAULT_PARSER_MAX_MEM_SIZE,
             limits: crate::limits::LimitSettings::default(),
             tls_configured: false,
             clock: Arc::new(SystemClock),

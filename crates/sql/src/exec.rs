@@ -32,6 +32,7 @@ use crate::backend::Backend;
 use crate::compile::{AggregateCall, AggregateFunc};
 use crate::engine::{Engine, Stats};
 use crate::join::join_all;
+use crate::memory::RowBudget;
 use crate::outcome::{Row, RowStream};
 use crate::plan::{JoinKind, Node, SortKey};
 use crate::types::Kind;
@@ -203,6 +204,51 @@ impl<B: Backend> Exec<B> {
 
     pub(crate) fn limit(&self) -> usize {
         self.engine.config.max_materialized_rows
+    }
+
+    /// What one materializing operator may keep (memory.rs).
+    pub(crate) fn budget(&self) -> RowBudget {
+        RowBudget::new(self.limit(), self.engine.config.max_statement_memory)
+    }
+}
+
+/// Most items of one IN list a data node is asked to evaluate. A data node compares a row with
+/// every item of a list in turn, inside its node-group loop, and one scan request examines up
+/// to 100,000 rows (`cairn_storage::store::MAX_SCAN_EXAMINED`): a list of 128 items costs at
+/// most about 13 million comparisons per request, tens of milliseconds, while a list of a
+/// million would hold every other client of the node group for minutes. Longer lists are
+/// evaluated on the SQL node, on the rows the rest of the filter lets through (the planner
+/// keeps literal lists there, `access::is_pushable`; an `IN (subquery)` list, whose length is
+/// known only when the query runs, is taken out of the filter by [`split_long_lists`]).
+pub(crate) const MAX_PUSHED_IN_ITEMS: usize = 128;
+
+fn has_long_list(e: &Expr) -> bool {
+    let mut long = false;
+    e.walk(&mut |x| {
+        if let Expr::InList { list, .. } = x {
+            long |= list.len() > MAX_PUSHED_IN_ITEMS;
+        }
+    });
+    long
+}
+
+/// Splits a bound filter into the conjuncts a data node evaluates and those with an IN list
+/// longer than [`MAX_PUSHED_IN_ITEMS`], which stay on the SQL node.
+pub(crate) fn split_long_lists(filter: Option<Expr>) -> (Option<Expr>, Option<Expr>) {
+    match filter {
+        Some(f) if has_long_list(&f) => {
+            let (local, pushed): (Vec<Expr>, Vec<Expr>) = f.into_conjuncts().into_iter().partition(has_long_list);
+            (Expr::conjunction(pushed), Expr::conjunction(local))
+        }
+        other => (other, None),
+    }
+}
+
+/// Wraps a stream in a filter evaluated on the SQL node.
+pub(crate) fn filtered<B: Backend>(input: BoxStream, predicate: Option<Expr>, exec: &Exec<B>) -> BoxStream {
+    match predicate {
+        Some(predicate) => Box::new(FilterStream { input, predicate, exec: exec.clone() }),
+        None => input,
     }
 }
 
@@ -401,13 +447,13 @@ pub(crate) fn vec_stream(rows: Vec<Row>) -> BoxStream {
     VecStream::boxed(rows)
 }
 
-/// Reads every row of a stream (for materializing operators), bounded.
-pub(crate) async fn drain(stream: &mut BoxStream, limit: usize) -> Result<Vec<Row>, Error> {
+/// Reads every row of a stream (for materializing operators), bounded by `budget`.
+pub(crate) async fn drain(stream: &mut BoxStream, mut budget: RowBudget) -> Result<Vec<Row>, Error> {
     let mut rows = Vec::new();
     while let Some(batch) = stream.next_batch().await {
-        rows.extend(batch?);
-        if rows.len() > limit {
-            return Err(too_many_rows(limit));
+        for row in batch? {
+            budget.charge_row(&row)?;
+            rows.push(row);
         }
     }
     Ok(rows)
@@ -445,7 +491,7 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
                 }
                 let chained: BoxStream = Box::new(ChainStream { streams: streams.into() });
                 if *distinct {
-                    Box::new(DistinctStream { input: chained, columns: collations.len(), collations: collations.clone(), seen: HashSet::new(), limit: exec.limit() })
+                    Box::new(DistinctStream { input: chained, columns: collations.len(), collations: collations.clone(), seen: HashSet::new(), budget: exec.budget() })
                 } else {
                     chained
                 }
@@ -491,12 +537,12 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
             }
             Node::Sort { input, keys } => {
                 let mut input = open(input, exec).await?;
-                let rows = drain(&mut input, exec.limit()).await?;
+                let rows = drain(&mut input, exec.budget()).await?;
                 VecStream::boxed(sort_rows(exec.clone(), rows, keys)?)
             }
             Node::Window { input, calls, input_width } => {
                 let mut input = open(input, exec).await?;
-                let rows = drain(&mut input, exec.limit()).await?;
+                let rows = drain(&mut input, exec.budget()).await?;
                 VecStream::boxed(crate::window::evaluate(exec.clone(), rows, calls, *input_width)?)
             }
             Node::Apply { input, subqueries } => {
@@ -505,7 +551,7 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
             }
             Node::Distinct { input, columns, collations } => {
                 let input = open(input, exec).await?;
-                Box::new(DistinctStream { input, columns: *columns, collations: collations.clone(), seen: HashSet::new(), limit: exec.limit() })
+                Box::new(DistinctStream { input, columns: *columns, collations: collations.clone(), seen: HashSet::new(), budget: exec.budget() })
             }
             Node::Aggregate { input, keys, calls, input_width } => {
                 let input = open(input, exec).await?;
@@ -513,7 +559,7 @@ pub(crate) fn open<'a, B: Backend>(node: &'a Node, exec: &'a Exec<B>) -> Pin<Box
             }
             Node::HashJoin { left, right, kind, keys, condition, right_width } => {
                 let mut right_stream = open(right, exec).await?;
-                let right_rows = drain(&mut right_stream, exec.limit()).await?;
+                let right_rows = drain(&mut right_stream, exec.budget()).await?;
                 let mut ex = exec.clone();
                 let mut table: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
                 for (i, row) in right_rows.iter().enumerate() {
@@ -751,7 +797,7 @@ struct DistinctStream {
     columns: usize,
     collations: Vec<Collation>,
     seen: HashSet<Vec<u8>>,
-    limit: usize,
+    budget: RowBudget,
 }
 
 impl RowStream for DistinctStream {
@@ -768,9 +814,10 @@ impl RowStream for DistinctStream {
                     for (i, v) in row.iter().take(self.columns).enumerate() {
                         normalize_into(v, self.collations.get(i).copied().unwrap_or_default(), &mut k);
                     }
+                    let key_bytes = (k.capacity() + std::mem::size_of::<Vec<u8>>()) as u64;
                     if self.seen.insert(k) {
-                        if self.seen.len() > self.limit {
-                            return Some(Err(too_many_rows(self.limit)));
+                        if let Err(e) = self.budget.charge(key_bytes) {
+                            return Some(Err(e));
                         }
                         out.push(row);
                     }
@@ -1012,7 +1059,7 @@ pub(crate) async fn aggregate<B: Backend>(
     calls: &[AggregateCall],
     input_width: usize,
 ) -> Result<Vec<Row>, Error> {
-    let limit = exec.limit();
+    let mut budget = exec.budget();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
     // A batch from a join can be millions of rows long: look at the KILL flag as rows go by.
@@ -1033,9 +1080,9 @@ pub(crate) async fn aggregate<B: Backend>(
             let g = match index.get(&k) {
                 Some(&g) => g,
                 None => {
-                    if groups.len() >= limit {
-                        return Err(too_many_rows(limit));
-                    }
+                    // The group keeps its key twice (index and values), its first row and
+                    // its aggregate slots.
+                    budget.charge(k.len() as u64 + crate::memory::row_bytes(&key_values) + crate::memory::row_bytes(&row))?;
                     groups.push(Group { keys: key_values, first: row.clone(), slots: calls.iter().map(AggSlot::new).collect() });
                     index.insert(k, groups.len() - 1);
                     groups.len() - 1
@@ -1247,8 +1294,39 @@ pub(crate) fn encode_pk(table: &TableDef, key: &[Value]) -> Result<Vec<u8>, Erro
     Ok(out)
 }
 
-/// Reads rows by primary key: one `Get` per node group holding any of the keys, all at once.
-/// Returns the rows found, by encoded primary key.
+/// Bytes of rows one key-lookup answer may carry at most, so that an answer frame stays far
+/// below the inter-node frame limit (`cairn_proto::frame::DEFAULT_MAX_FRAME`, 64 MiB), which
+/// would otherwise end the link and fail every statement using it.
+const LOOKUP_ANSWER_BYTES: u64 = 8 << 20;
+/// Most keys in one `Get` or `GetThrough` request, however narrow the rows.
+pub(crate) const MAX_KEYS_PER_LOOKUP: usize = 4096;
+
+/// Keys one lookup request of `table` may ask for: as many as fit [`LOOKUP_ANSWER_BYTES`] if
+/// every row found were as wide as the table's columns allow.
+pub(crate) fn keys_per_lookup(table: &TableDef) -> usize {
+    let widest_row: u64 = table.columns.iter().map(|c| c.ty.max_value_bytes().saturating_add(4)).sum();
+    let widest_row = widest_row.clamp(1, cairn_common::row::MAX_ROW_BYTES as u64);
+    usize::try_from(LOOKUP_ANSWER_BYTES / widest_row).unwrap_or(MAX_KEYS_PER_LOOKUP).clamp(1, MAX_KEYS_PER_LOOKUP)
+}
+
+/// Takes the next request's worth of keys of each node group that has keys left (at most
+/// `per_request` each, from the end: the order of the keys does not matter to the caller).
+pub(crate) fn next_round<K>(queues: &mut [(NodeGroupId, Vec<K>)], per_request: usize) -> Vec<(NodeGroupId, Vec<K>)> {
+    queues
+        .iter_mut()
+        .filter(|(_, keys)| !keys.is_empty())
+        .map(|(group, keys)| {
+            let keep = keys.len().saturating_sub(per_request);
+            (*group, keys.split_off(keep))
+        })
+        .collect()
+}
+
+/// Reads rows by primary key. Every node group holding any of the keys is asked at the same
+/// time; many keys (a long IN list, a lookup join's batch) go in rounds of at most
+/// [`keys_per_lookup`] keys per node group, one request per node group in flight, so that no
+/// request or answer frame grows with the list. Returns the rows found, by encoded primary key,
+/// within the statement's row budget (memory.rs).
 pub(crate) async fn fetch_keys<B: Backend>(exec: &Exec<B>, table: &TableDef, keys: Vec<Vec<Value>>) -> Result<HashMap<Vec<u8>, Vec<u8>>, Error> {
     let mut by_group: HashMap<NodeGroupId, Vec<Vec<Value>>> = HashMap::new();
     let mut seen = HashSet::new();
@@ -1266,33 +1344,42 @@ pub(crate) async fn fetch_keys<B: Backend>(exec: &Exec<B>, table: &TableDef, key
         return Ok(found);
     }
     let table_ref = TableRef { id: table.id, version: table.version };
-    let mut requests: Vec<(NodeGroupId, Vec<Vec<Value>>)> = by_group.into_iter().collect();
-    requests.sort_by_key(|(g, _)| *g);
-    let access = exec.access.clone();
-    let futures: Vec<_> = requests
-        .iter()
-        .map(|(group, keys)| {
-            Stats::bump(&exec.engine.stats.key_lookups);
-            access.read(*group, ReadOp::Get { table: table_ref, keys: keys.clone() })
-        })
-        .collect();
-    let answers = join_all(futures).await;
-    for ((_, keys), answer) in requests.into_iter().zip(answers) {
-        match answer? {
-            ReadResult::Rows(rows) => {
-                if rows.len() != keys.len() {
-                    return Err(Error::internal("a node group answered a different number of keys than asked"));
-                }
-                for (k, row) in keys.iter().zip(rows) {
-                    if let Some(row) = row {
-                        found.insert(encode_pk(table, k)?, row);
+    let mut queues: Vec<(NodeGroupId, Vec<Vec<Value>>)> = by_group.into_iter().collect();
+    queues.sort_by_key(|(g, _)| *g);
+    let per_request = keys_per_lookup(table);
+    let mut budget = exec.budget();
+    loop {
+        let requests = next_round(&mut queues, per_request);
+        if requests.is_empty() {
+            return Ok(found);
+        }
+        let access = exec.access.clone();
+        let futures: Vec<_> = requests
+            .iter()
+            .map(|(group, keys)| {
+                Stats::bump(&exec.engine.stats.key_lookups);
+                access.read(*group, ReadOp::Get { table: table_ref, keys: keys.clone() })
+            })
+            .collect();
+        let answers = join_all(futures).await;
+        for ((_, keys), answer) in requests.into_iter().zip(answers) {
+            match answer? {
+                ReadResult::Rows(rows) => {
+                    if rows.len() != keys.len() {
+                        return Err(Error::internal("a node group answered a different number of keys than asked"));
+                    }
+                    for (k, row) in keys.iter().zip(rows) {
+                        if let Some(row) = row {
+                            let key = encode_pk(table, k)?;
+                            budget.charge((key.len() + row.len() + 2 * std::mem::size_of::<Vec<u8>>()) as u64)?;
+                            found.insert(key, row);
+                        }
                     }
                 }
+                _ => return Err(Error::internal("a node group answered a key lookup with something else")),
             }
-            _ => return Err(Error::internal("a node group answered a key lookup with something else")),
         }
     }
-    Ok(found)
 }
 
 /// How a value compares as a key of a column.
@@ -1524,10 +1611,22 @@ pub(crate) struct ScanStream<B: Backend> {
     groups: Vec<GroupScan>,
     max_rows: u32,
     max_bytes: u32,
+    /// Conjuncts of the filter with an IN list too long to ship ([`split_long_lists`]),
+    /// checked here on each row the data nodes return.
+    local: Option<(Expr, Exec<B>)>,
 }
 
 impl<B: Backend> ScanStream<B> {
     pub(crate) fn new(exec: &Exec<B>, table: Arc<TableDef>, filter: Option<Expr>, projection: Vec<u32>, limit: Option<u64>) -> ScanStream<B> {
+        // With conditions kept here, the data nodes must return their columns and cannot stop
+        // at a LIMIT (the Limit operator above the scan still does).
+        let (filter, local) = split_long_lists(filter);
+        let mut projection = projection;
+        let mut limit = limit;
+        if let Some(local) = &local {
+            widen_projection(&mut projection, local);
+            limit = None;
+        }
         let mut groups: Vec<NodeGroupId> = table.partitions.clone();
         groups.sort();
         groups.dedup();
@@ -1542,6 +1641,7 @@ impl<B: Backend> ScanStream<B> {
             groups: groups.into_iter().map(|group| GroupScan { group, resume: None, done: false, remaining: limit }).collect(),
             max_rows: exec.engine.config.scan_batch_rows,
             max_bytes: exec.engine.config.scan_batch_bytes,
+            local: local.map(|e| (e, exec.clone())),
         }
     }
 }
@@ -1596,6 +1696,13 @@ impl<B: Backend> RowStream for ScanStream<B> {
                                 *slot = v;
                             }
                         }
+                        if let Some((predicate, exec)) = self.local.as_mut() {
+                            match exec.matches(predicate, &row) {
+                                Ok(true) => {}
+                                Ok(false) => continue,
+                                Err(e) => return Some(Err(e)),
+                            }
+                        }
                         out.push(row);
                     }
                 }
@@ -1604,6 +1711,15 @@ impl<B: Backend> RowStream for ScanStream<B> {
                 }
             }
         })
+    }
+}
+
+/// Adds the columns `e` reads to a scan's projection.
+pub(crate) fn widen_projection(projection: &mut Vec<u32>, e: &Expr) {
+    for c in e.columns() {
+        if !projection.contains(&c) {
+            projection.push(c);
+        }
     }
 }
 
@@ -1620,5 +1736,5 @@ pub(crate) async fn run_query<B: Backend>(root: &Node, exec: &Exec<B>) -> Result
 /// Runs a plan to completion (subqueries, small results).
 pub(crate) async fn collect_query<B: Backend>(root: &Node, exec: &Exec<B>) -> Result<Vec<Row>, Error> {
     let mut stream = run_query(root, exec).await?;
-    drain(&mut stream, exec.limit()).await
+    drain(&mut stream, exec.budget()).await
 }

@@ -117,30 +117,43 @@ async fn fetch_by_unique<B: Backend>(exec: &Exec<B>, table: &TableDef, ix: &Inde
     if !through.is_empty() {
         let index_ref = TableRef { id: hidden.id, version: hidden.version };
         let base_ref = TableRef { id: table.id, version: table.version };
-        let futures: Vec<_> = through
-            .iter()
-            .map(|(group, keys)| {
-                Stats::bump(&exec.engine.stats.key_lookups);
-                let op = ReadOp::GetThrough { index: index_ref, base: base_ref, keys: keys.iter().map(|(_, k)| k.clone()).collect() };
-                exec.access.read(*group, op)
-            })
-            .collect();
-        let answers = join_all(futures).await;
-        for ((_, keys), answer) in through.into_iter().zip(answers) {
-            let ReadResult::Through(found) = answer? else {
-                return Err(Error::internal("a node group answered a lookup through an index with something else"));
-            };
-            if found.len() != keys.len() {
-                return Err(Error::internal("a node group answered a different number of keys than asked"));
+        // In rounds, as `fetch_keys` does: the answers carry base rows, so the base table's
+        // width sets how many keys one request may ask for.
+        let mut queues: Vec<(NodeGroupId, Vec<(Vec<u8>, Vec<Value>)>)> = through.into_iter().collect();
+        let per_request = crate::exec::keys_per_lookup(table);
+        loop {
+            let requests = crate::exec::next_round(&mut queues, per_request);
+            if requests.is_empty() {
+                break;
             }
-            for ((ukey, _), found) in keys.into_iter().zip(found) {
-                match found {
-                    Through::Absent => {}
-                    Through::Row(row) => {
-                        out.insert(ukey, row);
-                    }
-                    Through::Entry(entry) => pending.push((ukey, layout.decode(&entry)?.split_off(width))),
+            let futures: Vec<_> = requests
+                .iter()
+                .map(|(group, keys)| {
+                    Stats::bump(&exec.engine.stats.key_lookups);
+                    let op = ReadOp::GetThrough { index: index_ref, base: base_ref, keys: keys.iter().map(|(_, k)| k.clone()).collect() };
+                    exec.access.read(*group, op)
+                })
+                .collect();
+            let answers = join_all(futures).await;
+            for ((_, keys), answer) in requests.into_iter().zip(answers) {
+                let ReadResult::Through(found) = answer? else {
+                    return Err(Error::internal("a node group answered a lookup through an index with something else"));
+                };
+                if found.len() != keys.len() {
+                    return Err(Error::internal("a node group answered a different number of keys than asked"));
                 }
+                for ((ukey, _), found) in keys.into_iter().zip(found) {
+                    match found {
+                        Through::Absent => {}
+                        Through::Row(row) => {
+                            out.insert(ukey, row);
+                        }
+                        Through::Entry(entry) => pending.push((ukey, layout.decode(&entry)?.split_off(width))),
+                    }
+                }
+            }
+            if out.len() + pending.len() > exec.limit() {
+                return Err(crate::exec::too_many_rows(exec.limit()));
             }
         }
     }
@@ -245,16 +258,12 @@ pub(crate) async fn lookup_rows<B: Backend>(exec: &Exec<B>, table: &TableDef, vi
                 let ranges: Vec<KeyRange> = prefixes.into_iter().map(KeyRange::prefix).collect();
                 let projection: Vec<u32> = (0..table.columns.len() as u32).collect();
                 let mut stream = IndexScanStream::new(exec, Arc::new(table.clone()), index, ranges, false, false, None, projection, None);
-                let limit = exec.engine.config.max_materialized_rows;
-                let mut total = 0usize;
+                let mut budget = exec.budget();
                 while let Some(batch) = stream.next_batch().await {
                     for row in batch? {
+                        budget.charge_row(&row)?;
                         let prefix: Vec<Value> = columns.iter().map(|&c| row[c].clone()).collect();
                         by_prefix.entry(encode_values(table, columns, &prefix)?).or_default().push(row);
-                        total += 1;
-                        if total > limit {
-                            return Err(crate::exec::too_many_rows(limit));
-                        }
                     }
                 }
             }
@@ -542,7 +551,14 @@ pub(crate) fn open_index_scan<B: Backend>(
         Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),
         None => None,
     };
+    // As in `ScanStream`: a long `IN (subquery)` list stays on the SQL node.
+    let (filter, local) = crate::exec::split_long_lists(filter);
     let mut projection = projection.to_vec();
+    let mut limit = limit;
+    if let Some(local) = &local {
+        crate::exec::widen_projection(&mut projection, local);
+        limit = None;
+    }
     if ordered {
         // Merging needs each row's index key.
         for &c in &ix.columns {
@@ -552,7 +568,8 @@ pub(crate) fn open_index_scan<B: Backend>(
         }
         projection.sort_unstable();
     }
-    Ok(Box::new(IndexScanStream::new(exec, table.clone(), index, ranges, descending, ordered, filter, projection, limit)))
+    let stream: BoxStream = Box::new(IndexScanStream::new(exec, table.clone(), index, ranges, descending, ordered, filter, projection, limit));
+    Ok(crate::exec::filtered(stream, local, exec))
 }
 
 /// An index scan inside a transaction: a scan that sees the transaction's writes, with the
@@ -599,17 +616,10 @@ impl<B: Backend> RowStream for SortedStream<B> {
         Box::pin(async move {
             if self.rows.is_none() {
                 let mut input = self.input.take()?;
-                let limit = self.exec.engine.config.max_materialized_rows;
-                let mut all = Vec::new();
-                while let Some(batch) = input.next_batch().await {
-                    match batch {
-                        Ok(b) => all.extend(b),
-                        Err(e) => return Some(Err(e)),
-                    }
-                    if all.len() > limit {
-                        return Some(Err(crate::exec::too_many_rows(limit)));
-                    }
-                }
+                let all = match crate::exec::drain(&mut input, self.exec.budget()).await {
+                    Ok(rows) => rows,
+                    Err(e) => return Some(Err(e)),
+                };
                 let crate::plan::Node::Sort { keys, .. } = &self.sort else { return None };
                 let mut sorted = match crate::exec::sort_rows(self.exec.clone(), all, keys) {
                     Ok(rows) => rows,
@@ -695,24 +705,25 @@ pub(crate) async fn run_pushed_aggregate<B: Backend>(
     calls: &[AggregateCall],
     input_width: usize,
 ) -> Result<BoxStream, Error> {
-    if exec.access.txn.is_some() {
-        // Inside a transaction the rows must include its own writes: aggregate here.
-        let filter = match filter {
-            Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),
-            None => None,
-        };
+    let bound_filter = match filter {
+        Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),
+        None => None,
+    };
+    // Inside a transaction the rows must include its own writes; and a filter with an
+    // `IN (subquery)` list too long to ship (`exec::MAX_PUSHED_IN_ITEMS`) must run here: then
+    // the rows are scanned (the scan keeps the long list on this node) and aggregated here.
+    let (_, long_lists) = crate::exec::split_long_lists(bound_filter.clone());
+    if exec.access.txn.is_some() || long_lists.is_some() {
+        let filter = bound_filter;
         let projection: Vec<u32> = (0..table.columns.len() as u32).collect();
         let scan: BoxStream = Box::new(ScanStream::new(exec, Arc::new(table.clone()), filter, projection, None));
         let rows = crate::exec::aggregate(exec.clone(), scan, keys, calls, input_width).await?;
         return Ok(vec_stream(rows));
     }
     let (partials, merges) = plan_partials(calls).ok_or_else(|| Error::internal("an aggregation that cannot be pushed was pushed"))?;
-    let filter = match filter {
-        Some(f) => Some(bind(f, &exec.bound, &exec.snapshot)?),
-        None => None,
-    };
+    let filter = bound_filter;
     let table_ref = TableRef { id: table.id, version: table.version };
-    let limit = exec.engine.config.max_materialized_rows;
+    let mut budget = exec.budget();
     Stats::bump(&exec.engine.stats.pushed_aggregates);
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut groups: Vec<Vec<Value>> = Vec::new();
@@ -750,9 +761,7 @@ pub(crate) async fn run_pushed_aggregate<B: Backend>(
                         }
                     }
                     None => {
-                        if groups.len() >= limit {
-                            return Err(crate::exec::too_many_rows(limit));
-                        }
+                        budget.charge(k.len() as u64 + crate::memory::row_bytes(&row))?;
                         index.insert(k, groups.len());
                         groups.push(row);
                     }

@@ -57,9 +57,13 @@
 //! before the query), correlated subqueries in WHERE and the select list (run once per row of
 //! the enclosing query by an Apply operator, with that row's columns bound: a key lookup when
 //! they give the inner table's key), and conditions that cannot be shipped (RAND()).
-//! Materializing operators hold at most `max_materialized_rows` rows. Expressions are at most
-//! 96 levels deep (MySQL's 1436 beyond), so evaluation here and on data nodes stays within
-//! its stack.
+//! Materializing operators hold at most `max_materialized_rows` rows and `max_statement_memory`
+//! bytes each (`memory`); a text whose parse would take more than `parser_max_mem_size` is
+//! refused before it is tokenized (`parser_memory`). IN lists longer than 128 items are checked
+//! here rather than shipped in a data node's filter (`exec::split_long_lists`): a data node
+//! would compare each row with every item, inside the loop all its clients share. Expressions
+//! are at most 96 levels deep (MySQL's 1436 beyond), so evaluation here and on data nodes stays
+//! within its stack.
 //!
 //! ## Temporary limits, and what is left out
 //!
@@ -124,11 +128,13 @@ mod join;
 mod join_using;
 mod lexer;
 pub mod limits;
+mod memory;
 mod multi_dml;
 mod nested_join;
 mod optimize;
 mod outcome;
 mod parse;
+mod parser_memory;
 mod plan;
 mod privileges;
 mod privilege_views;

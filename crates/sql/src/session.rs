@@ -437,7 +437,7 @@ impl<B: Backend> Session<B> {
     /// ends the list with [`Outcome::LocalInfile`]; the statements after it run when its file
     /// has arrived ([`Session::local_infile_end`]).
     pub async fn execute_with_status(&mut self, sql: &str) -> Vec<(Outcome, u16)> {
-        let statements = match lexer::split(sql) {
+        let statements = match crate::parser_memory::check(sql, self.engine.config.parser_max_mem_size).and_then(|()| lexer::split(sql)) {
             Ok(s) => s,
             Err(e) => return vec![(self.fail(e), self.status_flags())],
         };
@@ -1460,6 +1460,7 @@ impl<B: Backend> Session<B> {
     /// COM_STMT_PREPARE.
     pub async fn prepare(&mut self, sql: &str) -> Result<PreparedInfo, Error> {
         Stats::bump(&self.engine.stats.com_stmt_prepare);
+        crate::parser_memory::check(sql, self.engine.config.parser_max_mem_size)?;
         let mut statements = lexer::split(sql)?;
         if statements.is_empty() {
             bail!(EmptyQuery, "Query was empty");

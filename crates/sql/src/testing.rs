@@ -62,6 +62,57 @@ pub struct GroupRequests {
     pub writes: u64,
     /// Write ops across all write batches.
     pub write_ops: u64,
+    /// Most keys one `Get`/`GetThrough` asked for, and most items of one IN list in a filter
+    /// shipped with a read or a write (the bounds of `exec::keys_per_lookup` and `exec::MAX_PUSHED_IN_ITEMS`).
+    pub largest_lookup: u64,
+    pub largest_pushed_in_list: u64,
+}
+
+impl GroupRequests {
+    fn note_read(&mut self, op: &ReadOp) {
+        match op {
+            ReadOp::Get { keys, .. } => self.gets_of(keys.len()),
+            ReadOp::GetThrough { keys, .. } => self.gets_of(keys.len()),
+            ReadOp::Scan { .. } => self.scans += 1,
+            ReadOp::Count { .. } | ReadOp::IndexStatus { .. } => self.counts += 1,
+            ReadOp::IndexScan { .. } => self.index_scans += 1,
+            ReadOp::Aggregate { .. } => self.aggregates += 1,
+        }
+        let filter = match op {
+            ReadOp::Scan { filter, .. } | ReadOp::IndexScan { filter, .. } | ReadOp::Aggregate { filter, .. } => filter.as_ref(),
+            _ => None,
+        };
+        if let Some(filter) = filter {
+            self.note_filter(filter);
+        }
+    }
+
+    fn note_writes(&mut self, ops: &[WriteOp]) {
+        self.writes += 1;
+        self.write_ops += ops.len() as u64;
+        for op in ops {
+            match op {
+                WriteOp::UpdateKey { filter: Some(f), .. }
+                | WriteOp::DeleteKey { filter: Some(f), .. }
+                | WriteOp::UpdateWhere { filter: Some(f), .. }
+                | WriteOp::DeleteWhere { filter: Some(f), .. } => self.note_filter(f),
+                _ => {}
+            }
+        }
+    }
+
+    fn note_filter(&mut self, filter: &cairn_common::expr::Expr) {
+        filter.walk(&mut |e| {
+            if let cairn_common::expr::Expr::InList { list, .. } = e {
+                self.largest_pushed_in_list = self.largest_pushed_in_list.max(list.len() as u64);
+            }
+        });
+    }
+
+    fn gets_of(&mut self, keys: usize) {
+        self.gets += 1;
+        self.largest_lookup = self.largest_lookup.max(keys as u64);
+    }
 }
 
 /// A whole cluster in one process: a catalog and one store per node group.
@@ -159,23 +210,14 @@ impl Backend for MemoryCluster {
     }
 
     async fn read(&self, group: NodeGroupId, op: ReadOp) -> Result<ReadResult, Error> {
-        self.count(group, |r| match op {
-            ReadOp::Get { .. } | ReadOp::GetThrough { .. } => r.gets += 1,
-            ReadOp::Scan { .. } => r.scans += 1,
-            ReadOp::Count { .. } | ReadOp::IndexStatus { .. } => r.counts += 1,
-            ReadOp::IndexScan { .. } => r.index_scans += 1,
-            ReadOp::Aggregate { .. } => r.aggregates += 1,
-        });
+        self.count(group, |r| r.note_read(&op));
         let catalog = self.catalog();
         let group = lock(self.store(group)?);
         group.store.read(&op, &catalog)
     }
 
     async fn write(&self, group: NodeGroupId, ops: Vec<WriteOp>) -> Result<WriteOutcome, Error> {
-        self.count(group, |r| {
-            r.writes += 1;
-            r.write_ops += ops.len() as u64;
-        });
+        self.count(group, |r| r.note_writes(&ops));
         let catalog = self.catalog();
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
@@ -199,13 +241,7 @@ impl Backend for MemoryCluster {
     }
 
     async fn txn_read(&self, group: NodeGroupId, step: TxnStep, lock_mode: Option<LockMode>, op: ReadOp) -> Result<ReadResult> {
-        self.count(group, |r| match op {
-            ReadOp::Get { .. } | ReadOp::GetThrough { .. } => r.gets += 1,
-            ReadOp::Scan { .. } => r.scans += 1,
-            ReadOp::Count { .. } | ReadOp::IndexStatus { .. } => r.counts += 1,
-            ReadOp::IndexScan { .. } => r.index_scans += 1,
-            ReadOp::Aggregate { .. } => r.aggregates += 1,
-        });
+        self.count(group, |r| r.note_read(&op));
         let catalog = self.catalog();
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
@@ -226,10 +262,7 @@ impl Backend for MemoryCluster {
     }
 
     async fn txn_write(&self, group: NodeGroupId, step: TxnStep, ops: Vec<WriteOp>) -> Result<WriteOutcome> {
-        self.count(group, |r| {
-            r.writes += 1;
-            r.write_ops += ops.len() as u64;
-        });
+        self.count(group, |r| r.note_writes(&ops));
         let catalog = self.catalog();
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {

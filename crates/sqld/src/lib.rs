@@ -141,6 +141,8 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
         node_id: options.node_id,
         failpoint: failpoint_from_env(),
         max_prepared_statements: me.max_prepared_stmt_count.min(usize::MAX as u64) as usize,
+        parser_max_mem_size: me.parser_max_mem_size.0,
+        max_statement_memory: me.max_statement_memory.0,
         tls_configured: tls.is_some(),
         limits: cairn_sql::limits::LimitSettings {
             max_connections: u64::from(me.max_connections),
