@@ -87,6 +87,9 @@ pub struct EngineConfig {
     /// TLS is configured on this node's MySQL port (`@@have_ssl` and `@@have_openssl` say YES,
     /// otherwise DISABLED, as MySQL says them).
     pub tls_configured: bool,
+    /// The SQL node's RSA public key for `caching_sha2_password` (PEM), once it exists: the
+    /// status variable `Caching_sha2_password_rsa_public_key` (empty until then, or without one).
+    pub caching_sha2_public_key: Arc<std::sync::OnceLock<String>>,
     pub clock: Arc<dyn Clock>,
     /// Called at named points of the commit protocol ("after-prepare", "after-decision") so
     /// that fault tests can make the SQL node die exactly there. None in production.
@@ -119,6 +122,7 @@ impl Default for EngineConfig {
             max_prepared_statements: 16_382,
             limits: crate::limits::LimitSettings::default(),
             tls_configured: false,
+            caching_sha2_public_key: Arc::default(),
             clock: Arc::new(SystemClock),
             failpoint: None,
         }
