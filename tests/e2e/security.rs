@@ -144,7 +144,7 @@ async fn caching_sha2_full_authentication_without_tls_uses_the_nodes_rsa_key() {
     assert_eq!(user.as_deref(), Some("postmaster@%"));
     postmaster.disconnect().await.unwrap();
     // A changed password is not in the cache: the next login takes the full path again.
-    root.query_drop("ALTER USER 'postmaster'@'%' IDENTIFIED BY 'pm-pw-2'").await.unwrap();
+    root.query_drop("SET PASSWORD FOR 'postmaster'@'%' = 'pm-pw-2'").await.unwrap();
     Conn::new(opts(&cluster, 0, "postmaster", "pm-pw-2")).await.expect("new password through RSA").disconnect().await.unwrap();
     Conn::new(opts(&cluster, 0, "postmaster", "pm-pw-2")).await.expect("then the fast path").disconnect().await.unwrap();
 

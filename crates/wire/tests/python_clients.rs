@@ -345,7 +345,9 @@ const RSA_SCRIPT: &str = r#"
 import sys
 import pymysql
 
-port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+# As bytes: PyMySQL encodes a str password as latin-1, the test password is UTF-8 (as the other
+# clients send it).
+port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
 try:
     pymysql.connect(host="127.0.0.1", port=port, user=user, password="wrong")
     raise SystemExit("a wrong password was accepted")
