@@ -75,7 +75,11 @@ pub struct WalOptions {
     /// With `false`, data is written but only made durable by
     /// [`LogStore::flush_and_sync`], which the daemon calls on a timer.
     pub sync: bool,
-    /// How many bytes of the newest entries to keep decoded in memory (16 MiB default).
+    /// How many bytes of the newest entries to keep decoded in memory (4 MiB default). The
+    /// cache serves what Raft reads back soon after a write: entries to send to followers and
+    /// committed entries to apply. A follower that lags further is sent entries read back
+    /// from the segment files. Every replica pays for it in resident memory until the next
+    /// local checkpoint compacts the log, so it is kept small (docs/performance.md).
     pub cache_bytes: usize,
 }
 
@@ -86,7 +90,7 @@ impl WalOptions {
             identity,
             segment_bytes: 64 << 20,
             sync: true,
-            cache_bytes: 16 << 20,
+            cache_bytes: 4 << 20,
         }
     }
 }
@@ -147,9 +151,10 @@ pub struct FileLogStore {
     failure: RefCell<Option<String>>,
 }
 
-fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> LogError {
-    let context = context.into();
-    move |source| LogError::Io { context, source }
+/// Wraps an I/O error with what was being done. The context is a closure so that the hot paths
+/// (every append and sync) format a file name only when the call fails.
+fn io_error(context: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> LogError {
+    move |source| LogError::Io { context: context(), source }
 }
 
 fn segment_name(sequence: u64) -> String {
@@ -167,11 +172,16 @@ fn parse_segment_name(name: &str) -> Option<u64> {
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
         .and_then(|handle| handle.sync_all())
-        .map_err(io_error(format!("syncing directory {}", dir.display())))
+        .map_err(io_error(|| format!("syncing directory {}", dir.display())))
 }
 
+/// What a decoded entry costs the heap: the entry itself and its two buffers, each with the
+/// allocator's header (16 bytes in glibc's malloc). Counting only the payload made a cache of
+/// small entries (one row each, about 100 bytes) take half again its budget.
 fn cached_size(entry: &Entry) -> usize {
-    entry.data.len() + entry.context.len() + 64
+    const ALLOCATION_OVERHEAD: usize = 16;
+    let buffer = |len: usize| if len == 0 { 0 } else { len + ALLOCATION_OVERHEAD };
+    std::mem::size_of::<Entry>() + buffer(entry.data.len()) + buffer(entry.context.len())
 }
 
 impl FileLogStore {
@@ -182,7 +192,7 @@ impl FileLogStore {
             return Err(LogError::invalid("segment_bytes must be at least 4096"));
         }
         let existed = dir.exists();
-        fs::create_dir_all(dir).map_err(io_error(format!("creating {}", dir.display())))?;
+        fs::create_dir_all(dir).map_err(io_error(|| format!("creating {}", dir.display())))?;
         if !existed && let Some(parent) = dir.parent() {
             sync_dir(parent)?;
         }
@@ -192,7 +202,7 @@ impl FileLogStore {
             .read(true)
             .write(true)
             .open(dir.join("LOCK"))
-            .map_err(io_error(format!(
+            .map_err(io_error(|| format!(
                 "opening the lock file in {}",
                 dir.display()
             )))?;
@@ -212,9 +222,9 @@ impl FileLogStore {
         }
 
         let mut sequences = Vec::new();
-        let listing = fs::read_dir(dir).map_err(io_error(format!("listing {}", dir.display())))?;
+        let listing = fs::read_dir(dir).map_err(io_error(|| format!("listing {}", dir.display())))?;
         for item in listing {
-            let item = item.map_err(io_error(format!("listing {}", dir.display())))?;
+            let item = item.map_err(io_error(|| format!("listing {}", dir.display())))?;
             let name = item.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.ends_with(".wal.tmp") {
@@ -222,7 +232,7 @@ impl FileLogStore {
                 // place, so nothing in it was ever part of the log.
                 tracing::warn!(file = %item.path().display(), "removing unfinished segment");
                 fs::remove_file(item.path())
-                    .map_err(io_error(format!("removing {}", item.path().display())))?;
+                    .map_err(io_error(|| format!("removing {}", item.path().display())))?;
             } else if let Some(sequence) = parse_segment_name(name) {
                 sequences.push(sequence);
             }
@@ -388,12 +398,12 @@ impl FileLogStore {
                 .read(true)
                 .write(true)
                 .open(&temp_path)
-                .map_err(io_error(format!("creating {}", temp_path.display())))?;
+                .map_err(io_error(|| format!("creating {}", temp_path.display())))?;
             file.write_all_at(&bytes, 0)
                 .and_then(|()| file.sync_data())
-                .map_err(io_error(format!("writing {}", temp_path.display())))?;
+                .map_err(io_error(|| format!("writing {}", temp_path.display())))?;
             fs::rename(&temp_path, &final_path)
-                .map_err(io_error(format!("renaming {}", temp_path.display())))?;
+                .map_err(io_error(|| format!("renaming {}", temp_path.display())))?;
             Ok(file)
         })();
         let file = result.map_err(|error| self.fail(error))?;
@@ -431,7 +441,7 @@ impl FileLogStore {
         segment
             .file
             .sync_data()
-            .map_err(io_error(format!("syncing {}", segment.path.display())))
+            .map_err(io_error(|| format!("syncing {}", segment.path.display())))
             .map_err(|error| self.fail(error))?;
         self.unsynced = false;
         Ok(())
@@ -451,7 +461,7 @@ impl FileLogStore {
                     Ok(())
                 }
             })
-            .map_err(io_error(format!("appending to {}", segment.path.display())));
+            .map_err(io_error(|| format!("appending to {}", segment.path.display())));
         written.map_err(|error| self.fail(error))?;
         if let Some(segment) = self.segments.back_mut() {
             segment.size += bytes.len() as u64;
@@ -472,7 +482,7 @@ impl FileLogStore {
         {
             if let Some(segment) = self.segments.pop_front() {
                 fs::remove_file(&segment.path)
-                    .map_err(io_error(format!("removing {}", segment.path.display())))
+                    .map_err(io_error(|| format!("removing {}", segment.path.display())))
                     .map_err(|error| self.fail(error))?;
                 removed = true;
             }
@@ -527,7 +537,7 @@ impl FileLogStore {
             segment
                 .file
                 .read_exact_at(&mut buffer, first.offset)
-                .map_err(io_error(format!("reading {}", segment.path.display())))?;
+                .map_err(io_error(|| format!("reading {}", segment.path.display())))?;
             let mut at = 0usize;
             for entry_index in index..run_end {
                 let slot = self.slots[(entry_index - self.base_index - 1) as usize];
@@ -593,8 +603,8 @@ impl FileLogStore {
                 .read(true)
                 .write(true)
                 .open(&path)
-                .map_err(io_error(format!("opening {}", path.display())))?;
-            let bytes = fs::read(&path).map_err(io_error(format!("reading {}", path.display())))?;
+                .map_err(io_error(|| format!("opening {}", path.display())))?;
+            let bytes = fs::read(&path).map_err(io_error(|| format!("reading {}", path.display())))?;
             let header = record::decode_header(&bytes).map_err(|error| {
                 let reason = match error {
                     HeaderError::TooShort => "segment header is cut short",
@@ -749,7 +759,7 @@ impl FileLogStore {
             .file
             .set_len(offset)
             .and_then(|()| segment.file.sync_data())
-            .map_err(io_error(format!("truncating {}", segment.path.display())))?;
+            .map_err(io_error(|| format!("truncating {}", segment.path.display())))?;
         segment.size = offset;
         Ok(())
     }
