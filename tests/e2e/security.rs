@@ -105,3 +105,78 @@ async fn logins_grants_and_audit_over_the_mysql_protocol() {
     assert!(audit.iter().any(|l| l.contains("event=\"login\"") && l.contains("user=\"root\"")), "{audit:#?}");
     assert!(audit.iter().any(|l| l.contains("ACCOUNTS revoke SELECT")), "{audit:#?}");
 }
+
+/// caching_sha2_password's full authentication on a plain connection: the SQL node's RSA key
+/// (generated at start) is shown in SHOW STATUS, clients fetch it and send the password
+/// encrypted with it. With `CachingSha2PasswordFastAuthCache` the node keeps MySQL's
+/// fast-authentication cache, so the first login of each account (and the first after a
+/// password change) must take this path: a broken exchange fails the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caching_sha2_full_authentication_without_tls_uses_the_nodes_rsa_key() {
+    let spec = ClusterSpec { sql_node_extra: "CachingSha2PasswordFastAuthCache = true".into(), ..ClusterSpec::default() };
+    let cluster = Cluster::start(spec).await.expect("cluster starts");
+    let mut root = Conn::new(opts(&cluster, 0, "root", "")).await.expect("passwordless root");
+    for sql in [
+        "CREATE USER 'postmaster'@'%' IDENTIFIED WITH caching_sha2_password BY 'pm-pw'",
+        "CREATE USER 'cli'@'%' IDENTIFIED WITH caching_sha2_password BY 'cli-pw'",
+    ] {
+        root.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    // The key is generated in the background at start; it shows once it exists.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let key = loop {
+        let row: Option<(String, String)> =
+            root.query_first("SHOW STATUS LIKE 'Caching_sha2_password_rsa_public_key'").await.unwrap();
+        let (_, key) = row.expect("the status variable exists");
+        if !key.is_empty() || Instant::now() > deadline {
+            break key;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(key.starts_with("-----BEGIN PUBLIC KEY-----\n") && key.trim_end().ends_with("-----END PUBLIC KEY-----"), "{key}");
+
+    // mysql_async (its own RSA-OAEP code): a wrong password through the full path is 1045; the
+    // right one logs in though the account is not in the cache yet.
+    let (code, state, _) = server_error(Conn::new(opts(&cluster, 0, "postmaster", "wrong")).await);
+    assert_eq!((code, state.as_str()), (1045, "28000"));
+    let mut postmaster = Conn::new(opts(&cluster, 0, "postmaster", "pm-pw")).await.expect("login through the RSA exchange");
+    let user: Option<String> = postmaster.query_first("SELECT CURRENT_USER()").await.unwrap();
+    assert_eq!(user.as_deref(), Some("postmaster@%"));
+    postmaster.disconnect().await.unwrap();
+    // A changed password is not in the cache: the next login takes the full path again.
+    root.query_drop("SET PASSWORD FOR 'postmaster'@'%' = 'pm-pw-2'").await.unwrap();
+    Conn::new(opts(&cluster, 0, "postmaster", "pm-pw-2")).await.expect("new password through RSA").disconnect().await.unwrap();
+    Conn::new(opts(&cluster, 0, "postmaster", "pm-pw-2")).await.expect("then the fast path").disconnect().await.unwrap();
+
+    // The mariadb CLI (libmariadb asks for the key by itself) without TLS.
+    let port = cluster.mysql_port(0).to_string();
+    let cli = |password: &str| {
+        std::process::Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-P", &port, "-u", "cli", "--skip-ssl", "--batch", "--skip-column-names", "-e", "SELECT CURRENT_USER()"])
+            .arg(format!("-p{password}"))
+            .output()
+    };
+    match cli("wrong") {
+        Ok(wrong) => {
+            let stderr = String::from_utf8_lossy(&wrong.stderr);
+            assert!(!wrong.status.success() && stderr.contains("ERROR 1045 (28000)"), "{stderr}");
+            let right = cli("cli-pw").expect("the CLI runs");
+            let (stdout, stderr) = (String::from_utf8_lossy(&right.stdout), String::from_utf8_lossy(&right.stderr));
+            assert!(right.status.success() && stdout.trim() == "cli@%", "mariadb CLI: {stdout} {stderr}");
+        }
+        Err(e) => println!("SKIPPED the mariadb CLI check: {e}"),
+    }
+
+    // The audit trail tells full authentications from fast ones.
+    let log = std::fs::read_to_string(cluster.log_path(100)).unwrap_or_default();
+    let logins: Vec<&str> = log.lines().filter(|l| l.contains("audit") && l.contains("event=\"login\"")).collect();
+    let full = |user: &str| logins.iter().filter(|l| l.contains(&format!("user=\"{user}\"")) && l.contains("full_authentication=true")).count();
+    assert_eq!(full("postmaster"), 2, "{logins:#?}");
+    if which_mariadb() {
+        assert_eq!(full("cli"), 1, "{logins:#?}");
+    }
+}
+
+fn which_mariadb() -> bool {
+    std::process::Command::new("mariadb").arg("--version").output().is_ok_and(|o| o.status.success())
+}

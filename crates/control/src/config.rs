@@ -179,6 +179,10 @@ fn default_max_statement_memory() -> Bytes {
     Bytes(1 << 30)
 }
 
+fn default_true() -> bool {
+    true
+}
+
 impl ClusterSection {
     /// Raft log bytes applied since the previous local checkpoint started that start the next
     /// one: TimeBetweenLocalCheckpoints in NDB's unit (2^n words of 4 bytes).
@@ -335,6 +339,23 @@ pub struct SqldSection {
     /// the statement fails with 3170.
     #[serde(rename = "MaxStatementMemory", default = "default_max_statement_memory")]
     pub max_statement_memory: Bytes,
+    /// The RSA key pair for caching_sha2_password's full authentication without TLS (MySQL's
+    /// caching_sha2_password_private_key_path / _public_key_path): PEM files on the SQL node's
+    /// host. The public key file is optional (derived from the private key when absent).
+    #[serde(rename = "CachingSha2PasswordPrivateKeyPath", default)]
+    pub caching_sha2_private_key_path: Option<String>,
+    #[serde(rename = "CachingSha2PasswordPublicKeyPath", default)]
+    pub caching_sha2_public_key_path: Option<String>,
+    /// Without key files, generate a 2048-bit key pair at start (MySQL's
+    /// caching_sha2_password_auto_generate_rsa_keys); false: full authentication needs TLS.
+    #[serde(rename = "CachingSha2PasswordAutoGenerateRsaKeys", default = "default_true")]
+    pub caching_sha2_auto_generate_rsa_keys: bool,
+    /// MySQL's fast-authentication cache: the fast path succeeds only for accounts that
+    /// completed a full authentication (TLS or RSA) on this SQL node since it started, with
+    /// the password they have now. False (the default): the fast path works from the catalog's
+    /// verifier for every account (docs/security.md).
+    #[serde(rename = "CachingSha2PasswordFastAuthCache", default)]
+    pub caching_sha2_fast_auth_cache: bool,
 }
 
 /// The config file as written.
@@ -502,6 +523,12 @@ impl ClusterConfig {
             if s.ssl_cert.is_some() != s.ssl_key.is_some() {
                 return fail(format!("mysqld {}: SslCert and SslKey go together", s.node_id));
             }
+            if s.caching_sha2_public_key_path.is_some() && s.caching_sha2_private_key_path.is_none() {
+                return fail(format!(
+                    "mysqld {}: CachingSha2PasswordPublicKeyPath needs CachingSha2PasswordPrivateKeyPath",
+                    s.node_id
+                ));
+            }
             if s.ssl_cert.is_none() && (s.ssl_ca.is_some() || s.require_secure_transport) {
                 return fail(format!(
                     "mysqld {}: SslCa and RequireSecureTransport need SslCert and SslKey",
@@ -637,6 +664,14 @@ mod tests {
         assert!(with("SslCert = \"/t/n.pem\"").unwrap_err().0.contains("go together"));
         assert!(with("RequireSecureTransport = true").unwrap_err().0.contains("need SslCert"));
         assert!(!ClusterConfig::parse(GOOD).unwrap().sql_node(NodeId(50)).unwrap().require_secure_transport);
+        let c = with("CachingSha2PasswordPrivateKeyPath = \"/k/private_key.pem\"\nCachingSha2PasswordFastAuthCache = true").unwrap();
+        let sql = c.sql_node(NodeId(50)).unwrap();
+        assert_eq!(sql.caching_sha2_private_key_path.as_deref(), Some("/k/private_key.pem"));
+        assert!(sql.caching_sha2_auto_generate_rsa_keys && sql.caching_sha2_fast_auth_cache);
+        let defaults = ClusterConfig::parse(GOOD).unwrap();
+        let sql = defaults.sql_node(NodeId(50)).unwrap();
+        assert!(sql.caching_sha2_auto_generate_rsa_keys && !sql.caching_sha2_fast_auth_cache);
+        assert!(with("CachingSha2PasswordPublicKeyPath = \"/k/public_key.pem\"").unwrap_err().0.contains("needs CachingSha2PasswordPrivateKeyPath"));
     }
 
     #[test]

@@ -93,6 +93,9 @@ pub struct EngineConfig {
     /// TLS is configured on this node's MySQL port (`@@have_ssl` and `@@have_openssl` say YES,
     /// otherwise DISABLED, as MySQL says them).
     pub tls_configured: bool,
+    /// The SQL node's RSA public key for `caching_sha2_password` (PEM), once it exists: the
+    /// status variable `Caching_sha2_password_rsa_public_key` (empty until then, or without one).
+    pub caching_sha2_public_key: Arc<std::sync::OnceLock<String>>,
     pub clock: Arc<dyn Clock>,
     /// Called at named points of the commit protocol ("after-prepare", "after-decision") so
     /// that fault tests can make the SQL node die exactly there. None in production.
@@ -127,6 +130,7 @@ impl Default for EngineConfig {
             parser_max_mem_size: crate::parser_memory::DEFAULT_PARSER_MAX_MEM_SIZE,
             limits: crate::limits::LimitSettings::default(),
             tls_configured: false,
+            caching_sha2_public_key: Arc::default(),
             clock: Arc::new(SystemClock),
             failpoint: None,
         }

@@ -1348,6 +1348,10 @@ impl<B: Backend> Session<B> {
                 let get = |c: &std::sync::atomic::AtomicU64| Value::UInt(c.load(std::sync::atomic::Ordering::Relaxed));
                 let uptime = (self.engine.config.clock.now_micros() - self.engine.started_micros).max(0) / 1_000_000;
                 let values = vec![
+                    (
+                        "Caching_sha2_password_rsa_public_key".to_string(),
+                        Value::text(self.engine.config.caching_sha2_public_key.get().cloned().unwrap_or_default()),
+                    ),
                     ("Cairn_index_scans".to_string(), get(&s.index_scans)),
                     ("Cairn_key_lookups".to_string(), get(&s.key_lookups)),
                     ("Cairn_plan_cache_hits".to_string(), get(&s.plan_cache_hits)),

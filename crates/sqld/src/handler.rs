@@ -20,6 +20,7 @@ use cairn_wire::{
     RowBatch, capability,
 };
 
+use crate::caching_sha2::FastAuthCache;
 use crate::cluster::ClusterClient;
 
 /// Counters the node reports (COM_STATISTICS, SHOW STATUS).
@@ -47,6 +48,8 @@ pub struct SqlHandler {
     /// before that counts as a connection error of its host (max_connect_errors), as in MySQL;
     /// a wrong password does not.
     reached_authentication: bool,
+    /// The node's fast-authentication cache (`crate::caching_sha2`); disabled by default.
+    fast_auth_cache: Arc<FastAuthCache>,
 }
 
 pub fn error_packet(e: &Error) -> ErrorPacket {
@@ -76,7 +79,14 @@ impl SqlHandler {
             _connection_slot: connection_slot,
             account_slot: None,
             reached_authentication: false,
+            fast_auth_cache: Arc::new(FastAuthCache::new(false)),
         }
+    }
+
+    /// Shares the node's fast-authentication cache with this connection.
+    pub fn with_fast_auth_cache(mut self, cache: Arc<FastAuthCache>) -> SqlHandler {
+        self.fast_auth_cache = cache;
+        self
     }
 
     fn client_host(&self) -> String {
@@ -110,7 +120,13 @@ impl SqlHandler {
         let Some(account) = catalog.accounts.find_login(request.user, &host) else {
             return Err(refuse("no matching account", denied()));
         };
-        if !credential_accepts(account, request) {
+        // With the fast-authentication cache on, an account not proved on this node since it
+        // started (or since its password changed) fails the fast path whatever it answered, so
+        // that the client is asked for full authentication, as MySQL does.
+        let fast_path_admitted = request.cleartext
+            || account.credential.plugin != AuthPlugin::CachingSha2Password
+            || account.credential.verifier.as_deref().is_none_or(|v| self.fast_auth_cache.admits_fast_path(&account.name, v));
+        if !fast_path_admitted || !credential_accepts(account, request) {
             if request.full_auth_follows {
                 // Not a failed login yet: the client is asked for its password inside TLS and
                 // the outcome of that attempt is what the audit trail records.
@@ -194,7 +210,13 @@ impl SqlHandler {
         {
             return Err(refuse("database refused", error_packet(&e)));
         }
-        tracing::info!(target: "audit", event = "login", node, user = request.user, host = %host, account = %account_name, connection = self.connection_id, "login");
+        if request.cleartext
+            && account.credential.plugin == AuthPlugin::CachingSha2Password
+            && let Some(verifier) = &account.credential.verifier
+        {
+            self.fast_auth_cache.remember(&account.name, verifier);
+        }
+        tracing::info!(target: "audit", event = "login", node, user = request.user, host = %host, account = %account_name, connection = self.connection_id, full_authentication = request.cleartext, "login");
         self.session = Some(session);
         self.account_slot = Some(account_slot);
         Ok(())
@@ -213,13 +235,14 @@ fn credential_accepts(account: &Account, request: &AuthRequest<'_>) -> bool {
         return cairn_wire::is_empty_answer(request.auth_response);
     };
     if request.cleartext {
-        // caching_sha2_password's full authentication: the password itself, inside TLS. It
-        // proves the account's credential if it hashes to the stored verifier.
+        // caching_sha2_password's full authentication: the password itself, which came inside
+        // TLS or RSA-encrypted (cairn_wire never passes one that crossed a plain connection in
+        // clear). It proves the account's credential if it hashes to the stored verifier.
         let computed: Vec<u8> = match account.credential.plugin {
             AuthPlugin::NativePassword => cairn_wire::native_password_hash(request.auth_response).to_vec(),
             AuthPlugin::CachingSha2Password => cairn_wire::caching_sha2_verifier(request.auth_response).to_vec(),
         };
-        return request.tls.is_some() && !request.auth_response.is_empty() && constant_time_eq(&computed, verifier);
+        return !request.auth_response.is_empty() && constant_time_eq(&computed, verifier);
     }
     match account.credential.plugin {
         AuthPlugin::NativePassword if request.auth_plugin == cairn_wire::NATIVE_PASSWORD_PLUGIN => {

@@ -12,10 +12,13 @@
 //! accepted, before the handshake, and again at login for the account's own limits.
 //!
 //! With `SslCert`/`SslKey` in its `[[mysqld]]` section the node offers TLS on the MySQL port
-//! ([`tls`]; reloaded on SIGHUP), and `RequireSecureTransport` refuses plain logins.
+//! ([`tls`]; reloaded on SIGHUP), and `RequireSecureTransport` refuses plain logins. Its RSA
+//! key pair for `caching_sha2_password`'s full authentication without TLS is read or generated
+//! at start ([`caching_sha2`]).
 //!
 //! Not yet here: the HTTP /metrics endpoint.
 
+pub mod caching_sha2;
 pub mod cluster;
 pub mod handler;
 pub mod tls;
@@ -120,6 +123,11 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
         reloader.clone().reload_on_sighup()?;
     }
     let require_secure_transport = me.require_secure_transport;
+    // Key files are read before the port opens (bad files stop the node); a generated key is
+    // made in the background while the node starts serving.
+    let rsa_public_key = Arc::new(std::sync::OnceLock::new());
+    let rsa_key = caching_sha2::rsa_key_source(&me, rsa_public_key.clone())?;
+    let fast_auth_cache = Arc::new(caching_sha2::FastAuthCache::new(me.caching_sha2_fast_auth_cache));
     let bind_host = me.host_name.clone().unwrap_or_else(|| "0.0.0.0".into());
     let listener = TcpListener::bind((bind_host.as_str(), me.port))
         .await
@@ -144,6 +152,7 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
         parser_max_mem_size: me.parser_max_mem_size.0,
         max_statement_memory: me.max_statement_memory.0,
         tls_configured: tls.is_some(),
+        caching_sha2_public_key: rsa_public_key,
         limits: cairn_sql::limits::LimitSettings {
             max_connections: u64::from(me.max_connections),
             max_connect_errors: me.max_connect_errors,
@@ -191,7 +200,8 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
             };
             let connection_id = next_connection.fetch_add(1, Ordering::Relaxed);
             let kill = cairn_wire::KillHandle::new();
-            let handler = SqlHandler::new(engine.clone(), connection_id as u64, Some(addr), counters.clone(), kill.clone(), slot);
+            let handler = SqlHandler::new(engine.clone(), connection_id as u64, Some(addr), counters.clone(), kill.clone(), slot)
+                .with_fast_auth_cache(fast_auth_cache.clone());
             let options = cairn_wire::ServerOptions {
                 server_version: SERVER_VERSION.to_string(),
                 connection_id,
@@ -200,6 +210,7 @@ pub async fn run(options: SqldOptions) -> anyhow::Result<()> {
                 kill,
                 tls: tls.as_ref().map(|t| t.current()),
                 require_secure_transport,
+                rsa_key: rsa_key.clone(),
                 ..Default::default()
             };
             tokio::spawn(async move {

@@ -33,13 +33,16 @@ pub struct AuthRequest<'a> {
     /// The connection's TLS, if it switched to TLS before this login (REQUIRE SSL/X509,
     /// `Ssl_cipher`, `Ssl_version`).
     pub tls: Option<&'a TlsInfo>,
-    /// `auth_response` is the password itself, sent inside TLS for `caching_sha2_password`'s
-    /// full authentication, not an answer to the scramble.
+    /// `auth_response` is the password itself, from `caching_sha2_password`'s full
+    /// authentication, not an answer to the scramble. It crossed the network either inside TLS
+    /// (`tls` is set) or RSA-encrypted with the node's key and bound to this connection's
+    /// scramble ([`crate::rsa_key`]); the crate never passes a password that came in clear over
+    /// a plain connection.
     pub cleartext: bool,
-    /// A refusal with 1045 will not be final: the connection is encrypted and the plugin is
-    /// `caching_sha2_password`, so the client will be asked for its password in clear and the
-    /// handler called again with `cleartext`. A handler may log this refusal as a failed fast
-    /// path rather than a failed login.
+    /// A refusal with 1045 will not be final: the plugin is `caching_sha2_password` and the
+    /// connection is encrypted or the node has an RSA key, so the client will be asked for its
+    /// password and the handler called again with `cleartext`. A handler may log this refusal
+    /// as a failed fast path rather than a failed login.
     pub full_auth_follows: bool,
 }
 

@@ -22,7 +22,9 @@
 //!   broken framing (sequence ids out of order, a packet over `max_allowed_packet`) gets an ERR
 //!   packet and closes the connection.
 //! - **Bounded memory per connection.** A command larger than `max_allowed_packet` is refused
-//!   from its header (ERR 1153) before its body is buffered; long data is bounded by the same
+//!   from its header (ERR 1153) before its body is buffered (the rest of it is read and
+//!   dropped as it arrives, bounded in bytes and time, so that the client, still writing, gets
+//!   the ERR with the sequence id it expects); long data is bounded by the same
 //!   limit across the connection's statements; prepared statements by
 //!   `max_prepared_statements`. Result rows may be streamed ([`RowSource`]) so a scan is never
 //!   materialised, and output is flushed whenever 128 KiB pile up.
@@ -67,11 +69,13 @@
 //!
 //! # Left out (for now)
 //!
-//! - `caching_sha2_password`'s RSA key exchange: the server asks the handler which plugin an
+//! - `sha256_password` and PKCS#1 v1.5 RSA padding. The server asks the handler which plugin an
 //!   account uses ([`Handler::auth_plugin`]), switches the client to it when it answered with
 //!   the other one (AuthSwitchRequest, both ways), and verifies `caching_sha2_password` on the
-//!   fast path; over TLS a failed fast path is followed by full authentication (the password in
-//!   clear inside TLS, [`AuthRequest::cleartext`]). Without TLS a failed fast path is final.
+//!   fast path; a failed fast path is followed by full authentication ([`AuthRequest::cleartext`]):
+//!   the password in clear inside TLS, or, on a plain connection, RSA-OAEP-encrypted with the
+//!   node's key ([`rsa_key`], [`ServerOptions::rsa_key`]). Without TLS and without a key a
+//!   failed fast path is final.
 //! - Compression, LOAD DATA LOCAL INFILE, CLIENT_SESSION_TRACK, query attributes, cursors
 //!   (COM_STMT_FETCH is refused with 1421; the cursor flag of COM_STMT_EXECUTE is ignored and
 //!   rows are sent inline, which clients accept because CURSOR_EXISTS is never set), MariaDB's
@@ -92,7 +96,8 @@
 //! boundaries, limits), `io_batching` (one write per pipelined batch, bounded writes),
 //! `robustness` (thousands of random and truncated packets over TCP; `WIRE_FUZZ_SEED`,
 //! `WIRE_FUZZ_CASES`), `concurrency` (64 connections for 3 s), `tls` (the upgrade byte by byte, full
-//! authentication, client certificates, require_secure_transport), `python_clients` (PyMySQL
+//! authentication, client certificates, require_secure_transport), `rsa_auth` (full
+//! authentication without TLS through the RSA key exchange, byte by byte and with mysql_async), `python_clients` (PyMySQL
 //! and mysql-connector-python, pure and C extension, and PyMySQL over TLS verifying a test CA,
 //! from a venv under the target dir; skipped with a printed reason when pip cannot install) and `cli_client` (the mariadb CLI, skipped
 //! when absent).
@@ -105,6 +110,7 @@ mod handshake;
 mod kill;
 mod packet;
 mod response;
+pub mod rsa_key;
 mod server;
 mod statement;
 pub mod tls;
@@ -124,5 +130,6 @@ pub use response::{
     RowSource, Rows,
 };
 pub use server::{Error, ServerOptions, serve};
+pub use rsa_key::{RsaKeyError, RsaKeyPair, RsaKeySource, rsa_encrypted_password};
 pub use tls::TlsInfo;
 pub use value::{ParamValue, Value};

@@ -43,12 +43,39 @@ pub(crate) struct PacketReader {
     partial: Vec<u8>,
     /// `(first_seq, last_seq)` of the packets already in `partial`, if a chain is in progress.
     chain: Option<(u8, u8)>,
+    /// Set while the rest of an oversized payload is read and thrown away.
+    discard: Option<Discard>,
+}
+
+/// Where the reader stands in an oversized payload it is skipping ([`PacketReader::discard_oversized`]).
+#[derive(Debug, Clone, Copy)]
+struct Discard {
+    /// Payload bytes of the current packet still to skip.
+    remaining: usize,
+    /// The sequence id of the current packet.
+    seq: u8,
+    /// The current packet is a full chunk, so another packet of the chain follows.
+    more: bool,
+    /// Bytes skipped so far, headers included.
+    skipped: usize,
+}
+
+/// How far [`PacketReader::discard_oversized`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DiscardProgress {
+    /// More bytes are needed; `skipped` bytes are behind us.
+    NeedMore { skipped: usize },
+    /// The whole payload is skipped; `last_seq` is its final packet's sequence id, so the
+    /// answer goes out with `last_seq + 1`.
+    Done { last_seq: u8 },
 }
 
 /// Keep at most this much idle read-buffer capacity per connection after a large packet.
 const IDLE_CAPACITY: usize = 64 * 1024;
 /// Read at least this much at a time.
 const MIN_READ: usize = 16 * 1024;
+/// Read this much at a time while skipping an oversized payload.
+const DISCARD_READ: usize = 64 * 1024;
 
 impl PacketReader {
     pub fn new(max_payload: usize) -> Self {
@@ -58,6 +85,7 @@ impl PacketReader {
             max_payload,
             partial: Vec::new(),
             chain: None,
+            discard: None,
         }
     }
 
@@ -70,6 +98,11 @@ impl PacketReader {
     /// needs (bounded by the payload limit, which headers are checked against first).
     pub fn read_buffer(&mut self) -> &mut Vec<u8> {
         self.compact();
+        if self.discard.is_some() {
+            // Skipped bytes are dropped as soon as they arrive: read in modest pieces.
+            self.buf.reserve(DISCARD_READ);
+            return &mut self.buf;
+        }
         let buffered = self.buf.len() - self.start;
         let wanted = match self.header() {
             Some((len, _)) => (4 + len).saturating_sub(buffered).max(MIN_READ),
@@ -142,6 +175,55 @@ impl PacketReader {
                 payload,
             }));
         }
+    }
+
+    /// Skips the rest of the payload that [`PacketReader::next_packet`] refused as too large,
+    /// without keeping any of it: the packet whose header it stopped at, and the rest of its
+    /// chain (each packet of 0xFFFFFF bytes is followed by another, with the next sequence id).
+    /// Call it again after each read until it says `Done`. The answer to the client must carry
+    /// the sequence id after the chain's last packet, which is what a client that wrote the
+    /// whole payload before reading expects. A sequence id out of order is an error.
+    pub fn discard_oversized(&mut self) -> Result<DiscardProgress, FrameError> {
+        let mut state = match self.discard {
+            Some(state) => state,
+            None => {
+                // What was reassembled of the chain so far goes too.
+                self.partial = Vec::new();
+                self.chain = None;
+                let Some((len, seq)) = self.header() else {
+                    return Ok(DiscardProgress::NeedMore { skipped: 0 });
+                };
+                self.start += 4;
+                Discard { remaining: len, seq, more: len == MAX_CHUNK, skipped: 4 }
+            }
+        };
+        let result = loop {
+            let take = state.remaining.min(self.buf.len() - self.start);
+            self.start += take;
+            state.remaining -= take;
+            state.skipped += take;
+            if state.remaining > 0 {
+                break Ok(DiscardProgress::NeedMore { skipped: state.skipped });
+            }
+            if !state.more {
+                break Ok(DiscardProgress::Done { last_seq: state.seq });
+            }
+            let Some((len, seq)) = self.header() else {
+                break Ok(DiscardProgress::NeedMore { skipped: state.skipped });
+            };
+            let expected = state.seq.wrapping_add(1);
+            if seq != expected {
+                break Err(FrameError::OutOfOrder { expected, got: seq });
+            }
+            self.start += 4;
+            state = Discard { remaining: len, seq, more: len == MAX_CHUNK, skipped: state.skipped + 4 };
+        };
+        self.discard = match result {
+            Ok(DiscardProgress::NeedMore { .. }) => Some(state),
+            _ => None,
+        };
+        self.compact();
+        result
     }
 
     /// Takes the bytes read from the socket but not yet consumed as packets. Used when the
@@ -298,6 +380,67 @@ mod tests {
         }
         assert!(reader.is_at_boundary());
         Ok(out)
+    }
+
+    /// Feeds `bytes` in `step`-sized reads; returns the discard outcome and the largest buffer
+    /// capacity seen while skipping.
+    fn discard_all(reader: &mut PacketReader, bytes: &[u8], step: usize) -> (Result<DiscardProgress, FrameError>, usize) {
+        let mut largest = 0;
+        let mut refused = false;
+        let mut last = Ok(DiscardProgress::NeedMore { skipped: 0 });
+        for chunk in bytes.chunks(step) {
+            reader.read_buffer().extend_from_slice(chunk);
+            largest = largest.max(reader.buf.capacity() + reader.partial.capacity());
+            if !refused {
+                match reader.next_packet() {
+                    Err(FrameError::TooLarge { .. }) => refused = true,
+                    Ok(None) => continue,
+                    other => panic!("expected the payload to be refused, got {other:?}"),
+                }
+            }
+            last = reader.discard_oversized();
+            if !matches!(last, Ok(DiscardProgress::NeedMore { .. })) {
+                break;
+            }
+        }
+        (last, largest)
+    }
+
+    #[test]
+    fn an_oversized_chain_is_skipped_without_buffering_and_the_next_packet_survives() {
+        let payload = vec![7u8; 2 * MAX_CHUNK + 10];
+        let (mut bytes, next) = frame(&payload, 0);
+        assert_eq!(next, 3);
+        let (ping, _) = frame(b"\x0e", 0);
+        bytes.extend_from_slice(&ping);
+        let mut reader = PacketReader::new(1 << 20);
+        let (outcome, largest) = discard_all(&mut reader, &bytes, 300_000);
+        assert_eq!(outcome, Ok(DiscardProgress::Done { last_seq: 2 }));
+        assert!(largest < 2 << 20, "the reader held {largest} bytes while skipping");
+        // What follows the skipped payload is still framed correctly.
+        let tail = &bytes[bytes.len() - ping.len()..];
+        let consumed_tail = reader.buf.len() - reader.start;
+        reader.read_buffer().extend_from_slice(&tail[consumed_tail.min(tail.len())..]);
+        let packet = reader.next_packet().unwrap().expect("the packet after the skipped one");
+        assert_eq!(packet.payload, b"\x0e");
+
+        // A single oversized packet (no chain) and a chain refused mid-way, in tiny reads.
+        for (payload_len, max) in [(5000, 1024), (MAX_CHUNK + 1, MAX_CHUNK)] {
+            let (bytes, next) = frame(&vec![1u8; payload_len], 5);
+            let mut reader = PacketReader::new(max);
+            let (outcome, _) = discard_all(&mut reader, &bytes, 777);
+            assert_eq!(outcome, Ok(DiscardProgress::Done { last_seq: next.wrapping_sub(1) }));
+        }
+    }
+
+    #[test]
+    fn a_skipped_chain_with_a_wrong_sequence_id_is_an_error() {
+        let (mut bytes, _) = frame(&vec![0u8; MAX_CHUNK + 3], 0);
+        // The second packet's header: 4 bytes after the first packet.
+        bytes[4 + MAX_CHUNK + 3] = 9;
+        let mut reader = PacketReader::new(1 << 20);
+        let (outcome, _) = discard_all(&mut reader, &bytes, 1 << 20);
+        assert_eq!(outcome, Err(FrameError::OutOfOrder { expected: 1, got: 9 }));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::handshake::{
     ClientHello, HelloError, Login, SERVER_CAPABILITIES, auth_switch_request, greeting,
     parse_change_user, parse_handshake_response,
 };
-use crate::packet::{FrameError, Packet, PacketReader, PacketWriter};
+use crate::packet::{DiscardProgress, FrameError, Packet, PacketReader, PacketWriter};
 use crate::response::{Column, ErrorPacket, OkPacket, Response, Responses, ResultSet, Row, Rows};
 use crate::statement::{Statements, unknown_statement};
 use crate::tls::{TlsInfo, Transport};
@@ -50,6 +50,10 @@ pub struct ServerOptions {
     /// MySQL's `require_secure_transport`: a login over a plain connection is refused with
     /// ERR 3159 before its credentials are looked at.
     pub require_secure_transport: bool,
+    /// The key pair for `caching_sha2_password`'s full authentication over a plain connection
+    /// (`crate::rsa_key`). Without it, full authentication is offered only inside TLS and a
+    /// failed fast path on a plain connection is final.
+    pub rsa_key: Option<crate::rsa_key::RsaKeySource>,
 }
 
 impl Default for ServerOptions {
@@ -65,6 +69,7 @@ impl Default for ServerOptions {
             kill: KillHandle::new(),
             tls: None,
             require_secure_transport: false,
+            rsa_key: None,
         }
     }
 }
@@ -87,6 +92,17 @@ pub enum Error {
     #[error("handshake not completed within {0:?}")]
     HandshakeTimeout(Duration),
 }
+
+/// caching_sha2_password: a client without the server's public key asks for it with this byte.
+const REQUEST_PUBLIC_KEY: u8 = 0x02;
+
+/// The most of an oversized payload read and thrown away before ERR 1153 is sent; a client's
+/// own `max_allowed_packet` is at most 1 GiB, the common ones (64 MiB to 256 MiB) fit.
+const OVERSIZE_SKIP_MAX_BYTES: usize = 300 << 20;
+/// The same bound before login, where no legitimate packet is larger than a few KiB.
+const HANDSHAKE_OVERSIZE_SKIP_MAX_BYTES: usize = 1 << 20;
+/// How long skipping an oversized payload may take.
+const OVERSIZE_SKIP_TIME: Duration = Duration::from_secs(5);
 
 /// Flush buffered output once it reaches this size, even in the middle of a result.
 const FLUSH_THRESHOLD: usize = 128 * 1024;
@@ -117,6 +133,7 @@ where
         Ok(true) => {
             // Only an authenticated client may send packets up to max_allowed_packet.
             conn.reader.set_max_payload(conn.options.max_allowed_packet);
+            conn.authenticated = true;
             conn.run().await
         }
         Ok(false) => Ok(()),
@@ -154,6 +171,8 @@ struct Connection<S, H> {
     capabilities: u32,
     multi_statements: bool,
     statements: Statements,
+    /// Set once the login succeeded; a larger oversized payload is skipped after it.
+    authenticated: bool,
 }
 
 impl<S, H> Connection<S, H>
@@ -174,6 +193,7 @@ where
             scramble: new_scramble(),
             capabilities: 0,
             multi_statements: false,
+            authenticated: false,
             statements: Statements::new(
                 options.max_prepared_statements,
                 options.max_allowed_packet,
@@ -213,7 +233,10 @@ where
                 Ok(Some(packet)) => return Ok(Some(packet)),
                 Ok(None) => {}
                 Err(FrameError::TooLarge { size, seq }) => {
-                    self.writer.set_seq(seq.wrapping_add(1));
+                    // Clients write the whole packet before they read, and expect the answer
+                    // after its last piece: skip the rest (bounded), then answer.
+                    let last_seq = self.skip_oversized_payload().await.unwrap_or(seq);
+                    self.writer.set_seq(last_seq.wrapping_add(1));
                     self.write_error(&ErrorPacket::new(
                         error_code::ER_NET_PACKET_TOO_LARGE,
                         "08S01",
@@ -242,6 +265,31 @@ where
                 return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         }
+    }
+
+    /// Reads and throws away the rest of a payload refused as larger than
+    /// `max_allowed_packet`, so that the client, which writes the whole payload before it reads,
+    /// finishes writing and then finds ERR 1153 with the sequence id it expects, instead of a
+    /// reset connection. Nothing is kept: the bytes are dropped as they arrive. Returns the
+    /// sequence id of the payload's last packet, or `None` when the skip gave up (more than
+    /// [`OVERSIZE_SKIP_MAX_BYTES`] (a 1 MiB before login), longer than [`OVERSIZE_SKIP_TIME`],
+    /// a read error, or a broken chain); the connection is closed either way.
+    async fn skip_oversized_payload(&mut self) -> Option<u8> {
+        let limit = if self.authenticated { OVERSIZE_SKIP_MAX_BYTES } else { HANDSHAKE_OVERSIZE_SKIP_MAX_BYTES };
+        let skip = async {
+            loop {
+                match self.reader.discard_oversized() {
+                    Ok(DiscardProgress::Done { last_seq }) => return Some(last_seq),
+                    Ok(DiscardProgress::NeedMore { skipped }) if skipped <= limit => {}
+                    Ok(DiscardProgress::NeedMore { .. }) | Err(_) => return None,
+                }
+                match self.stream.read_buf(self.reader.read_buffer()).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(OVERSIZE_SKIP_TIME, skip).await.ok().flatten()
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
@@ -485,11 +533,13 @@ where
                 return self.fail_login(user_text, error).await;
             }
         };
-        // caching_sha2_password over TLS: a failed fast path is followed by full
-        // authentication, where the client sends its password in clear inside TLS (MySQL's
-        // "perform_full_authentication"). Without TLS there is no full path (no RSA key
-        // exchange here), so a failed fast path is final.
-        let full_auth_follows = plugin == CACHING_SHA2_PLUGIN && self.tls.is_some() && !is_empty_answer(&auth_response);
+        // caching_sha2_password: a failed fast path is followed by full authentication (MySQL's
+        // "perform_full_authentication"), where the client sends its password in clear inside
+        // TLS, or RSA-encrypted with the node's key on a plain connection. Without TLS and
+        // without a key there is no full path, so a failed fast path is final.
+        let full_auth_follows = plugin == CACHING_SHA2_PLUGIN
+            && (self.tls.is_some() || self.options.rsa_key.is_some())
+            && !is_empty_answer(&auth_response);
         let mut outcome = {
             let request = AuthRequest {
                 user,
@@ -515,13 +565,14 @@ where
         if full_auth_follows && matches!(&outcome, Err(e) if e.code == error_code::ER_ACCESS_DENIED) {
             fast_path = false;
             self.writer.write_packet(&[0x01, 0x04]);
-            let packet = self.client_answer("full authentication answer").await?;
-            // The password, NUL-terminated (libmysqlclient, PyMySQL) or not.
-            let password = packet.payload.strip_suffix(&[0]).unwrap_or(&packet.payload);
+            let Some(password) = self.full_authentication_password(user).await? else {
+                let error = access_denied(&user_text, self.options.client_addr);
+                return self.fail_login(user_text, error).await;
+            };
             let request = AuthRequest {
                 user,
                 auth_plugin: plugin,
-                auth_response: password,
+                auth_response: &password,
                 scramble: &self.scramble,
                 database,
                 client_addr: self.options.client_addr,
@@ -549,6 +600,46 @@ where
                 Ok(())
             }
             Err(error) => self.fail_login(user_text, error).await,
+        }
+    }
+
+    /// Reads the password of `caching_sha2_password`'s full authentication, after the server
+    /// asked for it: in clear inside TLS; on a plain connection RSA-encrypted with the node's
+    /// key (`crate::rsa_key`), which the client may first ask for with the byte 0x02. `None`
+    /// when the client's answer is not a password encrypted with this connection's scramble
+    /// under the node's key (or the key could not be made): the login fails with 1045, and a
+    /// password is never taken in clear outside TLS.
+    async fn full_authentication_password(&mut self, user: &str) -> Result<Option<Vec<u8>>, Error> {
+        let answer = self.client_answer("full authentication answer").await?.payload;
+        if self.tls.is_some() {
+            // The password, NUL-terminated (libmysqlclient, PyMySQL) or not.
+            let password = answer.strip_suffix(&[0]).unwrap_or(&answer);
+            return Ok(Some(password.to_vec()));
+        }
+        let Some(source) = self.options.rsa_key.clone() else {
+            return Ok(None);
+        };
+        // A node that generates its key at start may still be at it: wait (the handshake
+        // timeout bounds the wait).
+        let Some(key) = source.wait().await else {
+            tracing::warn!(connection_id = self.options.connection_id, user, "no RSA key pair: caching_sha2_password full authentication without TLS is refused");
+            return Ok(None);
+        };
+        let mut ciphertext = answer;
+        if ciphertext == [REQUEST_PUBLIC_KEY] {
+            let pem = key.public_key_pem().as_bytes();
+            let mut more_data = Vec::with_capacity(1 + pem.len());
+            more_data.push(0x01);
+            more_data.extend_from_slice(pem);
+            self.writer.write_packet(&more_data);
+            ciphertext = self.client_answer("RSA-encrypted password").await?.payload;
+        }
+        match key.decrypt_password(&ciphertext, &self.scramble) {
+            Ok(password) => Ok(Some(password)),
+            Err(error) => {
+                tracing::info!(target: "audit", event = "login_failed", connection_id = self.options.connection_id, user, client = ?self.options.client_addr, reason = %error, "login refused: undecryptable password");
+                Ok(None)
+            }
         }
     }
 

@@ -151,3 +151,32 @@ async fn mariadb_cli_batch_session() {
         "only the unknown database: {results:?}"
     );
 }
+
+/// `caching_sha2_password` without TLS: libmariadb's caching_sha2_password plugin asks for the
+/// server's RSA key on its own and sends the password encrypted with it. The account is not in
+/// the server's fast-authentication cache, so the first login must take that path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_cli_full_authentication_through_the_rsa_key_exchange() {
+    let Some(binary) = cli() else {
+        println!("SKIPPED: no mariadb or mysql client installed");
+        return;
+    };
+    let (addr, gate) = common::caching_sha2::start(Some(common::caching_sha2::key_source())).await;
+    let port = addr.port().to_string();
+    let login = |password: &str| {
+        let mut command = Command::new(&binary);
+        command
+            .args(["-h", "127.0.0.1", "-P", &port, "-u", common::caching_sha2::USER, "--skip-ssl", "--batch", "-e", "do 1"])
+            .arg(format!("-p{password}"))
+            .kill_on_drop(true);
+        command
+    };
+    let wrong = tokio::time::timeout(Duration::from_secs(60), login("wrong").output()).await.expect("in time").expect("ran");
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success() && stderr.contains("1045") && stderr.contains("28000"), "{stderr}");
+    let right = tokio::time::timeout(Duration::from_secs(60), login(common::caching_sha2::PASSWORD).output()).await.expect("in time").expect("ran");
+    let stderr = String::from_utf8_lossy(&right.stderr);
+    assert!(right.status.success(), "the CLI logged in through the RSA exchange: {stderr}");
+    let full: Vec<bool> = gate.attempts.lock().unwrap().iter().filter(|a| a.cleartext).map(|a| a.accepted).collect();
+    assert_eq!(full, [false, true], "a wrong and a right password, each through the RSA exchange");
+}

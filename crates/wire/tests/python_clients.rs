@@ -1,6 +1,7 @@
 //! PyMySQL and mysql-connector-python (pure Python, and its C extension when it loads), and
 //! PyMySQL over TLS with an SSLContext verifying a test CA, against
-//! the dummy handler.
+//! the dummy handler; and PyMySQL's `caching_sha2_password` full authentication without TLS
+//! (the RSA key exchange, with the `cryptography` package).
 //!
 //! How it runs: the first run creates a virtualenv under cargo's per-test temporary directory
 //! (`target-*/tmp/python-clients-venv`) and pip-installs `PyMySQL` and
@@ -220,7 +221,7 @@ async fn run_with_env(
 async fn venv() -> Result<PathBuf, String> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-clients-venv");
     let python = dir.join("bin/python");
-    let probe = ["-c", "import pymysql, mysql.connector"];
+    let probe = ["-c", "import pymysql, mysql.connector, cryptography"];
     if let Ok(out) = run(&python, &probe, Duration::from_secs(60)).await
         && out.status.success()
     {
@@ -246,6 +247,8 @@ async fn venv() -> Result<PathBuf, String> {
         "--disable-pip-version-check",
         "PyMySQL",
         "mysql-connector-python",
+        // PyMySQL's RSA key exchange for caching_sha2_password without TLS needs it.
+        "cryptography",
     ];
     let installed = run(&pip, &args, Duration::from_secs(300)).await?;
     if !installed.status.success() {
@@ -318,4 +321,43 @@ async fn pymysql_and_mysql_connector_sessions() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && stdout.contains("pymysql tls ok"), "python TLS session failed:\n{stdout}\n{stderr}");
     server.finish().await;
+
+    // caching_sha2_password's full authentication without TLS: PyMySQL asks for the server's
+    // RSA key and sends the password encrypted with it (with the `cryptography` package). The
+    // account is not in the server's fast-authentication cache, so the first login must take
+    // that path; a wrong password goes through it too and must get 1045.
+    let (addr, gate) = common::caching_sha2::start(Some(common::caching_sha2::key_source())).await;
+    let script = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python_clients_rsa.py");
+    std::fs::write(&script, RSA_SCRIPT).expect("write the script");
+    let script_text = script.to_string_lossy().into_owned();
+    let port = addr.port().to_string();
+    let args = [script_text.as_str(), port.as_str(), common::caching_sha2::USER, common::caching_sha2::PASSWORD];
+    let output = run(&python, &args, Duration::from_secs(60)).await.expect("run the python RSA session");
+    let _ = std::fs::remove_file(&script);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stdout.contains("pymysql rsa ok"), "python RSA session failed:\n{stdout}\n{stderr}");
+    let full: Vec<bool> = gate.attempts.lock().unwrap().iter().filter(|a| a.cleartext).map(|a| a.accepted).collect();
+    assert_eq!(full, [false, true], "a wrong and a right password, each through the RSA exchange");
 }
+
+const RSA_SCRIPT: &str = r#"
+import sys
+import pymysql
+
+# As bytes: PyMySQL encodes a str password as latin-1, the test password is UTF-8 (as the other
+# clients send it).
+port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
+try:
+    pymysql.connect(host="127.0.0.1", port=port, user=user, password="wrong")
+    raise SystemExit("a wrong password was accepted")
+except pymysql.err.OperationalError as e:
+    assert e.args[0] == 1045, e.args
+conn = pymysql.connect(host="127.0.0.1", port=port, user=user, password=password)
+assert conn.server_public_key and conn.server_public_key.startswith(b"-----BEGIN PUBLIC KEY-----"), conn.server_public_key
+conn.cursor().execute("do 1")
+conn.close()
+# Now in the cache: the fast path.
+pymysql.connect(host="127.0.0.1", port=port, user=user, password=password).close()
+print("pymysql rsa ok")
+"#;

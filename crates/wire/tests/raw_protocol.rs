@@ -509,10 +509,22 @@ async fn max_allowed_packet_is_enforced_from_the_header() {
     payload.resize(1 << 20, b'x');
     c.command(&payload).await;
     assert!(matches!(c.read_reply().await, Reply::Rows { .. }));
-    // A header announcing more is refused before the body is sent.
+    // A header announcing more is refused from the header: the body is read and thrown away
+    // (never buffered), then ERR 1153 follows with the sequence id after the packet's.
     c.write(&[0x01, 0x00, 0x10, 0x00]).await;
+    c.write(&vec![b'x'; 0x10_0001]).await;
     let (seq, _, err) = c.read_packet().await.unwrap();
     assert_eq!(seq, 1);
+    assert_err(&parse_err(&err), 1153, "08S01");
+    assert!(c.read_to_end().await.is_empty());
+    // A chain (a 16 MiB - 1 packet and the rest): the answer follows the chain's last packet,
+    // which is what a client that writes the whole payload before reading expects.
+    let mut c = RawClient::login(server.addr, RAW_CAPABILITIES).await;
+    let mut big = b"\x03select '".to_vec();
+    big.resize(0xFF_FFFF + 100, b'y');
+    c.write(&common::frame(&big, 0)).await;
+    let (seq, _, err) = c.read_packet().await.unwrap();
+    assert_eq!(seq, 2, "after packets 0 and 1");
     assert_err(&parse_err(&err), 1153, "08S01");
     assert!(c.read_to_end().await.is_empty());
 
@@ -540,6 +552,7 @@ async fn max_allowed_packet_is_enforced_from_the_header() {
             limit: 0x10_0000
         })
     ));
+    assert!(matches!(results[1], Err(Error::PacketTooLarge { size: 0xFF_FFFF, limit: 0x10_0000 })), "{:?}", results[1]);
 }
 
 #[tokio::test]

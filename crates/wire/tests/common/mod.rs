@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod caching_sha2;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
