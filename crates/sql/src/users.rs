@@ -688,9 +688,14 @@ impl AccountContext<'_> {
     }
 }
 
-fn credential(spec: &AuthSpec) -> Result<Credential, Error> {
+/// The credential an `IDENTIFIED …` clause gives. `IDENTIFIED BY` without `WITH` keeps the
+/// plugin the account has (`current`, for ALTER USER), as MySQL does; a new account gets
+/// mysql_native_password.
+fn credential(spec: &AuthSpec, current: Option<AuthPlugin>) -> Result<Credential, Error> {
     Ok(match spec {
-        AuthSpec::Password { plugin, password } => Credential::from_password(plugin.unwrap_or(AuthPlugin::NativePassword), password),
+        AuthSpec::Password { plugin, password } => {
+            Credential::from_password(plugin.or(current).unwrap_or(AuthPlugin::NativePassword), password)
+        }
         AuthSpec::Hash { plugin, hash } => Credential::from_authentication_string(*plugin, hash)?,
         AuthSpec::Plugin(plugin) => Credential::none(*plugin),
     })
@@ -780,7 +785,7 @@ pub(crate) fn plan(statement: &AccountStatement, cx: &AccountContext<'_>) -> Res
             for u in users {
                 let Some(name) = u.name.clone() else { bail!(SyntaxError, "CREATE USER needs an account name") };
                 let credential = match &u.auth {
-                    Some(spec) => credential(spec)?,
+                    Some(spec) => credential(spec, None)?,
                     None => Credential::none(AuthPlugin::NativePassword),
                 };
                 let mut account = Account::new(name, credential);
@@ -829,7 +834,8 @@ pub(crate) fn plan(statement: &AccountStatement, cx: &AccountContext<'_>) -> Res
                 }
                 let mut changes = option_changes.clone();
                 if let Some(spec) = &u.auth {
-                    changes.credential = Some(credential(spec)?);
+                    let current = accounts.get(&name).map(|a| a.credential.plugin);
+                    changes.credential = Some(credential(spec, current)?);
                 }
                 ops.push(AccountOp::Alter { name, changes, if_exists: *if_exists });
             }

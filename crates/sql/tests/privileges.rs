@@ -163,6 +163,14 @@ async fn account_statements_and_their_errors() {
     assert_eq!(fails(&mut a, "SET PASSWORD FOR 'root'@'%' = 'y'").await.0, 1227);
     assert_eq!(fails(&mut a, "ALTER USER 'a'@'localhost' ACCOUNT UNLOCK").await.0, 1227);
     assert_eq!(fails(&mut root, "SET PASSWORD FOR 'nobody'@'%' = 'y'").await.0, 1133);
+    // A new password keeps the account's plugin unless the statement names one, as in MySQL.
+    ok(&mut root, "CREATE USER 's'@'%' IDENTIFIED WITH caching_sha2_password BY 'one'").await;
+    ok(&mut root, "ALTER USER 's'@'%' IDENTIFIED BY 'two'").await;
+    let create = rows(&mut root, "SHOW CREATE USER 's'@'%'").await.remove(0).remove(0);
+    assert!(create.contains("caching_sha2_password"), "{create}");
+    ok(&mut root, "ALTER USER 's'@'%' IDENTIFIED WITH mysql_native_password BY 'three'").await;
+    let create = rows(&mut root, "SHOW CREATE USER 's'@'%'").await.remove(0).remove(0);
+    assert!(create.contains("mysql_native_password"), "{create}");
 }
 
 #[tokio::test]
