@@ -50,6 +50,12 @@ pub(crate) fn is_system_database(name: &str) -> bool {
     name.eq_ignore_ascii_case("information_schema") || name.eq_ignore_ascii_case("performance_schema")
 }
 
+/// Locks a cache of this module: every update replaces the whole value, so a panic elsewhere
+/// cannot leave one half-written.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A session's identity for privilege checks.
 #[derive(Debug, Default)]
 pub(crate) struct SessionSecurity {
@@ -62,17 +68,44 @@ pub(crate) struct SessionSecurity {
     roles: Vec<AccountName>,
     /// The authorization built from the catalog of this version.
     cache: Mutex<Option<(u64, Arc<Authorization>)>>,
+    /// The authorization of the definer of the last SQL SECURITY DEFINER routine this context
+    /// called, with its catalog version: a routine called once per statement (Exim's
+    /// greylisting function) would otherwise resolve its definer's grants on every call.
+    definer: Mutex<Option<(AccountName, u64, Arc<Authorization>)>>,
 }
 
 impl SessionSecurity {
     pub fn new(account: Option<AccountName>, login_user: &str, login_host: &str, roles: Vec<AccountName>) -> SessionSecurity {
-        SessionSecurity { account, login_user: login_user.to_string(), login_host: login_host.to_string(), roles, cache: Mutex::new(None) }
+        SessionSecurity {
+            account,
+            login_user: login_user.to_string(),
+            login_host: login_host.to_string(),
+            roles,
+            cache: Mutex::new(None),
+            definer: Mutex::new(None),
+        }
     }
 
     /// The security context of a routine with SQL SECURITY DEFINER: the definer's grants and
     /// none of the caller's roles. A definer that no longer exists gets no privileges.
+    ///
+    /// The authorization resolved for the same definer by the previous call (handed back by
+    /// [`Self::end_definer`]) comes along; it is used only while the catalog version is the one
+    /// it was built from, exactly like the session's own.
     pub fn for_definer(&self, definer: AccountName) -> SessionSecurity {
-        SessionSecurity::new(Some(definer), &self.login_user, &self.login_host, Vec::new())
+        let known = lock(&self.definer).as_ref().filter(|(account, _, _)| *account == definer).map(|(_, version, auth)| (*version, auth.clone()));
+        let context = SessionSecurity::new(Some(definer), &self.login_user, &self.login_host, Vec::new());
+        *lock(&context.cache) = known;
+        context
+    }
+
+    /// Takes back a context [`Self::for_definer`] made when its routine returns, keeping the
+    /// authorization it resolved for the next call of a routine with the same definer.
+    pub fn end_definer(&self, context: SessionSecurity) {
+        let resolved = context.cache.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let (Some(account), Some((version, auth))) = (context.account, resolved) {
+            *lock(&self.definer) = Some((account, version, auth));
+        }
     }
 
     pub fn account(&self) -> Option<&AccountName> {
@@ -137,7 +170,8 @@ impl SessionSecurity {
 
     /// Requires a privilege on a table (or, for `column_ok`, a column-level grant suffices).
     fn need_table(&self, auth: &Authorization, p: Privilege, database: &str, table: &str) -> Result<(), Error> {
-        if auth.on_table(database, table).has(p) {
+        // A global grant covers every table: answered without building the table's key.
+        if auth.global().has(p) || auth.on_table(database, table).has(p) {
             Ok(())
         } else {
             Err(self.table_denied(p.name(), table))
@@ -146,7 +180,7 @@ impl SessionSecurity {
 
     /// Requires a privilege on each of `columns` (names) of a table: table-level or per column.
     fn need_columns<'c>(&self, auth: &Authorization, p: Privilege, def: &TableDef, columns: impl Iterator<Item = &'c str>) -> Result<(), Error> {
-        if auth.on_table(&def.database, &def.name).has(p) {
+        if auth.global().has(p) || auth.on_table(&def.database, &def.name).has(p) {
             return Ok(());
         }
         if !auth.on_some_column(&def.database, &def.name, p) {
@@ -297,7 +331,7 @@ impl SessionSecurity {
 
     /// `privilege` (EXECUTE or ALTER ROUTINE) on one routine, at routine, database or global level.
     fn need_routine(&self, auth: &Authorization, privilege: Privilege, database: &str, kind: RoutineKind, name: &str) -> Result<(), Error> {
-        if auth.on_routine(database, kind, name).has(privilege) {
+        if auth.global().has(privilege) || auth.on_routine(database, kind, name).has(privilege) {
             return Ok(());
         }
         let command = if privilege == Privilege::Execute { "execute" } else { "alter routine" };

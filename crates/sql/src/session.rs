@@ -97,17 +97,18 @@ pub(crate) enum Planned {
     Delete(DeletePlan),
 }
 
-/// A plan with what it depends on.
+/// A plan with what it depends on. Cloned for every execution (prepared statements, the plan
+/// cache, routine bodies), so everything in it is shared, not copied.
 #[derive(Clone, Debug)]
 pub(crate) struct CachedPlan {
     pub planned: Arc<Planned>,
     pub slots: Arc<Vec<Slot>>,
     /// Tables and the definition versions the plan was built from.
-    pub tables: Vec<(TableId, u64)>,
+    pub tables: Arc<[(TableId, u64)]>,
     /// Stored functions the plan calls, with their catalog versions.
-    pub routines: Vec<(cairn_common::routine::RoutineKey, u64)>,
+    pub routines: Arc<[(cairn_common::routine::RoutineKey, u64)]>,
     /// The current database when planned (names resolve against it).
-    pub database: Option<String>,
+    pub database: Option<Arc<str>>,
     /// A query's result metadata for the result collation it was last built for (shared by
     /// the clones a prepared statement makes per execution).
     pub metadata: MetadataCache,
@@ -332,12 +333,11 @@ impl<B: Backend> Session<B> {
     }
 
     pub(crate) fn has_mode(&self, mode: &str) -> bool {
-        self.sql_mode().split(',').any(|m| m == mode)
+        self.vars.sql_modes().contains(mode)
     }
 
     fn write_mode(&self) -> WriteMode {
-        let mode = self.sql_mode();
-        let has = |m: &str| mode.split(',').any(|x| x == m);
+        let has = |m: &str| self.has_mode(m);
         WriteMode {
             strict: has("STRICT_TRANS_TABLES") || has("STRICT_ALL_TABLES"),
             no_zero_date: has("NO_ZERO_DATE"),
@@ -398,8 +398,10 @@ impl<B: Backend> Session<B> {
 
     fn snapshot(&self) -> Snapshot {
         let micros = self.engine.config.clock.now_micros();
-        let zone = match self.read_var_value("time_zone") {
-            Some(Value::Text(z)) => zone_offset(&z).unwrap_or(0),
+        // Read in place rather than through read_var_value, which would copy the default
+        // ('SYSTEM', which is UTC here) into a new string for every statement.
+        let zone = match self.vars.get("time_zone") {
+            Some(Value::Text(z)) => zone_offset(z).unwrap_or(0),
             _ => 0,
         };
         let utc_now = DateTime::from_unix_micros(micros).unwrap_or(DateTime::ZERO);
@@ -414,9 +416,28 @@ impl<B: Backend> Session<B> {
             last_insert_id: self.last_insert_id,
             found_rows: self.found_rows,
             row_count: self.row_count,
-            rng: (self.info.connection_id.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ (micros as u64) ^ self.statements_run.rotate_left(17),
+            rng: self.random_seed(micros),
             version: self.version.clone(),
             authorization: self.security.authorization(&self.engine.backend.catalog()),
+        }
+    }
+
+    /// RAND()'s seed for a statement starting at `micros`.
+    fn random_seed(&self, micros: i64) -> u64 {
+        (self.info.connection_id.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ (micros as u64) ^ self.statements_run.rotate_left(17)
+    }
+
+    /// Brings a snapshot taken earlier in the same statement (a routine's, reused across the
+    /// expressions of its body) up to what [`Self::snapshot`] would give now; the clock is
+    /// the caller's business (a routine keeps its calling statement's). The authorization is
+    /// left as it was: it only filters information_schema, which such expressions do not read.
+    pub(crate) fn refresh_snapshot(&self, snapshot: &mut Snapshot) {
+        snapshot.last_insert_id = self.last_insert_id;
+        snapshot.found_rows = self.found_rows;
+        snapshot.row_count = self.row_count;
+        snapshot.rng = self.random_seed(self.engine.config.clock.now_micros());
+        if snapshot.database != self.database {
+            snapshot.database = self.database.clone();
         }
     }
 
@@ -622,9 +643,9 @@ impl<B: Backend> Session<B> {
         Ok(Some(CachedPlan {
             planned: Arc::new(planned),
             slots: Arc::new(ctx.slots),
-            tables: ctx.tables,
-            routines: ctx.routines,
-            database: self.database.clone(),
+            tables: ctx.tables.into(),
+            routines: ctx.routines.into(),
+            database: self.database.as_deref().map(Arc::from),
             metadata: Arc::new(Mutex::new(None)),
         }))
     }
@@ -645,7 +666,7 @@ impl<B: Backend> Session<B> {
     }
 
     fn plan_is_current(&self, cached: &CachedPlan, catalog: &Catalog) -> bool {
-        cached.database == self.database && self.dependencies_current(&cached.tables, &cached.routines, catalog)
+        cached.database.as_deref() == self.database.as_deref() && self.dependencies_current(&cached.tables, &cached.routines, catalog)
     }
 
     /// Binds a plan's slots: parameters, variables, and the results of its subqueries.

@@ -212,8 +212,11 @@ pub(crate) static VARIABLES: &[VarDef] = &[
 
 /// Looks a variable up by name (any case).
 pub(crate) fn lookup(name: &str) -> Option<&'static VarDef> {
-    let lower = name.to_ascii_lowercase();
-    VARIABLES.binary_search_by(|v| v.name.cmp(lower.as_str())).ok().map(|i| &VARIABLES[i])
+    // Compared byte by byte in lower case rather than through a lowercased copy: the engine
+    // looks variables up several times per statement (autocommit, sql_mode, time_zone), and
+    // the registry's names are all lower-case ASCII.
+    let lower = name.bytes().map(|b| b.to_ascii_lowercase());
+    VARIABLES.binary_search_by(|v| v.name.bytes().cmp(lower.clone())).ok().map(|i| &VARIABLES[i])
 }
 
 pub(crate) fn unknown(name: &str) -> Error {
@@ -345,10 +348,54 @@ pub(crate) fn normalize_sql_mode(text: &str) -> Option<String> {
     Some(set.join(","))
 }
 
+/// A sql_mode as a set of its words (bit i is `SQL_MODES[i]`): parsed when the variable is
+/// set, so that the statements that consult it (every plan, every write) test a bit instead of
+/// copying and splitting the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SqlModes(u64);
+
+// Every word needs a bit.
+const _: () = assert!(SQL_MODES.len() <= 64);
+
+impl SqlModes {
+    /// The words of a stored (normalized) sql_mode; words that are not modes are ignored, as
+    /// a test for them by name never matched a known mode either.
+    pub fn parse(text: &str) -> SqlModes {
+        let mut bits = 0;
+        for word in text.split(',') {
+            if let Some(i) = SQL_MODES.iter().position(|m| *m == word) {
+                bits |= 1u64 << i;
+            }
+        }
+        SqlModes(bits)
+    }
+
+    /// Whether the mode word `mode` (upper case, as in `SQL_MODES`) is set.
+    pub fn contains(self, mode: &str) -> bool {
+        SQL_MODES.iter().position(|m| *m == mode).is_some_and(|i| self.0 & (1u64 << i) != 0)
+    }
+
+    /// The sql_mode a session reads: its own value when it holds text, otherwise MySQL's default.
+    fn of(value: Option<&Value>) -> SqlModes {
+        match value {
+            Some(Value::Text(s)) => SqlModes::parse(s),
+            _ => SqlModes::parse(DEFAULT_SQL_MODE),
+        }
+    }
+}
+
 /// The session's own values over the registry's defaults.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct SessionVariables {
     values: BTreeMap<&'static str, Value>,
+    /// sql_mode's words, kept in step with its value by `set`, `reset` and `clear`.
+    modes: SqlModes,
+}
+
+impl Default for SessionVariables {
+    fn default() -> SessionVariables {
+        SessionVariables { values: BTreeMap::new(), modes: SqlModes::of(None) }
+    }
 }
 
 impl SessionVariables {
@@ -356,11 +403,17 @@ impl SessionVariables {
         self.values.get(name)
     }
 
+    /// The session's sql_mode, parsed.
+    pub fn sql_modes(&self) -> SqlModes {
+        self.modes
+    }
+
     pub fn set(&mut self, def: &'static VarDef, value: Value) {
         self.values.insert(def.name, value.clone());
         if let Some(other) = alias_of(def.name).and_then(lookup) {
             self.values.insert(other.name, value);
         }
+        self.sync_modes(def.name);
     }
 
     pub fn reset(&mut self, def: &'static VarDef) {
@@ -368,10 +421,18 @@ impl SessionVariables {
         if let Some(other) = alias_of(def.name) {
             self.values.remove(other);
         }
+        self.sync_modes(def.name);
     }
 
     pub fn clear(&mut self) {
         self.values.clear();
+        self.modes = SqlModes::of(None);
+    }
+
+    fn sync_modes(&mut self, changed: &str) {
+        if changed == "sql_mode" {
+            self.modes = SqlModes::of(self.values.get("sql_mode"));
+        }
     }
 }
 
@@ -418,6 +479,28 @@ mod tests {
         let packet = lookup("max_allowed_packet").unwrap();
         assert_eq!(normalize(packet, Value::Int(1)).unwrap(), Value::UInt(1024));
         assert_eq!(normalize(packet, Value::text("x")).unwrap_err().code(), 1232);
+    }
+
+    #[test]
+    fn parsed_sql_mode_follows_every_change() {
+        let mode = lookup("sql_mode").unwrap();
+        let mut vars = SessionVariables::default();
+        assert!(vars.sql_modes().contains("STRICT_TRANS_TABLES") && vars.sql_modes().contains("ONLY_FULL_GROUP_BY"));
+        assert!(!vars.sql_modes().contains("PIPES_AS_CONCAT"));
+        vars.set(mode, normalize(mode, Value::text("ansi")).unwrap());
+        assert!(vars.sql_modes().contains("PIPES_AS_CONCAT") && vars.sql_modes().contains("ANSI_QUOTES"));
+        assert!(!vars.sql_modes().contains("STRICT_TRANS_TABLES"));
+        vars.set(mode, Value::text(""));
+        assert_eq!(vars.sql_modes(), SqlModes::parse(""));
+        vars.reset(mode);
+        assert_eq!(vars.sql_modes(), SqlModes::parse(DEFAULT_SQL_MODE));
+        vars.set(mode, Value::text("NO_ZERO_DATE"));
+        vars.clear();
+        assert!(vars.sql_modes().contains("NO_ZERO_IN_DATE"), "clear goes back to the default");
+        // Setting another variable leaves it alone.
+        vars.set(mode, Value::text("NO_ZERO_DATE"));
+        vars.set(lookup("autocommit").unwrap(), Value::Int(0));
+        assert_eq!(vars.sql_modes(), SqlModes::parse("NO_ZERO_DATE"));
     }
 
     #[test]

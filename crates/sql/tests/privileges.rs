@@ -242,6 +242,27 @@ async fn routine_privileges_and_sql_security() {
     assert_eq!(fails(&mut exim, "SELECT calmail.key_count()").await.0, 1370);
 }
 
+/// A session keeps the definer's resolved privileges from one call of a definer-rights routine
+/// to the next (privileges.rs, `for_definer`), for one catalog version only: a REVOKE from the
+/// definer, or a GRANT back, reaches the very next call.
+#[tokio::test]
+async fn definer_rights_follow_grant_changes_between_calls() {
+    let (engine, mut root) = setup().await;
+    ok(&mut root, "CREATE USER 'keeper'@'%'").await;
+    ok(&mut root, "GRANT SELECT ON secret.* TO 'keeper'@'%'").await;
+    ok(&mut root, "CREATE DEFINER = 'keeper'@'%' FUNCTION calmail.kept_count() RETURNS INT READS SQL DATA SQL SECURITY DEFINER RETURN (SELECT COUNT(*) FROM secret.keys)").await;
+    ok(&mut root, "CREATE USER 'exim'@'%'").await;
+    ok(&mut root, "GRANT EXECUTE ON calmail.* TO 'exim'@'%'").await;
+    let mut exim = login(&engine, "exim", "%", "10.0.0.1");
+    for _ in 0..2 {
+        assert_eq!(rows(&mut exim, "SELECT calmail.kept_count()").await, [["1"]]);
+    }
+    ok(&mut root, "REVOKE SELECT ON secret.* FROM 'keeper'@'%'").await;
+    assert_eq!(fails(&mut exim, "SELECT calmail.kept_count()").await.0, 1142);
+    ok(&mut root, "GRANT SELECT ON secret.* TO 'keeper'@'%'").await;
+    assert_eq!(rows(&mut exim, "SELECT calmail.kept_count()").await, [["1"]]);
+}
+
 #[tokio::test]
 async fn multiple_table_update_and_delete_need_their_privileges_on_every_table() {
     let (engine, mut root) = setup().await;

@@ -39,7 +39,7 @@ use cairn_storage::coerce::{Coercion, coerce};
 
 use super::{CachedPlan, Planned, Session, placeholders};
 use crate::backend::Backend;
-use crate::compile::{Compiler, PlanContext, PlanEnv, Scope};
+use crate::compile::{Compiler, PlanContext, PlanEnv, Scope, Slot};
 use crate::engine::Stats;
 use crate::exec::Exec;
 use crate::lexer::StatementText;
@@ -113,6 +113,10 @@ struct Call<'p> {
     active: Vec<Error>,
     /// The calling statement's start, which NOW() keeps inside the routine.
     now: (DateTime, DateTime),
+    /// The session state expressions of the body see, made at the first expression evaluated
+    /// without an executor (`eval_in_place`) and brought up to date before each one. In a
+    /// mutex only so that a `&Call` may be held across awaits (it is never contended).
+    snapshot: std::sync::Mutex<Option<crate::exec::Snapshot>>,
 }
 
 /// A routine found in a catalog: the catalog is held, so the definition is borrowed from it
@@ -127,6 +131,11 @@ impl Found {
         // find_routine only builds a Found whose key is in its catalog.
         &self.catalog.routines[&self.key]
     }
+}
+
+/// Whether a slot is bound without running anything (see `eval_in_place`).
+fn slot_binds_in_place(slot: &Slot) -> bool {
+    !matches!(slot, Slot::Subquery { .. } | Slot::Routine(_))
 }
 
 /// The class of a SQLSTATE: '01' warning, '02' not found, anything else an exception.
@@ -441,10 +450,16 @@ impl<B: Backend> Session<B> {
             let program = self.engine.routines.program(def)?;
             // The routine runs in its own database and with its own sql_mode.
             let saved_database = std::mem::replace(&mut self.database, Some(def.database.clone()));
+            // Set only when it differs from the caller's (usually both are the default), so
+            // that a call costs no copy of the mode text and no parse of it.
             let sql_mode_def = variables::lookup("sql_mode");
             let saved_mode = sql_mode_def.and_then(|d| self.vars.get(d.name).cloned());
+            let current_mode = match &saved_mode {
+                Some(Value::Text(t)) => t.as_str(),
+                _ => variables::DEFAULT_SQL_MODE,
+            };
             if let Some(d) = sql_mode_def
-                && saved_mode.as_ref().map(|v| v.to_text()) != Some(def.sql_mode.as_str().into())
+                && current_mode != def.sql_mode
             {
                 self.vars.set(d, Value::text(&def.sql_mode));
             }
@@ -473,7 +488,8 @@ impl<B: Backend> Session<B> {
             let mut result = self.run_program(def, &program, args, now, display).await;
             self.routines.stack.pop();
             if let Some(caller) = caller_security {
-                self.security = caller;
+                let definer_security = std::mem::replace(&mut self.security, caller);
+                self.security.end_definer(definer_security);
             }
             if own_transaction {
                 let ended = self.end_transaction(result.is_ok()).await;
@@ -482,7 +498,10 @@ impl<B: Backend> Session<B> {
                 }
             }
             self.database = saved_database;
-            if let Some(d) = sql_mode_def {
+            // Restored whenever it differs: the routine's own, or one its body SET.
+            if let Some(d) = sql_mode_def
+                && self.vars.get(d.name) != saved_mode.as_ref()
+            {
                 match saved_mode {
                     Some(v) => self.vars.set(d, v),
                     None => self.vars.reset(d),
@@ -507,6 +526,7 @@ impl<B: Backend> Session<B> {
             scopes: Vec::new(),
             active: Vec::new(),
             now,
+            snapshot: std::sync::Mutex::new(None),
         };
         for (slot, value) in args.into_iter().enumerate().take(program.param_count) {
             let stored = self.convert_for_slot(&call, slot as u16, value)?;
@@ -615,9 +635,59 @@ impl<B: Backend> Session<B> {
 
     async fn eval(&mut self, call: &Call<'_>, e: &RoutineExpr) -> Result<Value, Error> {
         let compiled = self.compiled(e)?;
+        if compiled.tables.is_empty() && compiled.slots.iter().all(slot_binds_in_place) {
+            return self.eval_in_place(call, &compiled);
+        }
         self.security.check_reads(&self.engine.backend.catalog(), &compiled.tables)?;
         let mut exec = self.routine_exec(call);
         self.eval_lazily(&compiled, &call.frame, &mut exec).await
+    }
+
+    /// Evaluates an expression that runs no subquery and calls no stored function (most
+    /// conditions and values of a body: `v_ip IS NULL`, `v_now < v_first + p_delay`) without
+    /// building an executor: its slots are bound from the frame, the variables and the calling
+    /// statement's time, exactly as `bind_slots` binds them, and it sees the session through
+    /// the call's snapshot. It reads no table, so there is no privilege to check.
+    fn eval_in_place(&mut self, call: &Call<'_>, compiled: &CompiledExpr) -> Result<Value, Error> {
+        let mut values = Vec::with_capacity(compiled.slots.len());
+        for slot in compiled.slots.iter() {
+            values.push(match slot {
+                Slot::Param(n) => call.frame.get(*n as usize).cloned().ok_or_else(|| err!(WrongArguments, "Incorrect arguments to mysqld_stmt_execute"))?,
+                Slot::SystemVar { scope, name } => self.system_var(*scope, name)?,
+                Slot::UserVar(name) => self.user_vars.get(name).cloned().unwrap_or(Value::Null),
+                Slot::UtcNow { fsp } => Value::DateTime(call.now.1.round_to_fsp(*fsp).unwrap_or(call.now.1)),
+                Slot::UnixNow => Value::Int(call.now.1.to_unix_seconds().unwrap_or(0)),
+                Slot::Outer { .. } | Slot::Correlated { .. } => Value::Null,
+                Slot::Subquery { .. } | Slot::Routine(_) => return Err(Error::internal("a subquery or stored function call evaluated in place")),
+            });
+        }
+        let mut guard = call.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_mut() {
+            Some(snapshot) => self.refresh_snapshot(snapshot),
+            None => {
+                let mut snapshot = self.snapshot();
+                snapshot.now = call.now.0;
+                snapshot.utc_now = call.now.1;
+                *guard = Some(snapshot);
+            }
+        }
+        let Some(snapshot) = guard.as_mut() else {
+            return Err(Error::internal("a routine call without a snapshot"));
+        };
+        let mut ctx = cairn_common::expr::EvalContext {
+            params: &values,
+            warnings: Vec::new(),
+            session: Some(snapshot),
+            strict: false,
+            unbound: &[],
+            missing: None,
+        };
+        let result = compiled.expr.eval(&[], &mut ctx);
+        let warnings = std::mem::take(&mut ctx.warnings);
+        drop(ctx);
+        drop(guard);
+        self.add_warnings(warnings);
+        result
     }
 
     /// A leaf statement's plan: kept with the program, re-planned when a table (or a stored
