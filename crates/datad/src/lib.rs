@@ -280,6 +280,9 @@ pub async fn run(options: DatadOptions) -> anyhow::Result<i32> {
     replica_config.election_tick = election_tick;
     replica_config.lease_ticks = election_tick - 2;
     replica_config.applied_index = recovered.applied_index;
+    // The commit index travels with the next append, or within COMMIT_SEND_DELAY in a
+    // heartbeat (node_group.rs): one message and answer less per commit under load.
+    replica_config.defer_commit_broadcast = true;
     let replay_until = recovered.log.hard_state().commit;
     let mut replica =
         Replica::new(replica_config, recovered.log).map_err(|e| anyhow::anyhow!("node group replica: {e}"))?;

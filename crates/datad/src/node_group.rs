@@ -15,6 +15,7 @@
 //! Checkpoints, snapshots, log truncation, `DiskSync = Interval` flushes and backups live in
 //! [`durability`], called from a few hooks here.
 
+mod answers;
 mod durability;
 
 pub use durability::{DurabilityEvent, DurabilitySetup};
@@ -38,7 +39,6 @@ use cairn_replication::wal::FileLogStore;
 use cairn_replication::{CommittedEntry, EntryPayload, LeadershipChange, ProposalId, ProposeError, Replica};
 use cairn_storage::txn::ControlAttempt;
 use cairn_storage::{Limits, Pending, ReadAttempt, Store, TxnLimits, TxnManager, WriteAttempt};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
 const MAX_EVENTS_PER_ROUND: usize = 4096;
@@ -47,13 +47,20 @@ const MAX_EVENTS_PER_ROUND: usize = 4096;
 const INDEX_BACKFILL_ROWS_PER_ROUND: usize = 10_000;
 /// How long a request for a table this node does not know yet waits for the catalog push.
 const CATALOG_WAIT: Duration = Duration::from_secs(5);
+/// How long a leader leaves an advanced commit index unsent (`ReplicaConfig::defer_commit_broadcast`)
+/// before it sends it in a heartbeat of its own. Under a stream of writes the next append
+/// carries it sooner, which saves the followers a message, a wake-up and an answer per commit;
+/// this bounds how far a follower's applied state trails when the writes stop.
+const COMMIT_SEND_DELAY: Duration = Duration::from_millis(2);
 /// How long a prepared transaction waits for its decision before this leader asks the decision
 /// group (which decides abort if it has no decision: presumed abort).
 pub const RESOLVE_AFTER: Duration = Duration::from_secs(3);
 
 /// Where the answer to one request goes: straight into the send queue of the connection it
 /// came on. The loop thread encodes the answer frame itself, so an answer costs no task, no
-/// channel and no extra thread wake-up on its way out; only when that connection's queue is full
+/// channel and no extra thread wake-up on its way out; the answers of one stretch of a round
+/// are queued together (see [`answers`]), so that the connection's writer sends them in one
+/// write. Only when that connection's queue is full
 /// does a task wait for room, so that a slow SQL node never stalls the loop. A request dropped
 /// unanswered (the loop stopping) is answered "unavailable" rather than left to time out.
 pub struct Reply {
@@ -79,14 +86,8 @@ impl Reply {
             request_id: self.request_id,
             body: Some(Body::DataResponse(DataResponse { body: encode(&body) })),
         };
-        match sender.try_enqueue(frame) {
-            Ok(()) | Err(TrySendError::Closed(_)) => {}
-            Err(TrySendError::Full(frame)) => {
-                self.runtime.spawn(async move {
-                    let _ = sender.send(frame).await;
-                });
-            }
-        }
+        // On the loop thread the answer waits for the round's next flush (see `answers`).
+        answers::send(sender, frame, &self.runtime);
     }
 }
 
@@ -313,6 +314,9 @@ pub struct NodeGroupLoop {
     /// Dropped tables whose rows this leader has proposed to free.
     drops_proposed: std::collections::HashSet<TableId>,
     durability: Option<durability::Durability>,
+    /// When this leader sends a commit index no append has carried yet (see
+    /// [`COMMIT_SEND_DELAY`]).
+    commit_due: Option<Instant>,
 }
 
 fn lock_wait_timeout() -> DataError {
@@ -368,16 +372,21 @@ impl NodeGroupLoop {
             prepared_seen: HashMap::new(),
             drops_proposed: Default::default(),
             durability: None,
+            commit_due: None,
         };
         (this, tx)
     }
 
     pub fn run(mut self) -> anyhow::Result<()> {
         let mut next_tick = Instant::now() + self.settings.tick;
+        // Answers made on this thread go out together at the flush points of each round.
+        let _holding = answers::Holding::start();
         loop {
+            answers::flush();
             // While an index is being built, rounds follow each other without waiting.
             let indexing = self.shared.store.read().unwrap_or_else(|e| e.into_inner()).indexes_pending();
             let wake = self.durability_wakeup().map_or(next_tick, |at| at.min(next_tick));
+            let wake = self.commit_due.map_or(wake, |at| at.min(wake));
             let wait = if indexing { Duration::ZERO } else { wake.saturating_duration_since(Instant::now()) };
             let waiting = Instant::now();
             let received = self.inbox.recv_timeout(wait);
@@ -413,9 +422,18 @@ impl NodeGroupLoop {
                 self.arbitrate_if_stalled();
                 self.take_peer_back();
             }
+            if self.commit_due.is_some_and(|at| Instant::now() >= at) {
+                self.commit_due = None;
+                if self.replica.commit_unsent() {
+                    self.replica.send_commit();
+                }
+            }
             self.start_read_batch();
             self.free_dropped_tables();
             self.process_ready()?;
+            if self.commit_due.is_none() && self.replica.commit_unsent() {
+                self.commit_due = Some(Instant::now() + COMMIT_SEND_DELAY);
+            }
             {
                 // Under the store's write lock: lease reads on the network thread wait at most
                 // one slice.
@@ -955,6 +973,8 @@ impl NodeGroupLoop {
             self.apply_queue.extend(early.committed);
             self.drain_apply_queue()?;
             self.drop_proposals(early.dropped_proposals);
+            // Their answers leave now, not after the log write below.
+            answers::flush();
             let output = self
                 .replica
                 .finish_ready(in_progress)

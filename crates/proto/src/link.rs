@@ -117,6 +117,13 @@ impl FrameSender {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// A sender attached to no connection, and the receiving end of its queue: for tests of code
+    /// that answers through a link.
+    pub fn detached(capacity: usize) -> (FrameSender, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (FrameSender { tx }, rx)
+    }
 }
 
 pub struct FrameReceiver {

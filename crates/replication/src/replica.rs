@@ -71,6 +71,16 @@
 //! the owner restores its state machine from it before applying the committed entries of the
 //! same output.
 //!
+//! # Messages
+//!
+//! The proposals made between two Readies go to each follower as one append message (raft-rs's
+//! `batch_append`, capped at `max_size_per_msg` bytes per Ready), so a follower steps, persists
+//! and answers once per leader round, not once per proposal. With
+//! [`ReplicaConfig::defer_commit_broadcast`] a leader also stops sending an append of its own
+//! for each advance of the commit index: the next append carries it, or a heartbeat the owner
+//! asks for with [`Replica::send_commit`] once [`Replica::commit_unsent`] has been true for a
+//! moment. Neither changes what a message means, only how many there are.
+//!
 //! Left out: proposal forwarding (followers refuse proposals with a leader hint), witnesses,
 //! and asynchronous persistence (`advance_append_async`): the log write of a `Ready` blocks its
 //! owner's thread, which only its already-committed entries may overtake
@@ -133,6 +143,11 @@ pub struct ReplicaConfig {
     /// leader answers reads without a round trip; at most `election_tick - 2`, 0 to always
     /// confirm with a heartbeat round (default 8).
     pub lease_ticks: usize,
+    /// A leader whose commit index advances does not send it to the followers at once in an
+    /// append of its own (raft-rs's `skip_bcast_commit`): it travels with the next append, or
+    /// when the owner calls [`Replica::send_commit`], which it should do soon after
+    /// [`Replica::commit_unsent`] turns true (default false: sent at once).
+    pub defer_commit_broadcast: bool,
 }
 
 impl ReplicaConfig {
@@ -154,6 +169,7 @@ impl ReplicaConfig {
             max_committed_bytes_per_ready: 64 << 20,
             max_message_bytes: 256 << 20,
             lease_ticks: 8,
+            defer_commit_broadcast: false,
         }
     }
 }
@@ -504,6 +520,14 @@ pub struct Replica<L: LogStore> {
     reads: ReadTracker,
     /// Set when a read may have become answerable.
     reads_dirty: bool,
+    /// Bytes proposed since the last `Ready` was taken. Past `max_size_per_msg` the appends of
+    /// later proposals are no longer merged into one message, so that a merged append stays
+    /// far below the frame and decode limits of the followers.
+    proposed_since_ready: u64,
+    max_size_per_msg: u64,
+    /// The highest commit index this leader sent to each peer (in an append or a heartbeat),
+    /// for [`Replica::commit_unsent`]; cleared when leadership changes.
+    commit_sent: BTreeMap<u64, u64>,
 }
 
 impl<L: LogStore> std::fmt::Debug for Replica<L> {
@@ -600,6 +624,11 @@ impl<L: LogStore> Replica<L> {
             read_only_option: ReadOnlyOption::LeaseBased,
             max_uncommitted_size: config.max_uncommitted_bytes,
             max_committed_size_per_ready: config.max_committed_bytes_per_ready,
+            // Proposals made between two Readies go to each follower as one append message
+            // (see `propose_with` for the size cap): one message to encode, send, decode and
+            // step, and one answer, instead of one per proposal.
+            batch_append: true,
+            skip_bcast_commit: config.defer_commit_broadcast,
             ..raft::Config::default()
         };
         raft_config
@@ -629,6 +658,9 @@ impl<L: LogStore> Replica<L> {
             lease_ticks: config.lease_ticks as u64,
             reads: ReadTracker::default(),
             reads_dirty: false,
+            proposed_since_ready: 0,
+            max_size_per_msg: config.max_size_per_msg,
+            commit_sent: BTreeMap::new(),
         })
     }
 
@@ -773,7 +805,13 @@ impl<L: LogStore> Replica<L> {
                 reason: "empty data would be indistinguishable from a no-op entry".to_string(),
             });
         }
-        self.propose_with(|raw| raw.propose(Vec::new(), data))
+        let len = data.len() as u64;
+        let id = self.propose_with(|raw| raw.propose(Vec::new(), data))?;
+        self.proposed_since_ready += len;
+        if self.proposed_since_ready > self.max_size_per_msg {
+            self.raw.raft.set_batch_append(false);
+        }
+        Ok(id)
     }
 
     /// Proposes a membership change. If raft-rs refuses it because another change is still
@@ -974,6 +1012,9 @@ impl<L: LogStore> Replica<L> {
         let mut in_progress = ReadyInProgress { ready: None, out: ReadyOutput::default() };
         if self.raw.has_ready() {
             let mut ready = self.raw.ready();
+            // The messages of the proposals so far are taken: merging starts afresh.
+            self.proposed_since_ready = 0;
+            self.raw.raft.set_batch_append(true);
             let mut early = Vec::new();
             push_grouped(&mut early, self.stamped(ready.take_messages()));
             for outbox in early {
@@ -1057,14 +1098,52 @@ impl<L: LogStore> Replica<L> {
         Ok(out)
     }
 
-    /// Stamps the leader's heartbeats for the read lease (see `read.rs`).
+    /// Stamps the leader's heartbeats for the read lease (see `read.rs`), and notes the commit
+    /// index each append and heartbeat carries (see [`Replica::commit_unsent`]).
     fn stamped(&mut self, mut messages: Vec<Message>) -> Vec<Message> {
         if self.is_leader() {
             self.reads.sync_term(self.term());
             self.reads
                 .stamp(&mut messages, self.ticks, self.lease_ticks);
+            for message in &messages {
+                if matches!(
+                    message.get_msg_type(),
+                    MessageType::MsgAppend | MessageType::MsgHeartbeat
+                ) {
+                    let sent = self.commit_sent.entry(message.to).or_insert(0);
+                    *sent = (*sent).max(message.commit);
+                }
+            }
         }
         messages
+    }
+
+    /// On a leader: whether a peer has not been sent a commit index it could use (the commit
+    /// index, or as much of it as the peer's log is known to hold). With
+    /// [`ReplicaConfig::defer_commit_broadcast`] that is normal for a moment after a commit;
+    /// [`Replica::send_commit`] ends it.
+    pub fn commit_unsent(&self) -> bool {
+        if self.failure.is_some() || !self.is_leader() {
+            return false;
+        }
+        let commit = self.commit_index();
+        self.raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != self.node_id)
+            .any(|(id, progress)| {
+                let usable = progress.matched.min(commit);
+                usable > 0 && self.commit_sent.get(id).copied().unwrap_or(0) < usable
+            })
+    }
+
+    /// On a leader: sends the commit index to every peer now, in a heartbeat (which also
+    /// refreshes the read lease); the messages come out of the next Ready.
+    pub fn send_commit(&mut self) {
+        if self.failure.is_none() && self.is_leader() {
+            self.raw.ping();
+        }
     }
 
     fn persist(&mut self, batch: LogBatch) -> Result<(), ReplicaError> {
@@ -1187,6 +1266,7 @@ impl<L: LogStore> Replica<L> {
                 out.leadership.push(LeadershipChange::BecameLeader { term });
             }
             self.leader_term = now;
+            self.commit_sent.clear();
         }
     }
 

@@ -167,8 +167,8 @@ fn leader_messages_leave_before_the_write_and_follower_messages_after() {
             early_count.set(early_count.get() + outbox.messages.len());
         })
         .unwrap();
-    // raft-rs broadcasts each proposal as it comes: two appends per follower, one sync.
-    assert_eq!(early_count.get(), 4);
+    // Proposals between two Readies leave as one append per follower, and cost one sync.
+    assert_eq!(early_count.get(), 2);
     assert!(out.messages.is_empty());
     assert_eq!(
         disk[0].sync_count(),
@@ -213,6 +213,152 @@ fn leader_messages_leave_before_the_write_and_follower_messages_after() {
     let response = &out.messages[0].messages[0];
     assert_eq!(response.get_msg_type(), MessageType::MsgAppendResponse);
     assert_eq!(response.index, proposal.index + 1);
+}
+
+/// The appends of many proposals made between two Readies are merged into one message per
+/// follower (one encode, one send, one step and one answer per round instead of per proposal),
+/// and the follower answers that message once.
+#[test]
+fn proposals_between_readies_leave_as_one_append_per_follower() {
+    let (_disk, mut replicas) = three_with_node_one_elected();
+    let first = replicas[0].propose(b"p0".to_vec()).unwrap();
+    for i in 1..20 {
+        replicas[0].propose(format!("p{i}").into_bytes()).unwrap();
+    }
+    let messages = drain(&mut replicas[0]);
+    let to_two: Vec<&Message> = messages
+        .iter()
+        .filter(|m| m.to == 2 && m.get_msg_type() == MessageType::MsgAppend)
+        .collect();
+    assert_eq!(to_two.len(), 1, "one append to node 2, not one per proposal");
+    let indexes: Vec<u64> = to_two[0].get_entries().iter().map(|e| e.index).collect();
+    assert_eq!(indexes, (first.index..first.index + 20).collect::<Vec<_>>());
+    assert_eq!(to_two[0].index, first.index - 1);
+
+    replicas[1].step(to_two[0].clone()).unwrap();
+    let answers = drain(&mut replicas[1]);
+    assert_eq!(answers.len(), 1, "one answer for the merged append");
+    assert_eq!(answers[0].get_msg_type(), MessageType::MsgAppendResponse);
+    assert_eq!(answers[0].index, first.index + 19);
+    replicas[0].step(answers[0].clone()).unwrap();
+    drain(&mut replicas[0]);
+    assert_eq!(replicas[0].commit_index(), first.index + 19);
+}
+
+/// With `defer_commit_broadcast`, a commit index that advances is not sent in an append of its
+/// own: `commit_unsent` says so, and the next append or `send_commit`'s heartbeat carries it.
+#[test]
+fn a_deferred_commit_index_travels_with_the_next_append_or_a_heartbeat() {
+    let disk: Vec<MemLogStore> = (0..2).map(|_| MemLogStore::new()).collect();
+    let mut replicas: Vec<Replica<MemLogStore>> = (1..=2)
+        .map(|id| {
+            let mut config = config(id, &[1, 2]);
+            config.defer_commit_broadcast = true;
+            Replica::new(config, disk[id as usize - 1].clone()).unwrap()
+        })
+        .collect();
+    replicas[0].campaign().unwrap();
+    let mut queue = drain(&mut replicas[0]);
+    while !queue.is_empty() {
+        let mut next = Vec::new();
+        for message in queue {
+            let to = message.to as usize - 1;
+            replicas[to].step(message).unwrap();
+            next.extend(drain(&mut replicas[to]));
+        }
+        queue = next;
+    }
+    assert!(replicas[0].is_ready_leader());
+    if replicas[0].commit_unsent() {
+        replicas[0].send_commit();
+        for message in drain(&mut replicas[0]) {
+            replicas[1].step(message).unwrap();
+        }
+        drain(&mut replicas[1]);
+    }
+    assert!(!replicas[0].commit_unsent());
+
+    let first = replicas[0].propose(b"a".to_vec()).unwrap();
+    let append = drain(&mut replicas[0]);
+    assert_eq!(append.len(), 1);
+    replicas[1].step(append[0].clone()).unwrap();
+    let ack = drain(&mut replicas[1]);
+    replicas[0].step(ack[0].clone()).unwrap();
+    let after_commit = drain(&mut replicas[0]);
+    assert_eq!(replicas[0].commit_index(), first.index);
+    assert!(after_commit.is_empty(), "no append only for the commit index: {after_commit:?}");
+    assert!(replicas[0].commit_unsent());
+    assert!(replicas[1].commit_index() < first.index);
+
+    // The next proposal's append carries it.
+    replicas[0].propose(b"b".to_vec()).unwrap();
+    let append = drain(&mut replicas[0]);
+    assert_eq!(append.len(), 1);
+    assert_eq!(append[0].commit, first.index);
+    assert!(!replicas[0].commit_unsent());
+    replicas[1].step(append[0].clone()).unwrap();
+    let ack = drain(&mut replicas[1]);
+    assert_eq!(replicas[1].commit_index(), first.index);
+    replicas[0].step(ack[0].clone()).unwrap();
+    assert!(drain(&mut replicas[0]).is_empty());
+    assert!(replicas[0].commit_unsent());
+
+    // Or a heartbeat, when nothing else goes out.
+    replicas[0].send_commit();
+    let beats = drain(&mut replicas[0]);
+    assert_eq!(beats.len(), 1);
+    assert_eq!(beats[0].get_msg_type(), MessageType::MsgHeartbeat);
+    assert_eq!(beats[0].commit, first.index + 1);
+    assert!(!replicas[0].commit_unsent());
+    replicas[1].step(beats[0].clone()).unwrap();
+    drain(&mut replicas[1]);
+    assert_eq!(replicas[1].commit_index(), first.index + 1);
+}
+
+/// Merging stops once a round's proposals pass `max_size_per_msg`, so that a merged append
+/// stays within what a follower accepts.
+#[test]
+fn merged_appends_stop_growing_past_the_message_size_limit() {
+    let disk: Vec<MemLogStore> = (0..2).map(|_| MemLogStore::new()).collect();
+    let mut replicas: Vec<Replica<MemLogStore>> = (1..=2)
+        .map(|id| {
+            let mut config = config(id, &[1, 2]);
+            config.max_size_per_msg = 1000;
+            Replica::new(config, disk[id as usize - 1].clone()).unwrap()
+        })
+        .collect();
+    replicas[0].campaign().unwrap();
+    let mut queue = drain(&mut replicas[0]);
+    while !queue.is_empty() {
+        let mut next = Vec::new();
+        for message in queue {
+            let to = message.to as usize - 1;
+            replicas[to].step(message).unwrap();
+            next.extend(drain(&mut replicas[to]));
+        }
+        queue = next;
+    }
+    assert!(replicas[0].is_ready_leader());
+    // Ten proposals of 300 bytes: merged until the round passed 1000 bytes, then one each.
+    for _ in 0..10 {
+        replicas[0].propose(vec![7u8; 300]).unwrap();
+    }
+    let appends: Vec<Message> = drain(&mut replicas[0])
+        .into_iter()
+        .filter(|m| m.get_msg_type() == MessageType::MsgAppend)
+        .collect();
+    let sizes: Vec<usize> = appends.iter().map(|m| m.get_entries().len()).collect();
+    assert_eq!(sizes, vec![4, 1, 1, 1, 1, 1, 1], "merged up to the limit, then one each");
+    // The next round merges again.
+    for _ in 0..3 {
+        replicas[0].propose(vec![7u8; 10]).unwrap();
+    }
+    let appends: Vec<Message> = drain(&mut replicas[0])
+        .into_iter()
+        .filter(|m| m.get_msg_type() == MessageType::MsgAppend)
+        .collect();
+    assert_eq!(appends.len(), 1);
+    assert_eq!(appends[0].get_entries().len(), 3);
 }
 
 #[test]

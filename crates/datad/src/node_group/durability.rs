@@ -942,13 +942,6 @@ impl NodeGroupLoop {
 
     fn step_checkpoint(&mut self) {
         let queue_empty = self.apply_queue.is_empty();
-        let cut = Cut {
-            applied_index: self.store_applied,
-            applied_term: self.durability.as_ref().map_or(0, |d| d.applied_term),
-            catalog_version: self.catalog.version,
-            raft_membership: self.replica.conf_state().write_to_bytes().unwrap_or_default(),
-            txn_state: self.txns.replicated_state(),
-        };
         let Some(d) = self.durability.as_mut() else { return };
         let now = d.now();
         let LcpState::Capturing { capture, started } = &mut d.lcp else { return };
@@ -973,6 +966,16 @@ impl NodeGroupLoop {
         // The membership in the cut is Raft's current one, which matches the store only when
         // nothing committed waits to be applied.
         if capture.is_captured() && queue_empty {
+            // The cut is made only here, once per checkpoint: it serializes the membership and
+            // the transaction state (up to DECISIONS_KEPT remembered decisions), which every
+            // loop round used to pay for.
+            let cut = Cut {
+                applied_index: self.store_applied,
+                applied_term: d.applied_term,
+                catalog_version: self.catalog.version,
+                raft_membership: self.replica.conf_state().write_to_bytes().unwrap_or_default(),
+                txn_state: self.txns.replicated_state(),
+            };
             let started = *started;
             let LcpState::Capturing { capture, .. } = std::mem::replace(&mut d.lcp, LcpState::Idle) else { return };
             let cut_index = cut.applied_index;
