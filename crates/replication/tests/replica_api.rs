@@ -11,7 +11,7 @@ use std::cell::Cell;
 use cairn_replication::eraftpb::{ConfState, Entry, Message, MessageType, Snapshot};
 use cairn_replication::wal::{FileLogStore, LogStore, MemLogStore};
 use cairn_replication::{
-    ProposeError, Replica, ReplicaError, SnapshotSource, StepError, encode_message,
+    ProposeError, Replica, ReplicaConfig, ReplicaError, SnapshotSource, StepError, encode_message,
 };
 use common::{Cluster, MemDisk, config};
 
@@ -28,9 +28,23 @@ fn drain<L: LogStore>(replica: &mut Replica<L>) -> Vec<Message> {
 /// Three in-memory replicas with node 1 elected by hand (every message delivered until none is
 /// left), and their log stores.
 fn three_with_node_one_elected() -> (Vec<MemLogStore>, Vec<Replica<MemLogStore>>) {
-    let disk: Vec<MemLogStore> = (0..3).map(|_| MemLogStore::new()).collect();
-    let mut replicas: Vec<Replica<MemLogStore>> = (1..=3)
-        .map(|id| Replica::new(config(id, &[1, 2, 3]), disk[id as usize - 1].clone()).unwrap())
+    node_one_elected(3, |_| {})
+}
+
+/// `members` in-memory replicas (ids 1, 2, ...), each configured by `configure` after the
+/// defaults, with node 1 elected by hand, and their log stores.
+fn node_one_elected(
+    members: u64,
+    configure: impl Fn(&mut ReplicaConfig),
+) -> (Vec<MemLogStore>, Vec<Replica<MemLogStore>>) {
+    let voters: Vec<u64> = (1..=members).collect();
+    let disk: Vec<MemLogStore> = (0..members).map(|_| MemLogStore::new()).collect();
+    let mut replicas: Vec<Replica<MemLogStore>> = (1..=members)
+        .map(|id| {
+            let mut config = config(id, &voters);
+            configure(&mut config);
+            Replica::new(config, disk[id as usize - 1].clone()).unwrap()
+        })
         .collect();
     replicas[0].campaign().unwrap();
     let mut queue = drain(&mut replicas[0]);
@@ -249,26 +263,7 @@ fn proposals_between_readies_leave_as_one_append_per_follower() {
 /// own: `commit_unsent` says so, and the next append or `send_commit`'s heartbeat carries it.
 #[test]
 fn a_deferred_commit_index_travels_with_the_next_append_or_a_heartbeat() {
-    let disk: Vec<MemLogStore> = (0..2).map(|_| MemLogStore::new()).collect();
-    let mut replicas: Vec<Replica<MemLogStore>> = (1..=2)
-        .map(|id| {
-            let mut config = config(id, &[1, 2]);
-            config.defer_commit_broadcast = true;
-            Replica::new(config, disk[id as usize - 1].clone()).unwrap()
-        })
-        .collect();
-    replicas[0].campaign().unwrap();
-    let mut queue = drain(&mut replicas[0]);
-    while !queue.is_empty() {
-        let mut next = Vec::new();
-        for message in queue {
-            let to = message.to as usize - 1;
-            replicas[to].step(message).unwrap();
-            next.extend(drain(&mut replicas[to]));
-        }
-        queue = next;
-    }
-    assert!(replicas[0].is_ready_leader());
+    let (_disk, mut replicas) = node_one_elected(2, |config| config.defer_commit_broadcast = true);
     if replicas[0].commit_unsent() {
         replicas[0].send_commit();
         for message in drain(&mut replicas[0]) {
@@ -319,26 +314,7 @@ fn a_deferred_commit_index_travels_with_the_next_append_or_a_heartbeat() {
 /// stays within what a follower accepts.
 #[test]
 fn merged_appends_stop_growing_past_the_message_size_limit() {
-    let disk: Vec<MemLogStore> = (0..2).map(|_| MemLogStore::new()).collect();
-    let mut replicas: Vec<Replica<MemLogStore>> = (1..=2)
-        .map(|id| {
-            let mut config = config(id, &[1, 2]);
-            config.max_size_per_msg = 1000;
-            Replica::new(config, disk[id as usize - 1].clone()).unwrap()
-        })
-        .collect();
-    replicas[0].campaign().unwrap();
-    let mut queue = drain(&mut replicas[0]);
-    while !queue.is_empty() {
-        let mut next = Vec::new();
-        for message in queue {
-            let to = message.to as usize - 1;
-            replicas[to].step(message).unwrap();
-            next.extend(drain(&mut replicas[to]));
-        }
-        queue = next;
-    }
-    assert!(replicas[0].is_ready_leader());
+    let (_disk, mut replicas) = node_one_elected(2, |config| config.max_size_per_msg = 1000);
     // Ten proposals of 300 bytes: merged until the round passed 1000 bytes, then one each.
     for _ in 0..10 {
         replicas[0].propose(vec![7u8; 300]).unwrap();
