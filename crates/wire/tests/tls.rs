@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_wire::{
-    AuthRequest, CACHING_SHA2_PLUGIN, Column, ErrorPacket, Handler, OkPacket, ParamValue, Prepared, Responses, ServerOptions,
-    TlsInfo, caching_sha2_response, caching_sha2_verifier, capability, serve,
+    AuthRequest, CACHING_SHA2_PLUGIN, ErrorPacket, ServerOptions, TlsInfo, caching_sha2_response, caching_sha2_verifier,
+    capability, serve,
 };
 use common::{frame, parse_greeting};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -39,12 +39,8 @@ struct Recorder {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
-impl Handler for Recorder {
-    fn auth_plugin(&mut self, _user: &str, _client_addr: Option<SocketAddr>) -> &'static str {
-        CACHING_SHA2_PLUGIN
-    }
-
-    async fn authenticate(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
+impl common::Login for Recorder {
+    fn login(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
         let verifier = caching_sha2_verifier(PASSWORD);
         let accepted = request.user == "carol"
             && if request.cleartext {
@@ -54,40 +50,6 @@ impl Handler for Recorder {
             };
         self.seen.lock().unwrap().push(Seen { tls: request.tls.cloned(), cleartext: request.cleartext, accepted });
         if accepted { Ok(()) } else { Err(ErrorPacket::new(1045, "28000", "Access denied")) }
-    }
-
-    async fn query(&mut self, _sql: &[u8], out: &mut Responses) {
-        out.push(OkPacket { affected_rows: 7, ..OkPacket::default() });
-    }
-
-    async fn prepare(&mut self, _sql: &[u8]) -> Result<Prepared, ErrorPacket> {
-        Err(ErrorPacket::new(1295, "HY000", "not here"))
-    }
-
-    async fn execute(&mut self, _id: u32, _params: &[ParamValue], _out: &mut Responses) {}
-
-    fn close_statement(&mut self, _id: u32) {}
-
-    async fn init_db(&mut self, _database: &str) -> Result<(), ErrorPacket> {
-        Ok(())
-    }
-
-    async fn field_list(&mut self, _table: &str, _wildcard: &str) -> Result<Vec<Column>, ErrorPacket> {
-        Ok(Vec::new())
-    }
-
-    async fn reset_connection(&mut self) {}
-
-    async fn change_user(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
-        self.authenticate(request).await
-    }
-
-    fn status_flags(&self) -> u16 {
-        2
-    }
-
-    fn statistics(&mut self) -> String {
-        String::new()
     }
 }
 
@@ -157,7 +119,7 @@ async fn start(options: ServerOptions) -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     let shared = seen.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let handler = Recorder { seen: shared.clone() };
+            let handler = common::LoginOnly(Recorder { seen: shared.clone() });
             let options = options.clone();
             tokio::spawn(async move {
                 let _ = serve(stream, handler, options).await;

@@ -7,10 +7,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use cairn_wire::{
-    AuthRequest, CACHING_SHA2_PLUGIN, Column, ErrorPacket, Handler, OkPacket, ParamValue, Prepared, Responses,
-    RsaKeyPair, RsaKeySource, ServerOptions, caching_sha2_verifier, serve,
-};
+use cairn_wire::{AuthRequest, ErrorPacket, RsaKeyPair, RsaKeySource, ServerOptions, caching_sha2_verifier, serve};
 use tokio::net::TcpListener;
 
 pub const USER: &str = "carol";
@@ -34,12 +31,8 @@ struct GateHandler {
     gate: Arc<Gate>,
 }
 
-impl Handler for GateHandler {
-    fn auth_plugin(&mut self, _user: &str, _client_addr: Option<SocketAddr>) -> &'static str {
-        CACHING_SHA2_PLUGIN
-    }
-
-    async fn authenticate(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
+impl super::Login for GateHandler {
+    fn login(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
         let verifier = caching_sha2_verifier(PASSWORD);
         let known = request.user == USER;
         let accepted = known
@@ -59,40 +52,6 @@ impl Handler for GateHandler {
             let message = format!("Access denied for user '{}'@'127.0.0.1' (using password: YES)", request.user);
             Err(ErrorPacket::new(1045, "28000", message))
         }
-    }
-
-    async fn query(&mut self, _sql: &[u8], out: &mut Responses) {
-        out.push(OkPacket { affected_rows: 7, ..OkPacket::default() });
-    }
-
-    async fn prepare(&mut self, _sql: &[u8]) -> Result<Prepared, ErrorPacket> {
-        Err(ErrorPacket::new(1295, "HY000", "not here"))
-    }
-
-    async fn execute(&mut self, _id: u32, _params: &[ParamValue], _out: &mut Responses) {}
-
-    fn close_statement(&mut self, _id: u32) {}
-
-    async fn init_db(&mut self, _database: &str) -> Result<(), ErrorPacket> {
-        Ok(())
-    }
-
-    async fn field_list(&mut self, _table: &str, _wildcard: &str) -> Result<Vec<Column>, ErrorPacket> {
-        Ok(Vec::new())
-    }
-
-    async fn reset_connection(&mut self) {}
-
-    async fn change_user(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
-        self.authenticate(request).await
-    }
-
-    fn status_flags(&self) -> u16 {
-        2
-    }
-
-    fn statistics(&mut self) -> String {
-        String::new()
     }
 }
 
@@ -118,7 +77,7 @@ pub async fn start(rsa_key: Option<RsaKeySource>) -> (SocketAddr, Arc<Gate>) {
         while let Ok((stream, peer)) = listener.accept().await {
             connection_id += 1;
             let options = ServerOptions { connection_id, client_addr: Some(peer), rsa_key: rsa_key.clone(), ..ServerOptions::default() };
-            let handler = GateHandler { gate: shared.clone() };
+            let handler = super::LoginOnly(GateHandler { gate: shared.clone() });
             tokio::spawn(async move {
                 let _ = serve(stream, handler, options).await;
             });

@@ -23,6 +23,60 @@ use tokio::task::JoinHandle;
 
 pub const ROOT_PASSWORD: &str = "secret";
 
+/// How a [`LoginOnly`] server decides a `caching_sha2_password` login.
+pub trait Login: Send {
+    fn login(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket>;
+}
+
+/// A handler for tests of logging in: every account uses `caching_sha2_password`, `L` decides
+/// each login (and each COM_CHANGE_USER), and every command after login gets a fixed answer
+/// (a query: OK with 7 affected rows).
+pub struct LoginOnly<L>(pub L);
+
+impl<L: Login> Handler for LoginOnly<L> {
+    fn auth_plugin(&mut self, _user: &str, _client_addr: Option<SocketAddr>) -> &'static str {
+        cairn_wire::CACHING_SHA2_PLUGIN
+    }
+
+    async fn authenticate(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
+        self.0.login(request)
+    }
+
+    async fn query(&mut self, _sql: &[u8], out: &mut Responses) {
+        out.push(OkPacket { affected_rows: 7, ..OkPacket::default() });
+    }
+
+    async fn prepare(&mut self, _sql: &[u8]) -> Result<Prepared, ErrorPacket> {
+        Err(ErrorPacket::new(1295, "HY000", "not here"))
+    }
+
+    async fn execute(&mut self, _id: u32, _params: &[ParamValue], _out: &mut Responses) {}
+
+    fn close_statement(&mut self, _id: u32) {}
+
+    async fn init_db(&mut self, _database: &str) -> Result<(), ErrorPacket> {
+        Ok(())
+    }
+
+    async fn field_list(&mut self, _table: &str, _wildcard: &str) -> Result<Vec<Column>, ErrorPacket> {
+        Ok(Vec::new())
+    }
+
+    async fn reset_connection(&mut self) {}
+
+    async fn change_user(&mut self, request: &AuthRequest<'_>) -> Result<(), ErrorPacket> {
+        self.0.login(request)
+    }
+
+    fn status_flags(&self) -> u16 {
+        2
+    }
+
+    fn statistics(&mut self) -> String {
+        String::new()
+    }
+}
+
 /// State shared by every connection of one test server, for assertions.
 #[derive(Debug, Default)]
 pub struct Shared {
